@@ -1,0 +1,184 @@
+"""Flat buffers: the parameters, gradients and state of one (device, dtype, group) as views of
+one contiguous tensor each, so that an optimizer step is a few kernel launches over the whole
+buffer instead of a few per parameter tensor.
+
+A bucket never trusts that its views are still in place. Before every step it checks that
+each parameter still lives in the buffer (``p.data`` reassigned, ``model.to()``, deepcopy all
+break that) and that each gradient is the view it handed out (``model.zero_grad()`` and
+user assignments replace it); see :meth:`FlatBucket.prepare`.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import Tensor
+
+
+def packable(p: Tensor) -> bool:
+    """Whether a parameter can live in a flat buffer: dense, real, contiguous and trainable."""
+    return (
+        p.requires_grad
+        and p.layout == torch.strided
+        and p.is_floating_point()
+        and p.is_contiguous()
+        and p.numel() > 0
+    )
+
+
+class FlatBucket:
+    """Parameters of one (device, dtype, param group) packed into one contiguous buffer."""
+
+    def __init__(self, params: list[Tensor]) -> None:
+        first = params[0]
+        self.params = params
+        self.device, self.dtype = first.device, first.dtype
+        self.shapes = [p.shape for p in params]
+        self.numels = [p.numel() for p in params]
+        self.offsets = [0]
+        for n in self.numels:
+            self.offsets.append(self.offsets[-1] + n)
+        with torch.no_grad():
+            self.param = torch.cat([p.detach().reshape(-1) for p in params])
+            for p, view in zip(params, self.views(self.param), strict=True):
+                p.data = view
+        self.param_ptrs = [p.data_ptr() for p in params]
+        self.grad = torch.zeros_like(self.param)
+        self.grad_views = self.views(self.grad)
+        self.state: dict[str, Tensor] = {}
+        self.state_views: dict[str, list[Tensor]] = {}
+        self.steps: Tensor | None = None  # one float32 counter per parameter, torch's "step"
+        self.step_views: list[Tensor] = []
+        self.uniform_step: int | None = None  # the common step when all counters agree
+        self.state_bound = False
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def numel(self) -> int:
+        return self.offsets[-1]
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        """Per-parameter views of a flat tensor laid out like this bucket."""
+        return [
+            flat[start:end].view(shape)
+            for start, end, shape in zip(self.offsets, self.offsets[1:], self.shapes, strict=False)
+        ]
+
+    def segment(self, flat: Tensor, first: int, last: int) -> Tensor:
+        """The slice of ``flat`` holding parameters ``first`` to ``last - 1``."""
+        return flat[self.offsets[first] : self.offsets[last]]
+
+    def is_intact(self) -> bool:
+        """False when any parameter's storage moved out of the buffer (p.data=, .to(), copy)."""
+        return [p.data_ptr() for p in self.params] == self.param_ptrs
+
+    def prepare(self) -> list[bool]:
+        """Bring gradients into the flat buffer; return which parameters have one this step.
+
+        A gradient that is the bucket's own view costs nothing. A foreign gradient (after
+        ``model.zero_grad()`` and a backward, or an assignment) is copied in once and replaced
+        by the view, so the next backward accumulates straight into the buffer. A parameter
+        whose gradient is None is inactive: torch skips it, and so do we.
+        """
+        grads = [p.grad for p in self.params]
+        views = self.grad_views
+        if all(map(operator.is_, grads, views)):
+            return [True] * len(grads)
+        active = []
+        foreign_src, foreign_dst = [], []
+        for p, g, view in zip(self.params, grads, views, strict=True):
+            if g is None:
+                active.append(False)
+                continue
+            active.append(True)
+            if g is not view:
+                if g.is_sparse:
+                    g = g.to_dense()
+                foreign_src.append(g)
+                foreign_dst.append(view)
+                p.grad = view
+        if foreign_dst:
+            torch._foreach_copy_(foreign_dst, foreign_src)
+        return active
+
+    def bind_state(self, initial: dict[str, float], per_param: dict, with_step: bool) -> None:
+        """Make ``per_param[p][key]`` views of flat state, keeping any values already there.
+
+        ``initial`` maps each state name to its starting value. Values present (loaded from
+        a state dict, or left by a previous bucket) are copied in; missing ones start at their
+        initial value, as torch's lazily created state does.
+        """
+        for key, start in initial.items():
+            flat = self.state.get(key)
+            if flat is None:
+                flat = torch.full_like(self.param, start)
+                self.state[key] = flat
+                self.state_views[key] = self.views(flat)
+            for p, view in zip(self.params, self.state_views[key], strict=True):
+                held = per_param[p].get(key)
+                if held is view:
+                    continue
+                if held is None:
+                    view.fill_(start)
+                else:
+                    view.copy_(held)
+                per_param[p][key] = view
+        if with_step:
+            if self.steps is None:
+                self.steps = torch.zeros(len(self.params), dtype=torch.float32)
+                self.step_views = list(self.steps.unbind())
+            for p, view in zip(self.params, self.step_views, strict=True):
+                held = per_param[p].get("step")
+                if held is view:
+                    continue
+                view.fill_(0.0 if held is None else float(held))
+                per_param[p]["step"] = view
+            first, last = self.steps.min().item(), self.steps.max().item()
+            self.uniform_step = int(first) if first == last else None
+        self.state_bound = True
+
+    def runs(self, active: list[bool]) -> list[tuple[int, int]]:
+        """Maximal runs [first, last) of consecutive active parameters sharing one step count."""
+        if self.uniform_step is not None and all(active):
+            return [(0, len(self.params))]
+        steps = self.steps.tolist() if self.steps is not None else [0] * len(self.params)
+        runs: list[tuple[int, int]] = []
+        start = None
+        for i, on in enumerate(active):
+            if start is not None and (not on or steps[i] != steps[start]):
+                runs.append((start, i))
+                start = None
+            if on and start is None:
+                start = i
+        if start is not None:
+            runs.append((start, len(active)))
+        return runs
+
+    def advance_steps(self, first: int, last: int) -> int:
+        """Add one to the step counters of a run and return the run's new step."""
+        assert self.steps is not None
+        run = self.steps[first:last]
+        run.add_(1)
+        if first == 0 and last == len(self.params) and self.uniform_step is not None:
+            self.uniform_step += 1
+            return self.uniform_step
+        self.uniform_step = None
+        step = int(run[0].item())
+        if self.steps.min().item() == self.steps.max().item():
+            self.uniform_step = step
+        return step
+
+
+def group_buckets(params: list[Tensor]) -> tuple[list[FlatBucket], list[Tensor]]:
+    """Split one param group into flat buckets by (device, dtype) and the loose rest."""
+    by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    loose = []
+    for p in params:
+        if packable(p):
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        else:
+            loose.append(p)
+    return [FlatBucket(ps) for ps in by_kind.values()], loose
