@@ -1,27 +1,56 @@
-"""The `nnopt` command line."""
+"""The `nnopt` command line: train | compare | lr-find | bench | datasets.
+
+User errors (a bad recipe, a missing file, a bad value) end with exit status 2 and one
+readable line on stderr; set NNOPT_DEBUG=1 to see the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
 
 from nnopt import __version__
 
+# Each subcommand module has register(subparsers) that adds its parser with a `run` default.
+SUBCOMMANDS = ("nnopt.commands.train", "nnopt.commands.datasets")
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit status 2."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nnopt", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="nnopt", description="Train neural networks with well-chosen optimization."
+    )
     parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
-    parser.add_subparsers(dest="command")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import importlib
+
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if run is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("nnopt: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+        if os.environ.get("NNOPT_DEBUG"):
+            raise
+        print(f"nnopt {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ class Optimizer(torch.optim.Optimizer):
         # "eager" always runs the rule itself (the reference the kernels are tested against).
         self.kernels = "auto"
         self.plateau: Any = None
+        self._pad_to = 1  # flat buffers padded to a multiple of this (set by sharding)
         self._step_index = 0
         self._layouts: list[GroupLayout] = []
         super().__init__(params, defaults)
@@ -131,7 +132,7 @@ class Optimizer(torch.optim.Optimizer):
     def _layout(self, params: list[Tensor]) -> GroupLayout:
         if self.flat is False:
             return GroupLayout(loose=list(params))
-        buckets, loose = group_buckets(params)
+        buckets, loose = group_buckets(params, self._pad_to)
         if self.flat is True:
             for p in loose:
                 if p.requires_grad and not packable(p):
@@ -312,7 +313,7 @@ class Optimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         # torch's optimizer pickles only defaults/state/param_groups; keep ours too.
         state = super().__getstate__()
-        for name in ("flat", "kernels", "plateau", "_step_index", "_layouts"):
+        for name in ("flat", "kernels", "plateau", "_pad_to", "_step_index", "_layouts"):
             state[name] = self.__dict__[name]
         return state
 

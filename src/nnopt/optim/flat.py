@@ -30,7 +30,7 @@ def packable(p: Tensor) -> bool:
 class FlatBucket:
     """Parameters of one (device, dtype, param group) packed into one contiguous buffer."""
 
-    def __init__(self, params: list[Tensor]) -> None:
+    def __init__(self, params: list[Tensor], pad_to: int = 1) -> None:
         first = params[0]
         self.params = params
         self.device, self.dtype = first.device, first.dtype
@@ -39,12 +39,18 @@ class FlatBucket:
         self.offsets = [0]
         for n in self.numels:
             self.offsets.append(self.offsets[-1] + n)
+        # Padding to a multiple of pad_to lets a sharded optimizer split the buffer evenly
+        # across ranks (as FSDP does); the padding is zero and never seen by a parameter.
+        self.padded_numel = -(-self.offsets[-1] // pad_to) * pad_to
         with torch.no_grad():
-            self.param = torch.cat([p.detach().reshape(-1) for p in params])
+            self.padded_param = torch.zeros(self.padded_numel, device=self.device, dtype=self.dtype)
+            self.param = self.padded_param[: self.offsets[-1]]
+            torch.cat([p.detach().reshape(-1) for p in params], out=self.param)
             for p, view in zip(params, self.views(self.param), strict=True):
                 p.data = view
         self.param_ptrs = [p.data_ptr() for p in params]
-        self.grad = torch.zeros_like(self.param)
+        self.padded_grad = torch.zeros_like(self.padded_param)
+        self.grad = self.padded_grad[: self.offsets[-1]]
         self.grad_views = self.views(self.grad)
         self.state: dict[str, Tensor] = {}
         self.state_views: dict[str, list[Tensor]] = {}
@@ -172,7 +178,7 @@ class FlatBucket:
         return step
 
 
-def group_buckets(params: list[Tensor]) -> tuple[list[FlatBucket], list[Tensor]]:
+def group_buckets(params: list[Tensor], pad_to: int = 1) -> tuple[list[FlatBucket], list[Tensor]]:
     """Split one param group into flat buckets by (device, dtype) and the loose rest."""
     by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     loose = []
@@ -181,4 +187,4 @@ def group_buckets(params: list[Tensor]) -> tuple[list[FlatBucket], list[Tensor]]
             by_kind.setdefault((p.device, p.dtype), []).append(p)
         else:
             loose.append(p)
-    return [FlatBucket(ps) for ps in by_kind.values()], loose
+    return [FlatBucket(ps, pad_to) for ps in by_kind.values()], loose

@@ -1,0 +1,25 @@
+"""`nnopt datasets`: the data sets that need no download."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("datasets", help="list the embedded and synthetic data sets")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnopt.data import available_datasets
+
+    table = Table(title="data sets (no download needed; or pass a .npz/.csv path)")
+    for column in ("name", "description", "size"):
+        table.add_column(column)
+    for name, description, size in available_datasets():
+        table.add_row(name, description, str(size))
+    Console().print(table)
+    return 0

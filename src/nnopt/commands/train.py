@@ -1,0 +1,77 @@
+"""`nnopt train RECIPE`: train one recipe, or resume a run directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnopt.cli import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a recipe file",
+        description="Train a recipe. Outputs go to --out (default runs/NAME): recipe.toml, "
+        "metrics.csv, summary.json, checkpoint.pt.",
+    )
+    parser.add_argument("recipe", nargs="?", help="recipe file (TOML)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set optimizer.lr=0.03 (repeatable)",
+    )
+    parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def fresh_run_dir(name: str) -> Path:
+    """runs/NAME, or runs/NAME-2, -3... so an earlier run is never overwritten."""
+    base = Path("runs") / name
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{name}-{n}")
+    return candidate
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnopt.recipe import Recipe
+    from nnopt.train import train
+    from nnopt.train.checkpoint import CHECKPOINT_NAME
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / CHECKPOINT_NAME).is_file():
+            raise UserError(f"{run_dir} has no {CHECKPOINT_NAME} to resume from")
+        recipe = Recipe.load(args.recipe or run_dir / "recipe.toml")
+        if args.overrides:
+            raise UserError("--set cannot change a run being resumed; start a new run instead")
+        resume = True
+    else:
+        if not args.recipe:
+            raise UserError("give a recipe file (or --resume RUN_DIR)")
+        recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
+        run_dir = Path(args.out) if args.out else fresh_run_dir(recipe.name)
+        if (run_dir / CHECKPOINT_NAME).exists():
+            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
+        resume = False
+    result = train(recipe, run_dir, resume=resume, quiet=args.quiet)
+    summary = result.summary
+    if result.diverged:
+        print(f"nnopt train: {summary['message']}")
+        return 1
+    final = summary["final"]
+    parts = [f"{summary['status']} after {summary['steps']} steps"]
+    parts.append(f"{summary['wall_time']:.1f} s")
+    if final.get("val_accuracy") is not None and final["val_accuracy"] == final["val_accuracy"]:
+        parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
+    if final.get("val_loss") is not None:
+        parts.append(f"val_loss {final['val_loss']:.4f}")
+    print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
+    return 0

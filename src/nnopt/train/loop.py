@@ -1,0 +1,209 @@
+"""The training loop: batch -> forward -> loss -> backward -> step, evaluated and checkpointed.
+
+The data order is a pure function of (seed, epoch), and the checkpoint holds the model, the
+optimizer (schedule step and plateau state included), every RNG and the position in the data,
+so a resumed run ends with parameters bitwise equal to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnopt.data.batches import Batches
+from nnopt.models import count_parameters
+from nnopt.regularization import penalty
+from nnopt.train.build import RunParts, build_run
+from nnopt.train.checkpoint import (
+    CHECKPOINT_NAME,
+    atomic_write_text,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from nnopt.train.metrics import MetricsLog, evaluate
+from nnopt.train.progress import Progress
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class Result:
+    """What a run produced: one row per evaluation and the summary written to summary.json."""
+
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    run_dir: Path | None = None
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def diverged(self) -> bool:
+        return self.summary.get("status") == "diverged"
+
+
+def train(
+    recipe: Any,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    quiet: bool = True,
+    stop_after: int | None = None,
+) -> Result:
+    """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
+
+    ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``stop_after`` ends this call
+    after that many global steps (the run stays resumable), for tests and time-boxed jobs.
+    A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
+    naming the step and the learning rate; the last good checkpoint stays in place.
+    """
+    return Trainer(recipe, out_dir, quiet=quiet).run(resume=resume, stop_after=stop_after)
+
+
+class Trainer:
+    """Runs one recipe. Build once, then :meth:`run`."""
+
+    def __init__(self, recipe: Any, out_dir: str | Path | None = None, *, quiet: bool = True):
+        self.recipe = recipe
+        self.run_dir = Path(out_dir) if out_dir is not None else None
+        self.quiet = quiet
+        self.parts: RunParts = build_run(recipe)
+        dataset, device = self.parts.dataset, self.parts.device
+        self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
+        self.x_val, self.y_val = dataset.x_test.to(device), dataset.y_test.to(device)
+        self.classification = dataset.task == "classification"
+        self.batches = Batches(
+            len(self.x_train),
+            mode=recipe.train.mode,
+            batch_size=self.parts.batch_size,
+            seed=recipe.seed,
+        )
+
+    # --- state ------------------------------------------------------------------------
+
+    def _checkpoint(self, step: int, log: MetricsLog, elapsed: float, window: list) -> None:
+        if self.run_dir is None:
+            return
+        payload = {
+            "format": 1,
+            "step": step,
+            "model": self.parts.model.state_dict(),
+            "optimizer": self.parts.optimizer.state_dict(),
+            "rng": rng_state(),
+            "history": log.rows,
+            "elapsed": elapsed,
+            "window": window,
+        }
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+
+    def _restore(self) -> tuple[int, list[dict[str, Any]], float, list]:
+        assert self.run_dir is not None
+        payload = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
+        self.parts.model.load_state_dict(payload["model"])
+        self.parts.optimizer.load_state_dict(payload["optimizer"])
+        set_rng_state(payload["rng"])
+        return payload["step"], payload["history"], payload["elapsed"], payload["window"]
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False, stop_after: int | None = None) -> Result:
+        recipe, parts = self.recipe, self.parts
+        model, opt, loss_fn = parts.model, parts.optimizer, parts.loss_fn
+        step, rows, elapsed, window = 0, [], 0.0, [0.0, 0]
+        if resume:
+            step, rows, elapsed, window = self._restore()
+        elif self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            recipe.save(self.run_dir / "recipe.toml")
+        log = MetricsLog(self.run_dir, rows)
+        total, eval_every = parts.total_steps, recipe.train.eval_every
+        checkpoint_every = recipe.train.checkpoint_every
+        reg = recipe.regularization
+        in_loss_penalty = reg.in_loss and (reg.l1 or reg.l2)
+        per_epoch = self.batches.batches_per_epoch
+        end = total if stop_after is None else min(total, stop_after)
+        status, message = "finished", ""
+        model.train()
+        started = time.perf_counter() - elapsed
+        with Progress(total, disable=self.quiet, start=step) as bar:
+            batches = self.batches.iter_from(step // per_epoch, step % per_epoch)
+            while step < end:
+                index = next(batches)
+                x, y = self.x_train[index], self.y_train[index]
+                opt.zero_grad()
+                loss = loss_fn(model(x), y)
+                if in_loss_penalty:
+                    loss = loss + penalty(model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude))
+                loss.backward()
+                opt.step()
+                value = loss.item()
+                step += 1
+                if not math.isfinite(value):
+                    lr = opt.param_groups[0]["lr"]
+                    status = "diverged"
+                    message = (
+                        f"loss became {value} at step {step} (lr {lr:.3g}); stopped, "
+                        "keeping the last good checkpoint: try a smaller optimizer.lr"
+                    )
+                    break
+                window[0] += value
+                window[1] += 1
+                bar.advance(value, opt.param_groups[0]["lr"])
+                if step % eval_every == 0 or step == total:
+                    row = self._evaluate(step, per_epoch, started, window)
+                    window = [0.0, 0]
+                    log.append(row)
+                    bar.show_eval(row)
+                    if parts.plateau is not None:
+                        parts.plateau.update(row[recipe.plateau.metric])
+                    if checkpoint_every is None:
+                        self._checkpoint(step, log, time.perf_counter() - started, window)
+                if checkpoint_every is not None and step % checkpoint_every == 0:
+                    self._checkpoint(step, log, time.perf_counter() - started, window)
+        if status == "finished" and step < total:
+            status = "stopped"
+            self._checkpoint(step, log, time.perf_counter() - started, window)
+        log.close()
+        summary = self._summary(log.rows, step, time.perf_counter() - started, status, message)
+        if self.run_dir is not None:
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return Result(history=log.rows, summary=summary, run_dir=self.run_dir, model=model)
+
+    def _evaluate(self, step: int, per_epoch: int, started: float, window: list) -> dict:
+        metrics = evaluate(
+            self.parts.model, self.parts.loss_fn, self.x_val, self.y_val, self.classification
+        )
+        return {
+            "step": step,
+            "epoch": step / per_epoch,
+            "time": time.perf_counter() - started,
+            "lr": self.parts.optimizer.param_groups[0]["lr"],
+            "train_loss": window[0] / window[1] if window[1] else math.nan,
+            **metrics,
+        }
+
+    def _summary(self, rows: list, step: int, wall: float, status: str, message: str) -> dict:
+        metric = "val_accuracy" if self.classification else "val_loss"
+        pick = max if self.classification else min
+        finite = [r for r in rows if not math.isnan(r[metric])]
+        best = pick(finite, key=lambda r: r[metric]) if finite else None
+        final = rows[-1] if rows else {}
+        return {
+            "name": self.recipe.name,
+            "seed": self.recipe.seed,
+            "status": status,
+            "message": message,
+            "steps": step,
+            "total_steps": self.parts.total_steps,
+            "wall_time": wall,
+            "parameters": count_parameters(self.parts.model),
+            "metric": metric,
+            "final": {k: final.get(k) for k in ("train_loss", "val_loss", "val_accuracy", "lr")},
+            "best": {"step": best["step"], metric: best[metric]} if best else None,
+        }

@@ -1,0 +1,86 @@
+"""Evaluation on held-out data, and the metrics log (CSV, optional TensorBoard)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nnopt.train.checkpoint import atomic_write_text
+
+COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, classification: bool
+) -> dict[str, float]:
+    """Mean loss (and accuracy for classification) over a whole split, in chunks."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(x), 4096):
+        out = model(x[start : start + 4096])
+        target = y[start : start + 4096]
+        total_loss += loss_fn(out, target).item() * len(target)
+        if classification:
+            correct += (out.argmax(dim=1) == target).sum().item()
+    model.train(was_training)
+    metrics = {"val_loss": total_loss / max(len(x), 1)}
+    metrics["val_accuracy"] = correct / max(len(x), 1) if classification else math.nan
+    return metrics
+
+
+class MetricsLog:
+    """One row per evaluation, rewritten atomically as ``metrics.csv`` after each row."""
+
+    def __init__(self, run_dir: Path | None, rows: list[dict[str, Any]] | None = None) -> None:
+        self.run_dir = run_dir
+        self.rows: list[dict[str, Any]] = list(rows or [])
+        self._tensorboard = None
+        if run_dir is not None and importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.run_dir is None:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        if self._tensorboard is not None:
+            for key in ("lr", "train_loss", "val_loss", "val_accuracy"):
+                value = row.get(key)
+                if value is not None and math.isfinite(value):
+                    self._tensorboard.add_scalar(key, value, row["step"])
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """Read a metrics.csv back (numbers as floats, empty cells as NaN)."""
+    with open(path, newline="") as f:
+        return [
+            {k: float(v) if v != "" else math.nan for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
