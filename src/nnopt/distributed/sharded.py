@@ -143,7 +143,7 @@ class ShardedOptimizer:
     def state_dict(self) -> dict[str, Any]:
         """The full optimizer state dict, gathered from every rank (a collective call)."""
         opt = self.optimizer
-        for group, layout in zip(opt.param_groups, opt._layouts, strict=True):
+        for layout in opt._layouts:
             for bucket in layout.buckets:
                 shard = self._shards.get(id(bucket))
                 if shard is None:
