@@ -17,14 +17,13 @@ from typing import Any
 from nnopt.data.batches import Batches
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
+from nnopt.rng import rng_state, set_rng_state
 from nnopt.train.build import RunParts, build_run
 from nnopt.train.checkpoint import (
     CHECKPOINT_NAME,
     atomic_write_text,
     load_checkpoint,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from nnopt.train.metrics import MetricsLog, evaluate
 from nnopt.train.progress import Progress

@@ -1,0 +1,1 @@
+"""Choosing a recipe: comparisons over seeds, the learning-rate range test, reports."""

@@ -1,0 +1,191 @@
+"""The learning-rate range test (Smith 2015, "Cyclical Learning Rates for Training Neural
+Networks", section 3.3; popularized by fastai's ``lr_find`` and Lightning's tuner).
+
+The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``steps``
+mini-batches, one optimizer step each:
+
+    lr_i = min_lr * (max_lr / min_lr) ** (i / (steps - 1))
+
+The loss is smoothed with a debiased exponential average,
+
+    a_i = beta * a_{i-1} + (1 - beta) * loss_i,    s_i = a_i / (1 - beta^(i+1)),
+
+and the sweep stops once s_i > 4 * min(s). Two suggestions are reported: the lr where the
+smoothed loss falls fastest against log(lr) (ends trimmed), and the lr of the minimum / 10.
+
+Everything the test touches is put back afterwards: parameters, gradients, optimizer state
+(schedule step and plateau included) and every RNG, so that training after an lr-find is
+bitwise identical to training without it (unlike Lightning #6675 and fastai #3013).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nnopt.rng import rng_state, set_rng_state
+
+
+@dataclass
+class LRFindResult:
+    """The sweep: learning rates, raw and smoothed losses, and the suggestions."""
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestion: float | None
+    min_over_10: float | None
+    stopped_early: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sweep_lrs(min_lr: float, max_lr: float, steps: int) -> np.ndarray:
+    """The exponential schedule of the range test."""
+    if not 0 < min_lr < max_lr:
+        raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    return min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
+
+
+def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
+    """Debiased exponential moving average: s_i = a_i / (1 - beta^(i+1))."""
+    average, out = 0.0, []
+    for i, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta ** (i + 1)))
+    return out
+
+
+def suggest(lrs: list[float], smoothed: list[float], trim: float = 0.1) -> float | None:
+    """The lr at the steepest descent of the smoothed loss against log(lr), ends trimmed.
+
+    The first and last ``trim`` fraction of points are dropped: at the start the average is
+    still settling, at the end the loss is blowing up.
+    """
+    n = len(smoothed)
+    if n < 5:
+        return None
+    lo, hi = int(n * trim), n - int(n * trim)
+    slopes = np.gradient(np.asarray(smoothed), np.log(np.asarray(lrs)))
+    best = lo + int(np.argmin(slopes[lo:hi]))
+    return float(lrs[best])
+
+
+def lr_range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    next_batch: Callable[[int], tuple[Tensor, Tensor]],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    *,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+) -> LRFindResult:
+    """Sweep the learning rate, then restore the model, optimizer and RNGs exactly."""
+    lrs = sweep_lrs(min_lr, max_lr, steps)
+    saved_params = copy.deepcopy(model.state_dict())
+    saved_grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    saved_plateau = getattr(optimizer, "plateau", None)
+    saved_rng = rng_state()
+    was_training = model.training
+    tried, losses = [], []
+    stopped_early = False
+    try:
+        if saved_plateau is not None:
+            optimizer.plateau = None  # the sweep sets the lr itself
+        for group in optimizer.param_groups:
+            group.pop("schedule", None)
+        model.train()
+        best = math.inf
+        for i, lr in enumerate(lrs):
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr)
+            x, y = next_batch(i)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            tried.append(float(lr))
+            losses.append(value if math.isfinite(value) else math.inf)
+            current = smooth(losses, beta)[-1]
+            best = min(best, current)
+            if not math.isfinite(current) or current > diverge_factor * best:
+                stopped_early = True
+                break
+    finally:
+        model.load_state_dict(saved_params)
+        for p, g in zip(model.parameters(), saved_grads, strict=True):
+            if g is None:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.copy_(g)
+            else:
+                p.grad = g
+        optimizer.load_state_dict(saved_optimizer)
+        for group, saved in zip(optimizer.param_groups, saved_groups, strict=True):
+            group.update(saved)
+        if saved_plateau is not None:
+            optimizer.plateau = saved_plateau
+        set_rng_state(saved_rng)
+        model.train(was_training)
+    smoothed = smooth(losses, beta)
+    # Leave out the point that triggered the stop: it is the blow-up, not the curve.
+    usable = len(smoothed) - 1 if stopped_early else len(smoothed)
+    finite = [s for s in smoothed[:usable] if math.isfinite(s)]
+    minimum = tried[int(np.argmin(smoothed[:usable]))] / 10 if finite else None
+    return LRFindResult(
+        lrs=tried,
+        losses=losses,
+        smoothed=smoothed,
+        suggestion=suggest(tried[:usable], smoothed[:usable]),
+        min_over_10=minimum,
+        stopped_early=stopped_early,
+    )
+
+
+def plot_lr_find(result: LRFindResult, path: str) -> None:
+    """Loss against lr (log x axis) with the suggestions marked, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    ax.plot(result.lrs, result.losses, color="0.75", lw=1, label="loss")
+    ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
+    if result.suggestion is not None:
+        ax.axvline(
+            result.suggestion, color="C3", ls="--", label=f"steepest: {result.suggestion:.2e}"
+        )
+    if result.min_over_10 is not None:
+        ax.axvline(
+            result.min_over_10, color="C2", ls=":", label=f"min / 10: {result.min_over_10:.2e}"
+        )
+    ax.set_xscale("log")
+    finite = [s for s in result.smoothed if math.isfinite(s)]
+    if finite:
+        low, high = min(finite), finite[0]
+        ax.set_ylim(low - 0.1 * abs(high - low), max(high, low) + 0.5 * abs(high - low) + 1e-12)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test")
+    ax.legend(loc="upper left")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
