@@ -14,7 +14,12 @@ from collections.abc import Callable
 from nnopt import __version__
 
 # Each subcommand module has register(subparsers) that adds its parser with a `run` default.
-SUBCOMMANDS = ("nnopt.commands.train", "nnopt.commands.datasets")
+SUBCOMMANDS = (
+    "nnopt.commands.train",
+    "nnopt.commands.compare",
+    "nnopt.commands.lr_find",
+    "nnopt.commands.datasets",
+)
 
 
 class UserError(Exception):

@@ -1,0 +1,73 @@
+"""`nnopt lr-find RECIPE`: the learning-rate range test on a recipe's model and data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "lr-find",
+        help="learning-rate range test (Smith 2015)",
+        description="Sweep the learning rate exponentially over mini-batches of the recipe's "
+        "data and suggest one. Writes lr_find.json and lr_find.png to --out.",
+    )
+    parser.add_argument("recipe", help="recipe file (TOML)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument("--min-lr", type=float, default=1e-6)
+    parser.add_argument("--max-lr", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, default=100, help="mini-batches in the sweep")
+    parser.add_argument("--out", default="runs/lr_find", help="output directory")
+    parser.add_argument(
+        "--apply", action="store_true", help="write a copy of the recipe with the suggested lr"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnopt.data.batches import Batches
+    from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
+    from nnopt.recipe import Recipe
+    from nnopt.train.build import build_run
+
+    recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
+    parts = build_run(recipe)
+    data, device = parts.dataset, parts.device
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    batches = Batches(len(x), mode="minibatch", batch_size=parts.batch_size, seed=recipe.seed)
+    order = batches.iter_from(0, 0)
+
+    def next_batch(_: int):
+        index = next(order)
+        return x[index], y[index]
+
+    result = lr_range_test(
+        parts.model,
+        parts.optimizer,
+        next_batch,
+        parts.loss_fn,
+        min_lr=args.min_lr,
+        max_lr=args.max_lr,
+        steps=args.steps,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lr_find.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    plot_lr_find(result, str(out / "lr_find.png"))
+    if result.suggestion is None:
+        print(f"too few points for a suggestion ({len(result.lrs)}); raise --steps or --max-lr")
+        return 1
+    print(
+        f"suggested lr {result.suggestion:.3g} (steepest descent); "
+        f"min/10 rule {result.min_over_10:.3g}; {len(result.lrs)} steps"
+        + (" (stopped at divergence)" if result.stopped_early else "")
+    )
+    print(f"wrote {out / 'lr_find.json'} and {out / 'lr_find.png'}")
+    if args.apply:
+        applied = recipe.with_overrides([f"optimizer.lr={result.suggestion!r}"])
+        target = out / f"{Path(args.recipe).stem}.lr_found.toml"
+        applied.save(target)
+        print(f"wrote {target} with optimizer.lr = {result.suggestion:.3g}")
+    return 0

@@ -1,0 +1,173 @@
+"""Compare recipes over several seeds: run every (variant, seed), then tabulate and plot.
+
+Differences between variants come from the optimization alone: a seed fixes the data split,
+the data order and the initial weights, whatever the optimizer. A comparison interrupted
+halfway resumes: finished runs are read back, unfinished ones continue from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
+from nnopt.recipe import Recipe
+from nnopt.train.checkpoint import CHECKPOINT_NAME, atomic_write_text
+from nnopt.train.metrics import read_metrics
+
+DONE = ("finished", "diverged")
+
+
+@dataclass
+class Comparison:
+    """The outcome of ``compare``: every run, the statistics per variant, the output files."""
+
+    records: list[RunRecord]
+    stats: list[VariantStats]
+    out: Path
+    files: dict[str, Path]
+
+
+def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]:
+    """Each recipe times the cartesian product of ``--vary key=v1,v2`` options, by label."""
+    axes = []
+    for spec in vary:
+        key, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--vary needs KEY=V1,V2,..., got {spec!r}")
+        axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
+    variants: dict[str, Recipe] = {}
+    for recipe in recipes:
+        for combo in itertools.product(*axes) if axes else [()]:
+            label = ",".join(c.split("=", 1)[1] for c in combo)
+            if len(recipes) > 1 or not label:
+                label = f"{recipe.name}[{label}]" if label else recipe.name
+            if label in variants:
+                raise ValueError(
+                    f"two variants are both called {label!r}: give recipes distinct names"
+                )
+            variants[label] = recipe.with_overrides(list(combo)) if combo else recipe
+    return variants
+
+
+def _run_dir(out: Path, variant: str, seed: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in variant)
+    return out / "runs" / safe / f"seed-{seed}"
+
+
+def _train_one(recipe_text: str, run_dir: str, quiet: bool, threads: int) -> None:
+    """One run in a worker process (also used in-process when --jobs 1)."""
+    import torch
+
+    from nnopt.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    recipe = Recipe.loads(recipe_text)
+    resume = (Path(run_dir) / CHECKPOINT_NAME).is_file()
+    train(recipe, run_dir, resume=resume, quiet=quiet)
+
+
+def _record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    if summary.get("status") not in DONE:
+        return None
+    metrics = run_dir / "metrics.csv"
+    history = read_metrics(metrics) if metrics.is_file() else []
+    return RunRecord(variant, seed, summary, history, str(run_dir))
+
+
+def run_comparison(
+    variants: dict[str, Recipe],
+    seeds: int,
+    out: Path,
+    *,
+    jobs: int = 1,
+    quiet: bool = True,
+    on_done: Any = None,
+) -> list[RunRecord]:
+    """Run (or pick up) every (variant, seed) and return their records, in a stable order."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    plan = []
+    for variant, recipe in variants.items():
+        for i in range(seeds):
+            seeded = recipe.with_overrides([f"seed={recipe.seed + i}"])
+            plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
+    todo = [(v, r, d) for v, r, d in plan if _record(v, r.seed, d) is None]
+    if todo:
+        # Parallel runs share the cores: one thread each avoids oversubscription.
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+        if jobs == 1:
+            for variant, recipe, run_dir in todo:
+                _train_one(recipe.to_toml(), str(run_dir), quiet, threads)
+                if on_done:
+                    on_done(variant, recipe.seed)
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {
+                    pool.submit(_train_one, r.to_toml(), str(d), True, threads): (v, r.seed)
+                    for v, r, d in todo
+                }
+                for future, (variant, seed) in futures.items():
+                    future.result()
+                    if on_done:
+                        on_done(variant, seed)
+    records = [_record(v, r.seed, d) for v, r, d in plan]
+    missing = [d for (_, _, d), rec in zip(plan, records, strict=True) if rec is None]
+    if missing:
+        raise RuntimeError(f"runs did not finish: {', '.join(str(m) for m in missing)}")
+    return records  # type: ignore[return-value]
+
+
+def summarize(
+    records: list[RunRecord], target: float | None = None
+) -> tuple[list[VariantStats], str]:
+    """Per-variant statistics, on the metric the runs report (accuracy or loss)."""
+    metric = records[0].summary.get("metric", "val_accuracy") if records else "val_accuracy"
+    by_variant: dict[str, list[RunRecord]] = {}
+    for record in records:
+        by_variant.setdefault(record.variant, []).append(record)
+    return [variant_stats(v, rs, metric, target) for v, rs in by_variant.items()], metric
+
+
+def write_summaries(out: Path, records: list[RunRecord], stats: list[VariantStats]) -> dict:
+    """summary.csv (one row per run) and summary.json (per run and per variant)."""
+    columns = ["variant", "seed", "status", "steps", "wall_time", "final_val_loss",
+               "final_val_accuracy", "final_train_loss", "best", "run_dir"]  # fmt: skip
+    rows = []
+    for r in records:
+        final = r.summary.get("final") or {}
+        best = r.summary.get("best") or {}
+        rows.append({
+            "variant": r.variant,
+            "seed": r.seed,
+            "status": r.summary.get("status"),
+            "steps": r.summary.get("steps"),
+            "wall_time": r.summary.get("wall_time"),
+            "final_val_loss": final.get("val_loss"),
+            "final_val_accuracy": final.get("val_accuracy"),
+            "final_train_loss": final.get("train_loss"),
+            "best": best.get(r.summary.get("metric", ""), None),
+            "run_dir": r.run_dir,
+        })  # fmt: skip
+    csv_path = out / "summary.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path = out / "summary.json"
+    payload = {"runs": rows, "variants": [stats_dict(s) for s in stats]}
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
+    return {"summary.csv": csv_path, "summary.json": json_path}
