@@ -32,11 +32,14 @@ class RunParts:
     init_decisions: list[Any]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """cpu, cuda (this rank's GPU under torchrun) or auto (cuda when there is one)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
@@ -91,9 +94,9 @@ def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Op
     return getattr(nnopt, class_name)(groups, **kwargs)
 
 
-def build_run(recipe: Any) -> RunParts:
+def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
     """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded."""
-    device = resolve_device(recipe.train.device)
+    device = resolve_device(recipe.train.device, local_rank)
     data = recipe.data
     dataset = load_dataset(
         data.name,

@@ -18,23 +18,37 @@ COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accurac
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, classification: bool
-) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over a whole split, in chunks."""
+def evaluation_sums(
+    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor
+) -> tuple[float, float, float]:
+    """(sum of losses, number correct, count) over a split, in chunks: sums add across ranks."""
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct = 0.0, 0.0
     for start in range(0, len(x), 4096):
         out = model(x[start : start + 4096])
         target = y[start : start + 4096]
         total_loss += loss_fn(out, target).item() * len(target)
-        if classification:
+        if out.dim() == 2 and target.dim() == 1:
             correct += (out.argmax(dim=1) == target).sum().item()
     model.train(was_training)
-    metrics = {"val_loss": total_loss / max(len(x), 1)}
-    metrics["val_accuracy"] = correct / max(len(x), 1) if classification else math.nan
-    return metrics
+    return total_loss, correct, float(len(x))
+
+
+def metrics_from_sums(sums: list[float], classification: bool) -> dict[str, float]:
+    total_loss, correct, count = sums
+    count = max(count, 1.0)
+    return {
+        "val_loss": total_loss / count,
+        "val_accuracy": correct / count if classification else math.nan,
+    }
+
+
+def evaluate(
+    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, classification: bool
+) -> dict[str, float]:
+    """Mean loss (and accuracy for classification) over a whole split."""
+    return metrics_from_sums(list(evaluation_sums(model, loss_fn, x, y)), classification)
 
 
 class MetricsLog:
