@@ -15,8 +15,8 @@ import torch
 
 from nnopt.data import load_dataset
 from nnopt.recipe import Recipe
-from nnopt.train import train
 from nnopt.train import checkpoint as checkpoint_module
+from nnopt.train import train
 from nnopt.train.metrics import read_metrics
 
 DIGITS = """
