@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from nnopt.cli import UserError
@@ -40,7 +41,12 @@ def fresh_run_dir(name: str) -> Path:
     return candidate
 
 
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def run(args: argparse.Namespace) -> int:
+    from nnopt.distributed.context import teardown
     from nnopt.recipe import Recipe
     from nnopt.train import train
     from nnopt.train.checkpoint import CHECKPOINT_NAME
@@ -61,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
         resume = False
-    result = train(recipe, run_dir, resume=resume, quiet=args.quiet)
+    try:
+        result = train(recipe, run_dir, resume=resume, quiet=args.quiet)
+    finally:
+        teardown()
     summary = result.summary
     if result.diverged:
-        print(f"nnopt train: {summary['message']}")
+        if is_main_process():
+            print(f"nnopt train: {summary['message']}")
         return 1
     final = summary["final"]
     parts = [f"{summary['status']} after {summary['steps']} steps"]
@@ -73,5 +83,6 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
     if final.get("val_loss") is not None:
         parts.append(f"val_loss {final['val_loss']:.4f}")
-    print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
+    if is_main_process():
+        print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
     return 0
