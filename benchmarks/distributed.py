@@ -44,7 +44,7 @@ def worker(recipe_path: str, out: str) -> None:
 
     from nnopt.distributed import ShardedOptimizer
     from nnopt.recipe import Recipe
-    from nnopt.train import Trainer
+    from nnopt.training import Trainer
 
     trainer = Trainer(Recipe.load(recipe_path))
     start = time.perf_counter()

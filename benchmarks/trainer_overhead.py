@@ -18,8 +18,8 @@ from rich.table import Table
 from torch.utils.data import DataLoader, TensorDataset
 
 from nnopt.recipe import Recipe
-from nnopt.train import Trainer
-from nnopt.train.build import build_run
+from nnopt.training import Trainer
+from nnopt.training.build import build_run
 
 
 def nnopt_loop(recipe: Recipe) -> float:

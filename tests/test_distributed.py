@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import nnopt
 from nnopt.recipe import Recipe
-from nnopt.train import train
+from nnopt.training import train
 from tests.dist_helpers import run_ranks
 
 RECIPE = """

@@ -15,9 +15,9 @@ import torch
 
 from nnopt.data import load_dataset
 from nnopt.recipe import Recipe
-from nnopt.train import checkpoint as checkpoint_module
-from nnopt.train import train
-from nnopt.train.metrics import read_metrics
+from nnopt.training import checkpoint as checkpoint_module
+from nnopt.training import train
+from nnopt.training.metrics import read_metrics
 
 DIGITS = """
 name = "digits-tiny"

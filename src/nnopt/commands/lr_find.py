@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.data.batches import Batches
     from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
     from nnopt.recipe import Recipe
-    from nnopt.train.build import build_run
+    from nnopt.training.build import build_run
 
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
     parts = build_run(recipe)

@@ -48,8 +48,8 @@ def is_main_process() -> bool:
 def run(args: argparse.Namespace) -> int:
     from nnopt.distributed.context import teardown
     from nnopt.recipe import Recipe
-    from nnopt.train import train
-    from nnopt.train.checkpoint import CHECKPOINT_NAME
+    from nnopt.training import train
+    from nnopt.training.checkpoint import CHECKPOINT_NAME
 
     if args.resume:
         run_dir = Path(args.resume)

@@ -18,8 +18,8 @@ from typing import Any
 
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
-from nnopt.train.checkpoint import CHECKPOINT_NAME, atomic_write_text
-from nnopt.train.metrics import read_metrics
+from nnopt.training.checkpoint import CHECKPOINT_NAME, atomic_write_text
+from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
 
@@ -65,7 +65,7 @@ def _train_one(recipe_text: str, run_dir: str, quiet: bool, threads: int) -> Non
     """One run in a worker process (also used in-process when --jobs 1)."""
     import torch
 
-    from nnopt.train import train
+    from nnopt.training import train
 
     if threads:
         torch.set_num_threads(threads)

@@ -22,19 +22,15 @@ from nnopt.distributed import ShardedOptimizer, setup
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
-from nnopt.train.build import RunParts, build_run
-from nnopt.train.checkpoint import (
+from nnopt.training.build import RunParts, build_run
+from nnopt.training.checkpoint import (
     CHECKPOINT_NAME,
     atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )
-from nnopt.train.metrics import MetricsLog, evaluation_sums, metrics_from_sums
-from nnopt.train.progress import Progress
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
+from nnopt.training.progress import Progress
 
 
 @dataclass

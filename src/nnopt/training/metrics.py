@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nnopt.train.checkpoint import atomic_write_text
+from nnopt.training.checkpoint import atomic_write_text
 
 COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
 
