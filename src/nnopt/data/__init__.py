@@ -1,0 +1,45 @@
+"""Data held in memory as tensors: embedded and synthetic sets, user files, and the batcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nnopt.data.dataset import Dataset, finalize
+from nnopt.data.embedded import REGISTRY, load_embedded
+from nnopt.data.files import SUFFIXES, load_file
+
+__all__ = ["Dataset", "available_datasets", "load_dataset"]
+
+
+def available_datasets() -> list[tuple[str, str, str]]:
+    """(name, description, size) of every embedded and synthetic set; builds none of them."""
+    return [(e.name, e.description, e.size) for e in REGISTRY.values()]
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    standardize: bool = True,
+    **options: Any,
+) -> Dataset:
+    """An embedded/synthetic set by name, or a ``.npz``/``.csv`` file by path.
+
+    Without a test split in the source, ``val_fraction`` of the data (seeded, stratified for
+    classification) becomes ``x_test``/``y_test``. ``standardize`` scales each feature with the
+    training split's mean and std. ``options`` go to the set (see ``nnopt datasets``) or file
+    reader (``target=`` for CSV, ``task=`` to force classification or regression).
+    """
+    text = str(name_or_path)
+    if text in REGISTRY:
+        arrays, name = load_embedded(text, seed, options), text
+    elif Path(text).suffix.lower() in SUFFIXES:
+        arrays, name = load_file(Path(text), options), Path(text).stem
+    else:
+        raise ValueError(
+            f"unknown data set {text!r}; available: {', '.join(REGISTRY)}; "
+            f"or give a path to a {' or '.join(SUFFIXES)} file"
+        )
+    return finalize(name, arrays, seed=seed, val_fraction=val_fraction, standardize=standardize)

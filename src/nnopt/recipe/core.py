@@ -1,0 +1,138 @@
+"""Recipe: the validated, immutable description of one training run."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from nnopt.recipe.errors import RecipeError, from_validation
+from nnopt.recipe.io import dump_toml, parse_toml, read_text, write_atomic
+from nnopt.recipe.overrides import apply_overrides
+from nnopt.recipe.schema import (
+    DataSpec,
+    ModelSpec,
+    OptimizerSpec,
+    PlateauSpec,
+    RegularizationSpec,
+    ScheduleSpec,
+    Section,
+    TrainSpec,
+)
+
+
+class Recipe(Section):
+    """A training run as data: data, model, optimizer, schedule, regularization, training.
+
+    Build one with :meth:`load` (a TOML file), :meth:`loads` (TOML text) or :meth:`from_dict`;
+    every problem is reported as a :class:`RecipeError` with one line per field.
+    """
+
+    name: str = Field("run", min_length=1)
+    seed: int = Field(0, ge=0)
+    data: DataSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: OptimizerSpec
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    plateau: PlateauSpec | None = None
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    # -- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Validate a plain dict (as TOML parses it)."""
+        if not isinstance(data, dict):
+            raise RecipeError(f"a recipe must be a table of keys, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise from_validation(exc, cls) from None
+
+    @classmethod
+    def loads(cls, text: str) -> Recipe:
+        """A recipe from TOML text."""
+        return cls.from_dict(parse_toml(text))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recipe:
+        """A recipe from a TOML file; every error line starts with the file name."""
+        data = parse_toml(read_text(path), source=str(path))
+        try:
+            return cls.from_dict(data)
+        except RecipeError as exc:
+            raise exc.prefixed(str(path)) from None
+
+    def with_overrides(self, overrides: Iterable[str]) -> Recipe:
+        """A new recipe with ``KEY=VALUE`` overrides applied, e.g. ``"optimizer.lr=0.03"``."""
+        overrides = list(overrides)
+        if not overrides:
+            return self
+        raw = self.model_dump(exclude_unset=True)
+        return self.from_dict(apply_overrides(type(self), raw, overrides))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field with its resolved value; unset optional values (None) are left out.
+
+        [optimizer] keeps only the options the chosen optimizer has, so the dict loads again.
+        """
+        out = self.model_dump(exclude_none=True)
+        out["optimizer"] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in out["optimizer"].items()
+            if self.optimizer.applies(k)
+        }
+        return out
+
+    def to_toml(self) -> str:
+        """The resolved recipe as TOML; ``Recipe.loads(r.to_toml()) == r``."""
+        return dump_toml(self.to_dict())
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_toml` to ``path`` atomically (temp file, then rename)."""
+        write_atomic(path, self.to_toml())
+
+    # -- resolving against the data ----------------------------------------------------------
+
+    def batches_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps in one pass over ``n_train`` samples for ``train.mode``."""
+        _check_n(n_train)
+        mode = self.train.mode
+        if mode == "batch":
+            return 1
+        if mode == "stochastic":
+            return n_train
+        return math.ceil(n_train / self.resolved_batch_size(n_train))
+
+    def total_steps(self, n_train: int) -> int:
+        """``train.steps``, else epochs (default 10) times the steps in one epoch."""
+        if self.train.steps is not None:
+            return self.train.steps
+        epochs = self.train.epochs or TrainSpec.DEFAULT_EPOCHS
+        return epochs * self.batches_per_epoch(n_train)
+
+    def resolved_batch_size(self, n_train: int) -> int:
+        """Samples per step: all of them (batch), one (stochastic) or ``train.batch_size``."""
+        _check_n(n_train)
+        mode, size = self.train.mode, self.train.batch_size
+        if mode == "batch":
+            return n_train
+        if mode == "stochastic":
+            return 1
+        if size > n_train:
+            raise RecipeError(
+                f"train.batch_size ({size}) is larger than the training set ({n_train} samples); "
+                "lower it or use train.mode = 'batch'"
+            )
+        return size
+
+
+def _check_n(n_train: int) -> None:
+    if n_train < 1:
+        raise RecipeError(f"the training set is empty (n_train = {n_train})")

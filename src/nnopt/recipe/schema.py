@@ -1,0 +1,264 @@
+"""The sections of a recipe: frozen pydantic models, unknown keys rejected.
+
+Every field carries its default and constraint; the checks between fields of one section
+(an option that does not apply to the chosen optimizer, a schedule missing the value its kind
+needs, ``epochs`` and ``steps`` both set) live in that section's validator.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+
+# Which optimizer names each optional [optimizer] key applies to. Keys not listed (name, lr,
+# flat) apply to all of them.
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "momentum": ("sgd", "momentum", "nesterov", "rmsprop"),
+    "betas": ("adam", "adamw"),
+    "amsgrad": ("adam", "adamw"),
+    "rho": ("rmsprop",),
+    "centered": ("rmsprop",),
+    "eps_inside_sqrt": ("rmsprop",),
+    "initial_accumulator_value": ("adagrad",),
+    "eps": ("adagrad", "rmsprop", "adam", "adamw"),
+}
+
+Unit = Annotated[float, Field(ge=0, lt=1)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+def problem(message: str) -> PydanticCustomError:
+    """A validation error whose message is already a full recipe line (with the field path)."""
+    return PydanticCustomError("recipe", "{message}", {"message": message})
+
+
+class Section(BaseModel):
+    """Shared config: immutable, strict types (TOML already types its values), finite floats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class DataSpec(Section):
+    """``[data]``: which dataset and how to split and scale it."""
+
+    name: str = Field(min_length=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    standardize: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _scalar_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        for key, value in options.items():
+            if not isinstance(value, int | float | str | bool):
+                raise problem(
+                    f"data.options.{key} must be a number, string or boolean, "
+                    f"got {type(value).__name__}"
+                )
+        return options
+
+
+class ModelSpec(Section):
+    """``[model]``: the network built for the data (input/output sizes come from the data)."""
+
+    kind: Literal["linear", "mlp", "cnn1d"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128, 64])
+    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"] = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    channels: int = Field(25, ge=1)
+    init: Literal["auto", "xavier", "he"] = "auto"
+    init_distribution: Literal["uniform", "normal"] = "uniform"
+
+
+class OptimizerSpec(Section):
+    """``[optimizer]``: the update rule and its hyperparameters.
+
+    Options left unset take the optimizer's own default (see :meth:`kwargs`). Setting an option
+    the chosen optimizer does not have is an error rather than silently ignored.
+    """
+
+    name: Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+    lr: float = Field(gt=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    betas: tuple[Unit, Unit] = (0.9, 0.999)
+    eps: float | None = Field(None, gt=0)
+    amsgrad: bool = False
+    rho: float = Field(0.9, ge=0, lt=1)
+    centered: bool = False
+    eps_inside_sqrt: bool = True
+    initial_accumulator_value: float = Field(0.0, ge=0)
+    flat: bool | None = None
+
+    @field_validator("betas", mode="before")
+    @classmethod
+    def _betas_pair(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise problem(
+                    f"optimizer.betas must be a list of two numbers [beta1, beta2], "
+                    f"got {len(value)} items"
+                )
+            return tuple(value)
+        return value
+
+    @model_validator(mode="after")
+    def _options_apply(self) -> OptimizerSpec:
+        lines = [
+            f"optimizer.{key} does not apply to optimizer {self.name!r}; "
+            f"it applies to {', '.join(APPLIES_TO[key])}"
+            for key in sorted(self.model_fields_set & APPLIES_TO.keys())
+            if self.name not in APPLIES_TO[key]
+        ]
+        if self.name == "nesterov" and self.momentum == 0:
+            lines.append("optimizer.momentum must be > 0 for optimizer 'nesterov', got 0")
+        if lines:
+            raise problem("\n".join(lines))
+        return self
+
+    def applies(self, key: str) -> bool:
+        """Whether an [optimizer] key means something for this optimizer."""
+        return self.name in APPLIES_TO.get(key, OPTIMIZERS)
+
+    def kwargs(self) -> tuple[str, dict[str, Any]]:
+        """The nnopt optimizer class name and its keyword arguments (defaults filled in).
+
+        Regularization is not here: it goes through parameter groups.
+        """
+        name, lr = self.name, self.lr
+        if name in ("sgd", "momentum", "nesterov"):
+            default = 0.0 if name == "sgd" else 0.9
+            momentum = default if self.momentum is None else self.momentum
+            out: dict[str, Any] = {"lr": lr, "momentum": momentum}
+            if name == "nesterov":
+                out["nesterov"] = True
+            cls = "SGD"
+        elif name == "adagrad":
+            cls = "AdaGrad"
+            out = {
+                "lr": lr,
+                "eps": 1e-10 if self.eps is None else self.eps,
+                "initial_accumulator_value": self.initial_accumulator_value,
+            }
+        elif name == "rmsprop":
+            cls = "RMSProp"
+            out = {
+                "lr": lr,
+                "rho": self.rho,
+                "eps": 1e-8 if self.eps is None else self.eps,
+                "eps_inside_sqrt": self.eps_inside_sqrt,
+                "momentum": 0.0 if self.momentum is None else self.momentum,
+                "centered": self.centered,
+            }
+        else:
+            cls = "Adam" if name == "adam" else "AdamW"
+            out = {
+                "lr": lr,
+                "betas": tuple(self.betas),
+                "eps": 1e-8 if self.eps is None else self.eps,
+                "amsgrad": self.amsgrad,
+            }
+        if self.flat is not None:
+            out["flat"] = self.flat
+        return cls, out
+
+
+class ScheduleSpec(Section):
+    """``[schedule]``: the learning rate as a function of the step.
+
+    ``decay_steps`` unset means the run's total steps (resolved by the trainer); ``gamma`` unset
+    with ``kind = "step"`` means 0.1.
+    """
+
+    kind: Literal["constant", "step", "exponential", "cosine", "warmup_cosine", "one_cycle"] = (
+        "constant"
+    )
+    step_size: int | None = Field(None, ge=1)
+    gamma: float | None = Field(None, gt=0, le=1)
+    decay_steps: int | None = Field(None, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    final_lr: float = Field(0.0, ge=0)
+    pct_start: float = Field(0.3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> ScheduleSpec:
+        kind = self.kind
+        if kind == "step" and self.step_size is None:
+            raise problem("schedule.step_size is required when schedule.kind = 'step'")
+        if kind == "exponential" and self.gamma is None:
+            raise problem("schedule.gamma is required when schedule.kind = 'exponential'")
+        if kind == "warmup_cosine" and self.warmup_steps < 1:
+            raise problem(
+                "schedule.warmup_steps must be >= 1 when schedule.kind = 'warmup_cosine', "
+                f"got {self.warmup_steps}"
+            )
+        return self
+
+
+class PlateauSpec(Section):
+    """``[plateau]``: cut the lr by ``factor`` when ``metric`` stops improving.
+
+    ``patience`` and ``cooldown`` count evaluations (every ``train.eval_every`` steps), not
+    steps. ``mode`` unset means ``max`` for ``val_accuracy`` and ``min`` otherwise.
+    """
+
+    metric: Literal["val_loss", "val_accuracy", "train_loss"] = "val_loss"
+    mode: Literal["min", "max"] | None = None
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=0)
+    threshold: float = Field(1e-4, ge=0)
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: int = Field(0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class RegularizationSpec(Section):
+    """``[regularization]``: penalties on the weights (names matching ``exclude`` are skipped).
+
+    ``in_loss = true`` adds the L1/L2 penalty to the loss instead of the optimizer step.
+    """
+
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    exclude: list[str] = Field(default_factory=lambda: ["bias", "norm"])
+    in_loss: bool = False
+
+
+class TrainSpec(Section):
+    """``[train]``: how the data is fed and for how long.
+
+    Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``.
+    """
+
+    DEFAULT_EPOCHS: ClassVar[int] = 10
+
+    mode: Literal["batch", "stochastic", "minibatch"] = "minibatch"
+    batch_size: int = Field(100, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+    eval_every: int = Field(100, ge=1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    checkpoint_every: int | None = Field(None, ge=1)
+    shard_state: bool = False
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_length(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("epochs") is None and data.get("steps") is None:
+            return {**data, "epochs": cls.DEFAULT_EPOCHS}
+        return data
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainSpec:
+        if self.epochs is not None and self.steps is not None:
+            raise problem(
+                "train.epochs and train.steps are both set; give one "
+                "(epochs = passes over the training set, steps = optimizer updates)"
+            )
+        return self
