@@ -174,15 +174,25 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             lr = self._current_lr(group)
-            layout = self._layouts[index]
-            if any(not b.is_intact() for b in layout.buckets):
-                layout = self._layouts[index] = self._layout(group["params"])
+            layout = self._intact_layout(index)
             for bucket in layout.buckets:
                 self._step_bucket(group, bucket, lr)
             for param in layout.loose:
                 self._step_tensor(group, param, lr)
         self._step_index += 1
         return loss
+
+    def _intact_layout(self, index: int) -> GroupLayout:
+        """Group ``index``'s layout, rebuilt if a parameter left its buffer (p.data=, .to()).
+
+        ``model.to()`` also re-points each gradient view's data (``grad.data = ...``), so a
+        stale layout would zero its old buffer in ``zero_grad`` while the live gradients kept
+        their values: both ``step`` and ``zero_grad`` go through here.
+        """
+        layout = self._layouts[index]
+        if any(not b.is_intact() for b in layout.buckets):
+            layout = self._layouts[index] = self._layout(self.param_groups[index]["params"])
+        return layout
 
     def _step_bucket(self, group: dict[str, Any], bucket: FlatBucket, lr: float) -> None:
         active = bucket.prepare()
@@ -217,6 +227,10 @@ class Optimizer(torch.optim.Optimizer):
             if key not in state:
                 start = self.initial_state(group, key)
                 state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
+            elif state[key].dtype != param.dtype or state[key].device != param.device:
+                # The parameter was moved or cast (model.to()): its state follows it, as
+                # flat buckets and torch's load_state_dict do.
+                state[key] = state[key].to(param)
         step = 0
         if self.uses_step:
             if "step" not in state:
@@ -261,7 +275,8 @@ class Optimizer(torch.optim.Optimizer):
         None (torch's default; the next step copies fresh gradients into the buffer once).
         ``False``: every gradient is zeroed in place.
         """
-        for layout in self._layouts:
+        for index in range(len(self._layouts)):
+            layout = self._intact_layout(index)
             for bucket in layout.buckets:
                 if set_to_none is True:
                     for p in bucket.params:
