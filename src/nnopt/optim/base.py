@@ -226,6 +226,9 @@ class Optimizer(torch.optim.Optimizer):
         for key in self.state_keys(group):
             if key not in state:
                 start = self.initial_state(group, key)
+                if param.is_complex():
+                    # Updated as pairs of reals: both halves start at the value, as in torch.
+                    start = complex(start, start)
                 state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
             elif state[key].dtype != param.dtype or state[key].device != param.device:
                 # The parameter was moved or cast (model.to()): its state follows it, as
