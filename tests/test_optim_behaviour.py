@@ -530,3 +530,98 @@ def test_complex_params_rejected_by_flat_true():
     z = torch.zeros(3, dtype=torch.complex64, requires_grad=True)
     with pytest.raises(ValueError, match="flat"):
         nnopt.Adam([z], flat=True)
+
+
+# --- parameters flat buffers cannot hold --------------------------------------------------------
+
+LAYOUT_CASES = [
+    pytest.param(nnopt.Adam, dict(lr=0.1), torch.optim.Adam, dict(lr=0.1), id="adam"),
+    pytest.param(
+        nnopt.SGD,
+        dict(lr=0.1, momentum=0.9),
+        torch.optim.SGD,
+        dict(lr=0.1, momentum=0.9),
+        id="sgd",
+    ),
+    pytest.param(nnopt.AdaGrad, dict(lr=0.1), torch.optim.Adagrad, dict(lr=0.1), id="adagrad"),
+]
+
+
+@pytest.mark.parametrize("kernels", ["auto", "eager"])
+@pytest.mark.parametrize("flat", FLAT_MODES, ids=FLAT_IDS)
+@pytest.mark.parametrize(("ours", "ours_kw", "ref", "ref_kw"), LAYOUT_CASES)
+def test_non_contiguous_param_with_assigned_grad(ours, ours_kw, ref, ref_kw, flat, kernels):
+    """A transposed parameter (stepped tensor by tensor) whose gradient the user assigns in
+    ordinary contiguous layout: elements must be paired by index, not by memory position."""
+    gen = torch.Generator().manual_seed(0)
+    p = torch.randn(4, 3, generator=gen).t().requires_grad_(True)
+    w = torch.randn(5, generator=gen).requires_grad_(True)
+    q, v = p.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+    assert not p.is_contiguous() and not q.is_contiguous()
+    opt, topt = ours([p, w], flat=flat, **ours_kw), ref([q, v], **ref_kw)
+    opt.kernels = kernels
+    for _ in range(4):
+        gp, gw = torch.randn(3, 4, generator=gen), torch.randn(5, generator=gen)
+        for (a, b), o in (((p, w), opt), ((q, v), topt)):
+            a.grad, b.grad = gp.clone(), gw.clone()
+            o.step()
+        assert max_rel_diff([p, w], [q, v]) < 1e-6
+
+
+@pytest.mark.parametrize("flat", FLAT_MODES, ids=FLAT_IDS)
+def test_mixed_dtypes_in_one_group(flat):
+    """float32 and float64 parameters in one group: one flat bucket per dtype."""
+    gen = torch.Generator().manual_seed(0)
+    a = [
+        torch.randn(4, generator=gen).requires_grad_(True),
+        torch.randn(3, generator=gen, dtype=torch.float64).requires_grad_(True),
+        torch.randn(5, generator=gen).requires_grad_(True),
+    ]
+    b = [p.detach().clone().requires_grad_(True) for p in a]
+    opt, topt = nnopt.Adam(a, lr=0.1, flat=flat), torch.optim.Adam(b, lr=0.1)
+    assert len(opt.flat_buffers()) == (2 if flat is None else 0)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in a]
+        for params, o in ((a, opt), (b, topt)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            o.step()
+        assert max_rel_diff(a, b) < 1e-6
+    assert a[1].dtype == torch.float64
+
+
+@pytest.mark.parametrize(("resume_flat"), FLAT_MODES, ids=["to-flat", "to-per-tensor"])
+@pytest.mark.parametrize(("train_flat"), FLAT_MODES, ids=FLAT_IDS)
+def test_checkpoint_with_uneven_step_counts(train_flat, resume_flat):
+    """Parameters skipped on some steps have their own Adam step counts; a checkpoint keeps
+    them, so the resumed run is identical to the uninterrupted one."""
+
+    def story(save_at=None):
+        model = tiny_model()
+        opt = nnopt.Adam(model.parameters(), lr=0.01, flat=train_flat)
+        for k in range(8):
+            if k == save_at:
+                buf = io.BytesIO()
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+                buf.seek(0)
+                saved = torch.load(buf, weights_only=True)
+                model = tiny_model(seed=1)
+                model.load_state_dict(saved["model"])
+                opt = nnopt.Adam(model.parameters(), lr=0.01, flat=resume_flat)
+                opt.load_state_dict(saved["opt"])
+            opt.zero_grad()
+            loss_of(model, k).backward()
+            for i, p in enumerate(model.parameters()):
+                if (i + k) % 3 == 0:
+                    p.grad = None
+            opt.step()
+        return model, opt
+
+    ref, ref_opt = story()
+    resumed, opt = story(save_at=4)
+    steps = [s["step"].item() for s in opt.state.values()]
+    assert steps == [s["step"].item() for s in ref_opt.state.values()] and len(set(steps)) > 1
+    if train_flat is resume_flat:
+        assert_models_equal(resumed, ref)
+    else:
+        assert_models_close(resumed, ref)

@@ -256,7 +256,11 @@ class Optimizer(torch.optim.Optimizer):
         step: int,
         lr: float,
     ) -> None:
-        if self.kernels != "eager" and self.fused_update(group, param, grad, state, step, lr):
+        if (
+            self.kernels != "eager"
+            and _same_layout(param, grad, *state.values())
+            and self.fused_update(group, param, grad, state, step, lr)
+        ):
             return
         l1, l2, weight_decay = group["l1"], group["l2"], group["weight_decay"]
         if l2:
@@ -342,6 +346,16 @@ class Optimizer(torch.optim.Optimizer):
     def flat_buffers(self) -> list[FlatBucket]:
         """The flat buckets of every group (empty with ``flat=False``)."""
         return [b for layout in self._layouts for b in layout.buckets]
+
+
+def _same_layout(param: Tensor, *others: Tensor) -> bool:
+    """Whether ``others`` are laid out in memory like ``param`` (same strides).
+
+    Fused kernels pair elements by memory position, so a non-contiguous parameter with a
+    contiguous gradient (one the user assigned) would be updated with the wrong elements;
+    such a step runs the eager rule instead. Flat buffers always qualify.
+    """
+    return all(t.stride() == param.stride() for t in others)
 
 
 def _reset_grad(param: Tensor, *, to_none: bool) -> None:
