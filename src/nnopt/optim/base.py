@@ -175,15 +175,25 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             lr = self._current_lr(group)
-            layout = self._layouts[index]
-            if any(not b.is_intact() for b in layout.buckets):
-                layout = self._layouts[index] = self._layout(group["params"])
+            layout = self._intact_layout(index)
             for bucket in layout.buckets:
                 self._step_bucket(group, bucket, lr)
             for param in layout.loose:
                 self._step_tensor(group, param, lr)
         self._step_index += 1
         return loss
+
+    def _intact_layout(self, index: int) -> GroupLayout:
+        """Group ``index``'s layout, rebuilt if a parameter left its buffer (p.data=, .to()).
+
+        ``model.to()`` also re-points each gradient view's data (``grad.data = ...``), so a
+        stale layout would zero its old buffer in ``zero_grad`` while the live gradients kept
+        their values: both ``step`` and ``zero_grad`` go through here.
+        """
+        layout = self._layouts[index]
+        if any(not b.is_intact() for b in layout.buckets):
+            layout = self._layouts[index] = self._layout(self.param_groups[index]["params"])
+        return layout
 
     def _step_bucket(self, group: dict[str, Any], bucket: FlatBucket, lr: float) -> None:
         active = bucket.prepare()
@@ -217,7 +227,14 @@ class Optimizer(torch.optim.Optimizer):
         for key in self.state_keys(group):
             if key not in state:
                 start = self.initial_state(group, key)
+                if param.is_complex():
+                    # Updated as pairs of reals: both halves start at the value, as in torch.
+                    start = complex(start, start)
                 state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
+            elif state[key].dtype != param.dtype or state[key].device != param.device:
+                # The parameter was moved or cast (model.to()): its state follows it, as
+                # flat buckets and torch's load_state_dict do.
+                state[key] = state[key].to(param)
         step = 0
         if self.uses_step:
             if "step" not in state:
@@ -240,7 +257,11 @@ class Optimizer(torch.optim.Optimizer):
         step: int,
         lr: float,
     ) -> None:
-        if self.kernels != "eager" and self.fused_update(group, param, grad, state, step, lr):
+        if (
+            self.kernels != "eager"
+            and _same_layout(param, grad, *state.values())
+            and self.fused_update(group, param, grad, state, step, lr)
+        ):
             return
         l1, l2, weight_decay = group["l1"], group["l2"], group["weight_decay"]
         if l2:
@@ -262,7 +283,8 @@ class Optimizer(torch.optim.Optimizer):
         None (torch's default; the next step copies fresh gradients into the buffer once).
         ``False``: every gradient is zeroed in place.
         """
-        for layout in self._layouts:
+        for index in range(len(self._layouts)):
+            layout = self._intact_layout(index)
             for bucket in layout.buckets:
                 if set_to_none is True:
                     for p in bucket.params:
@@ -325,6 +347,16 @@ class Optimizer(torch.optim.Optimizer):
     def flat_buffers(self) -> list[FlatBucket]:
         """The flat buckets of every group (empty with ``flat=False``)."""
         return [b for layout in self._layouts for b in layout.buckets]
+
+
+def _same_layout(param: Tensor, *others: Tensor) -> bool:
+    """Whether ``others`` are laid out in memory like ``param`` (same strides).
+
+    Fused kernels pair elements by memory position, so a non-contiguous parameter with a
+    contiguous gradient (one the user assigned) would be updated with the wrong elements;
+    such a step runs the eager rule instead. Flat buffers always qualify.
+    """
+    return all(t.stride() == param.stride() for t in others)
 
 
 def _reset_grad(param: Tensor, *, to_none: bool) -> None:
