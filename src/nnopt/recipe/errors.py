@@ -102,7 +102,12 @@ _TYPES = {
     "model_type": "a table",
     "model_attributes_type": "a table",
 }
-_BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_BOUNDS = {
+    "greater_than": "gt",
+    "greater_than_equal": "ge",
+    "less_than": "lt",
+    "less_than_equal": "le",
+}
 
 
 def _bounds(root: type[BaseModel], loc: Sequence[int | str]) -> dict[str, Any]:
@@ -133,7 +138,9 @@ def _bounds(root: type[BaseModel], loc: Sequence[int | str]) -> dict[str, Any]:
 def _range_text(bounds: dict[str, Any]) -> str:
     """``{"gt": 0, "lt": 1}`` -> ``in (0, 1)``; a single bound -> ``> 0``."""
     low = ("(", bounds["gt"]) if "gt" in bounds else ("[", bounds["ge"]) if "ge" in bounds else None
-    high = (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+    high = (
+        (")", bounds["lt"]) if "lt" in bounds else ("]", bounds["le"]) if "le" in bounds else None
+    )
     if low and high:
         return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
     op, value = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}, next(iter(bounds.items()))

@@ -106,8 +106,11 @@ def apply_overrides(
                 node[part] = {}
             node = node[part]
         optional_table = info is not None and section_type(info.annotation) is not None
-        if optional_table and not info.is_required() and info.default is None and (
-            isinstance(value, str) and value.lower() in _REMOVE
+        if (
+            optional_table
+            and not info.is_required()
+            and info.default is None
+            and (isinstance(value, str) and value.lower() in _REMOVE)
         ):
             node.pop(parts[-1], None)
         else:

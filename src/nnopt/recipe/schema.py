@@ -232,7 +232,8 @@ class RegularizationSpec(Section):
 class TrainSpec(Section):
     """``[train]``: how the data is fed and for how long.
 
-    Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``.
+    Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``. ``checkpoint_every``
+    unset means a checkpoint at every evaluation.
     """
 
     DEFAULT_EPOCHS: ClassVar[int] = 10

@@ -1,0 +1,479 @@
+"""Recipe schema, TOML round trip, error messages, overrides, resolution and examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nnopt.recipe import Recipe, RecipeError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MINIMAL = """
+[data]
+name = "digits"
+
+[optimizer]
+name = "sgd"
+lr = 0.1
+"""
+
+
+def make(**sections: dict) -> Recipe:
+    """A minimal valid recipe with some sections replaced or added."""
+    base: dict = {"data": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": 0.1}}
+    base.update(sections)
+    return Recipe.from_dict(base)
+
+
+def problems(text_or_dict: str | dict) -> str:
+    """The RecipeError message a recipe (TOML text or dict) fails with."""
+    with pytest.raises(RecipeError) as info:
+        if isinstance(text_or_dict, str):
+            Recipe.loads(text_or_dict)
+        else:
+            Recipe.from_dict(text_or_dict)
+    return str(info.value)
+
+
+# -- defaults and round trip -------------------------------------------------------------------
+
+
+def test_defaults_are_resolved():
+    r = Recipe.loads(MINIMAL)
+    assert (r.name, r.seed) == ("run", 0)
+    assert (r.data.val_fraction, r.data.standardize, r.data.options) == (0.2, True, {})
+    m = r.model
+    assert (m.kind, m.hidden, m.activation, m.dropout, m.channels) == (
+        "mlp",
+        [128, 64],
+        "relu",
+        0,
+        25,
+    )
+    assert (m.init, m.init_distribution) == ("auto", "uniform")
+    assert r.schedule.kind == "constant" and r.schedule.decay_steps is None
+    assert r.plateau is None
+    assert r.regularization.exclude == ["bias", "norm"] and not r.regularization.in_loss
+    t = r.train
+    assert (t.mode, t.batch_size, t.epochs, t.steps, t.eval_every) == (
+        "minibatch",
+        100,
+        10,
+        None,
+        100,
+    )
+    assert (t.device, t.checkpoint_every, t.shard_state, t.loss) == ("cpu", None, False, "auto")
+
+
+def test_recipe_is_frozen():
+    r = Recipe.loads(MINIMAL)
+    with pytest.raises(Exception, match="frozen"):
+        r.optimizer.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(Exception, match="frozen"):
+        r.seed = 2  # type: ignore[misc]
+
+
+def test_to_dict_fills_defaults_and_omits_none():
+    d = Recipe.loads(MINIMAL).to_dict()
+    assert d["train"]["epochs"] == 10 and "steps" not in d["train"]
+    assert "plateau" not in d and "decay_steps" not in d["schedule"]
+    # [optimizer] keeps only what applies to sgd; momentum unset stays out (no TOML null)
+    assert d["optimizer"] == {"name": "sgd", "lr": 0.1}
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {},
+        {"optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.8, 0.99], "eps": 1e-7}},
+        {"optimizer": {"name": "rmsprop", "lr": 1e-3, "centered": True, "momentum": 0.5}},
+        {"optimizer": {"name": "adagrad", "lr": 0.01, "initial_accumulator_value": 0.1}},
+        {"plateau": {"metric": "val_accuracy", "patience": 3}, "train": {"steps": 50}},
+        {"data": {"name": "data/x y.csv", "options": {"n": 500, "noise": 0.1, "s": 'a"b'}}},
+        {"schedule": {"kind": "step", "step_size": 10, "gamma": 0.5}},
+    ],
+)
+def test_toml_round_trip(sections, tmp_path):
+    r = make(**sections)
+    assert Recipe.loads(r.to_toml()) == r
+    r.save(tmp_path / "sub" / "recipe.toml")
+    assert Recipe.load(tmp_path / "sub" / "recipe.toml") == r
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["recipe.toml"]  # no temp left
+
+
+def test_to_toml_is_readable():
+    text = make(model={"hidden": [64, 32]}, data={"name": "digits", "options": {"n": 5}}).to_toml()
+    assert "hidden = [64, 32]" in text
+    assert "[data.options]\nn = 5" in text
+    assert text.startswith('name = "run"\nseed = 0\n\n[data]\n')
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def test_missing_required():
+    assert problems({"optimizer": {"name": "sgd", "lr": 1}}) == (
+        "[data] table is required (with name)"
+    )
+    assert problems({"data": {}, "optimizer": {"name": "sgd", "lr": 1}}) == "data.name is required"
+    assert "optimizer.lr is required" in problems(
+        {"data": {"name": "d"}, "optimizer": {"name": "sgd"}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "expected"),
+    [
+        ("optimizer", {"name": "sgd", "lr": -1}, "optimizer.lr must be > 0, got -1"),
+        (
+            "optimizer",
+            {"name": "sgd", "lr": 0.1, "momentum": 1.0},
+            "optimizer.momentum must be in [0, 1), got 1.0",
+        ),
+        (
+            "optimizer",
+            {"name": "adam", "lr": 0.1, "betas": [0.9, 1]},
+            "optimizer.betas[1] must be in [0, 1), got 1",
+        ),
+        (
+            "data",
+            {"name": "d", "val_fraction": 1.5},
+            "data.val_fraction must be in (0, 1), got 1.5",
+        ),
+        ("model", {"hidden": [64, 0]}, "model.hidden[1] must be >= 1, got 0"),
+        ("model", {"dropout": 1}, "model.dropout must be in [0, 1), got 1"),
+        (
+            "schedule",
+            {"kind": "exponential", "gamma": 1.5},
+            "schedule.gamma must be in (0, 1], got 1.5",
+        ),
+        ("plateau", {"factor": 1.0}, "plateau.factor must be in (0, 1), got 1.0"),
+        ("train", {"batch_size": 0}, "train.batch_size must be >= 1, got 0"),
+        ("regularization", {"l2": -0.1}, "regularization.l2 must be >= 0, got -0.1"),
+    ],
+)
+def test_bounds(section, values, expected):
+    assert (
+        problems(
+            {"data": {"name": "d"}, "optimizer": {"name": "sgd", "lr": 0.1}} | {section: values}
+        )
+        == expected
+    )
+
+
+def test_wrong_types():
+    text = problems(
+        {
+            "seed": True,
+            "data": {"name": 3, "standardize": "yes", "options": {"bad": [1]}},
+            "model": {"hidden": 64, "channels": 2.5},
+            "optimizer": {"name": "sgd", "lr": "fast"},
+            "train": {"steps": 1.5},
+        }
+    )
+    lines = text.splitlines()
+    assert "seed must be an integer, got true" in lines
+    assert "data.name must be a string, got 3" in lines
+    assert "data.standardize must be true or false, got 'yes'" in lines
+    assert "data.options.bad must be a number, string or boolean, got list" in lines
+    assert "model.hidden must be a list, got 64" in lines
+    assert "model.channels must be an integer, got 2.5" in lines
+    assert "optimizer.lr must be a number, got 'fast'" in lines
+    assert "train.steps must be an integer, got 1.5" in lines
+
+
+def test_non_finite_rejected():
+    assert problems(MINIMAL.replace("lr = 0.1", "lr = inf")) == (
+        "optimizer.lr must be a finite number, got inf"
+    )
+
+
+def test_choices():
+    assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
+        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw;"
+        " got 'adm'"
+    )
+    assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
+        MINIMAL + '[model]\nactivation = "swish"\n'
+    )
+
+
+def test_unknown_keys():
+    text = problems(MINIMAL + "[train]\nepoch = 3\n")
+    assert text == (
+        "train: unknown key 'epoch'; allowed: batch_size, checkpoint_every, device, epochs, "
+        "eval_every, loss, mode, shard_state, steps; did you mean 'epochs'?"
+    )
+    top = problems("colour = 1\n" + MINIMAL)
+    assert top.startswith("recipe: unknown key 'colour'; allowed: data, model, name, optimizer")
+    assert "[optim]" not in problems(MINIMAL + "[optim]\nx = 1\n")  # named as a key, not a table
+
+
+def test_several_problems_one_line_each():
+    text = problems(
+        {"data": {"name": "d", "val_fraction": 0}, "optimizer": {"name": "sgd", "lr": 0}}
+    )
+    assert text.splitlines() == [
+        "data.val_fraction must be in (0, 1), got 0",
+        "optimizer.lr must be > 0, got 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "value", "applies"),
+    [
+        ("sgd", "betas", [0.9, 0.99], "adam, adamw"),
+        ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop"),
+        ("sgd", "eps", 1e-8, "adagrad, rmsprop, adam, adamw"),
+        ("adam", "rho", 0.9, "rmsprop"),
+        ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
+        ("adagrad", "amsgrad", False, "adam, adamw"),
+    ],
+)
+def test_option_not_applying(name, option, value, applies):
+    text = problems({"data": {"name": "d"}, "optimizer": {"name": name, "lr": 0.1, option: value}})
+    assert (
+        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {applies}"
+    )
+
+
+def test_nesterov_needs_momentum():
+    text = problems(
+        {"data": {"name": "d"}, "optimizer": {"name": "nesterov", "lr": 0.1, "momentum": 0}}
+    )
+    assert text == "optimizer.momentum must be > 0 for optimizer 'nesterov', got 0"
+
+
+def test_betas_must_be_a_pair():
+    text = problems(
+        {"data": {"name": "d"}, "optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9]}}
+    )
+    assert text == "optimizer.betas must be a list of two numbers [beta1, beta2], got 1 items"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ({"kind": "step"}, "schedule.step_size is required when schedule.kind = 'step'"),
+        ({"kind": "exponential"}, "schedule.gamma is required when schedule.kind = 'exponential'"),
+        (
+            {"kind": "warmup_cosine"},
+            "schedule.warmup_steps must be >= 1 when schedule.kind = 'warmup_cosine', got 0",
+        ),
+    ],
+)
+def test_schedule_needs(schedule, expected):
+    assert (
+        problems(
+            {"data": {"name": "d"}, "optimizer": {"name": "sgd", "lr": 1}, "schedule": schedule}
+        )
+        == expected
+    )
+
+
+def test_epochs_and_steps_exclusive():
+    text = problems(MINIMAL + "[train]\nepochs = 2\nsteps = 5\n")
+    assert text.startswith("train.epochs and train.steps are both set; give one")
+    assert make(train={"steps": 5}).train.epochs is None
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(RecipeError, match="^recipe file not found: .*nope.toml$"):
+        Recipe.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nname = "d"\nlr = = 3\n')
+    with pytest.raises(RecipeError) as info:
+        Recipe.load(bad)
+    assert str(info.value).startswith(f"{bad}: invalid TOML: ")
+    assert "line 3" in str(info.value)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(MINIMAL.replace("0.1", "-1") + "[model]\nkind = 'rnn'\n")
+    with pytest.raises(RecipeError) as info:
+        Recipe.load(wrong)
+    assert info.value.problems == [
+        f"{wrong}: model.kind must be one of linear, mlp, cnn1d; got 'rnn'",
+        f"{wrong}: optimizer.lr must be > 0, got -1",
+    ]
+    assert isinstance(info.value, ValueError)
+
+
+# -- overrides -----------------------------------------------------------------------------------
+
+
+def test_overrides_of_each_type():
+    r = Recipe.loads(MINIMAL).with_overrides(
+        [
+            "optimizer.name=adam",
+            "optimizer.lr=0.03",
+            "optimizer.betas=[0.9,0.99]",
+            "optimizer.amsgrad=true",
+            "train.epochs=5",
+            "model.hidden=[64, 32]",
+            "plateau.patience=3",
+            "data.options.n=500",
+            "data.options.kind=moons",
+            "seed=3",
+            'name="my run"',
+            "data.name=data/train.csv",
+        ]
+    )
+    assert r.optimizer.name == "adam" and r.optimizer.lr == 0.03
+    assert r.optimizer.betas == (0.9, 0.99) and r.optimizer.amsgrad is True
+    assert r.train.epochs == 5 and r.model.hidden == [64, 32]
+    assert r.plateau is not None and r.plateau.patience == 3 and r.plateau.factor == 0.1
+    assert r.data.options == {"n": 500, "kind": "moons"}
+    assert (r.seed, r.name, r.data.name) == (3, "my run", "data/train.csv")
+
+
+def test_overrides_return_new_recipe():
+    r = Recipe.loads(MINIMAL)
+    r2 = r.with_overrides(["optimizer.lr=0.5"])
+    assert r.optimizer.lr == 0.1 and r2.optimizer.lr == 0.5
+    assert r.with_overrides([]) is r
+
+
+def test_text_fields_keep_the_text():
+    r = Recipe.loads(MINIMAL).with_overrides(["data.name=1e3", "name=2024"])
+    assert (r.data.name, r.name) == ("1e3", "2024")
+
+
+def test_steps_replace_epochs_and_back():
+    r = Recipe.loads(MINIMAL + "[train]\nepochs = 3\n")
+    by_steps = r.with_overrides(["train.steps=40"])
+    assert (by_steps.train.steps, by_steps.train.epochs) == (40, None)
+    back = by_steps.with_overrides(["train.epochs=2"])
+    assert (back.train.steps, back.train.epochs) == (None, 2)
+    # a saved (resolved) recipe has epochs = 10 explicitly; steps still replaces it
+    saved = Recipe.loads(Recipe.loads(MINIMAL).to_toml()).with_overrides(["train.steps=7"])
+    assert (saved.train.steps, saved.train.epochs) == (7, None)
+    with pytest.raises(RecipeError, match="both set"):
+        r.with_overrides(["train.steps=4", "train.epochs=4"])
+
+
+def test_changing_optimizer_drops_options_it_lacks():
+    adam = Recipe.loads(Recipe.loads(MINIMAL).with_overrides(["optimizer.name=adam"]).to_toml())
+    sgd = adam.with_overrides(["optimizer.name=sgd"])  # betas/amsgrad/... dropped, not an error
+    assert sgd.optimizer.kwargs() == ("SGD", {"lr": 0.1, "momentum": 0.0})
+    with pytest.raises(RecipeError, match="optimizer.betas does not apply to optimizer 'sgd'"):
+        adam.with_overrides(["optimizer.name=sgd", "optimizer.betas=[0.5,0.5]"])
+
+
+def test_remove_optional_table():
+    r = Recipe.loads(MINIMAL).with_overrides(["plateau.patience=2"])
+    assert r.plateau is not None
+    assert r.with_overrides(["plateau=none"]).plateau is None
+
+
+def test_override_errors():
+    r = Recipe.loads(MINIMAL)
+    with pytest.raises(RecipeError) as info:
+        r.with_overrides(["optimizer.lrr=0.1"])
+    assert str(info.value).startswith(
+        "override 'optimizer.lrr=0.1': optimizer: unknown key 'lrr'; allowed: amsgrad, betas,"
+    )
+    assert str(info.value).endswith("did you mean 'lr'?")
+    with pytest.raises(RecipeError, match=r"recipe: unknown key 'optimiser'; allowed: data, "):
+        r.with_overrides(["optimiser.lr=1"])
+    with pytest.raises(RecipeError, match=r"'optimizer.lr' has no '=': expected KEY=VALUE"):
+        r.with_overrides(["optimizer.lr"])
+    with pytest.raises(RecipeError, match="has no value"):
+        r.with_overrides(["optimizer.lr="])
+    with pytest.raises(RecipeError, match="optimizer.lr is a value, not a table"):
+        r.with_overrides(["optimizer.lr.x=1"])
+    with pytest.raises(RecipeError, match="^optimizer.lr must be > 0, got -1$"):
+        r.with_overrides(["optimizer.lr=-1"])
+    with pytest.raises(RecipeError, match="optimizer.lr must be a number, got 'fast'"):
+        r.with_overrides(["optimizer.lr=fast"])
+
+
+# -- resolution against the data -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("train", "n_train", "batch", "steps"),
+    [
+        ({"mode": "batch", "epochs": 3}, 1000, 1000, 3),
+        ({"mode": "stochastic", "epochs": 2}, 50, 1, 100),
+        ({"mode": "minibatch", "batch_size": 32, "epochs": 2}, 100, 32, 8),
+        ({"mode": "minibatch", "batch_size": 25}, 100, 25, 40),  # default 10 epochs
+        ({"mode": "stochastic", "steps": 7}, 50, 1, 7),
+    ],
+)
+def test_total_steps_and_batch_size(train, n_train, batch, steps):
+    r = make(train=train)
+    assert r.resolved_batch_size(n_train) == batch
+    assert r.total_steps(n_train) == steps
+
+
+def test_batch_larger_than_data():
+    with pytest.raises(RecipeError, match=r"train.batch_size \(100\) is larger than the training"):
+        make().total_steps(40)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "expected"),
+    [
+        ({"name": "sgd", "lr": 0.1}, ("SGD", {"lr": 0.1, "momentum": 0.0})),
+        ({"name": "momentum", "lr": 0.1}, ("SGD", {"lr": 0.1, "momentum": 0.9})),
+        (
+            {"name": "nesterov", "lr": 0.1, "momentum": 0.5, "flat": False},
+            ("SGD", {"lr": 0.1, "momentum": 0.5, "nesterov": True, "flat": False}),
+        ),
+        (
+            {"name": "adagrad", "lr": 0.1},
+            ("AdaGrad", {"lr": 0.1, "eps": 1e-10, "initial_accumulator_value": 0.0}),
+        ),
+        (
+            {"name": "rmsprop", "lr": 0.1, "rho": 0.99},
+            (
+                "RMSProp",
+                {
+                    "lr": 0.1,
+                    "rho": 0.99,
+                    "eps": 1e-8,
+                    "eps_inside_sqrt": True,
+                    "momentum": 0.0,
+                    "centered": False,
+                },
+            ),
+        ),
+        (
+            {"name": "adam", "lr": 0.1, "eps": 1e-6},
+            ("Adam", {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-6, "amsgrad": False}),
+        ),
+        (
+            {"name": "adamw", "lr": 0.1, "amsgrad": True, "flat": True},
+            (
+                "AdamW",
+                {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": True, "flat": True},
+            ),
+        ),
+    ],
+)
+def test_kwargs(optimizer, expected):
+    assert make(optimizer=optimizer).optimizer.kwargs() == expected
+
+
+# -- examples ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
+def test_examples_load(path):
+    r = Recipe.load(path)
+    assert r.name == path.stem
+    assert path.read_text().startswith("#")  # a comment header says what it shows
+    assert Recipe.loads(r.to_toml()) == r
+
+
+def test_mnist1d_examples_differ_only_in_optimizer():
+    recipes = [Recipe.load(p) for p in sorted(EXAMPLES.glob("mnist1d_cnn_*.toml"))]
+    assert len(recipes) == 4
+    for r in recipes:
+        assert (r.data.name, r.model.kind, r.train.batch_size) == ("mnist1d", "cnn1d", 100)
+        assert (r.train.steps, r.train.eval_every) == (6000, 500)
+        assert r.model_dump(exclude={"name", "optimizer"}) == recipes[0].model_dump(
+            exclude={"name", "optimizer"}
+        )
+    digits = Recipe.load(EXAMPLES / "digits_mlp.toml")
+    assert (digits.optimizer.name, digits.optimizer.lr, digits.train.epochs) == ("adam", 1e-3, 20)
