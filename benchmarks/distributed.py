@@ -76,7 +76,7 @@ def launch(nproc: int, shard: bool, steps: int, hidden: int) -> list[dict]:
         recipe = Path(tmp, "recipe.toml")
         recipe.write_text(RECIPE.format(hidden=hidden, steps=steps, shard=str(shard).lower()))
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
-        command += ["--master_port=0", __file__, "--worker", str(recipe), tmp]
+        command += ["--standalone", __file__, "--worker", str(recipe), tmp]
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
         subprocess.run(command, check=True, env=env, capture_output=True)
         return [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(nproc)]

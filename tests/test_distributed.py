@@ -45,8 +45,10 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 def torchrun(tmp_path: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
-    command += ["--master_port=0", "-m", "nnopt", "train", *args, "--quiet"]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
+    command += ["--standalone", "-m", "nnopt", "train", *args, "--quiet"]
+    return subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
