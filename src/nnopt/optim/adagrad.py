@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_nonnegative, check_positive
 
@@ -67,6 +67,19 @@ class AdaGrad(Optimizer):
         return rules.adagrad_(param, grad, state["sum"], lr=lr, eps=group["eps"])
 
     def fused_update(self, group, param, grad, state, step, lr) -> bool:
+        if kernels.use_native(self.kernels) and kernels.cpu.adagrad_(
+            param,
+            grad,
+            state["sum"],
+            lr=lr,
+            eps=group["eps"],
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
+        ):
+            return True
+        if not kernels.use_torch_fused(self.kernels):
+            return False
         if group["l1"] or group["weight_decay"] or param.is_complex():
             return False
         torch._fused_adagrad_(

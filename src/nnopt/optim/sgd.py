@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_type, check_unit_interval
 
@@ -70,6 +70,20 @@ class SGD(Optimizer):
         return rules.sgd_(param, grad, lr=lr)
 
     def fused_update(self, group, param: Tensor, grad, state, step, lr) -> bool:
+        if kernels.use_native(self.kernels) and kernels.cpu.sgd_(
+            param,
+            grad,
+            state.get("momentum_buffer"),
+            lr=lr,
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
+        ):
+            return True
+        if not kernels.use_torch_fused(self.kernels):
+            return False
         # torch's fused SGD covers coupled L2 only; the zero-initialized buffer makes
         # is_first_step unnecessary (mu * 0 + g == g).
         if group["l1"] or group["weight_decay"] or param.is_complex():
