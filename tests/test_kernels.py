@@ -146,12 +146,15 @@ def test_rmsprop_matches_eager(n: int, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_adam_matches_eager(n: int, dtype: torch.dtype) -> None:
-    for amsgrad, step, reg in itertools.product((False, True), (1, 7), REGULARIZATION):
+    # beta1=0.2 takes lerp's second formula (weight 1 - beta1 >= 0.5).
+    for amsgrad, step, beta1, reg in itertools.product(
+        (False, True), (1, 7), (0.9, 0.2), REGULARIZATION
+    ):
         p, g, m = draw(n, dtype), draw(n, dtype), draw(n, dtype) * 0.1
         v = draw(n, dtype, positive=True) * 0.01
         vm = draw(n, dtype, positive=True) * 0.01 if amsgrad else None
         ep, em, ev, evm = clones(p, m, v, vm)
-        options = dict(step=step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
+        options = dict(step=step, lr=1e-3, beta1=beta1, beta2=0.999, eps=1e-8)
         assert cpu.adam_(p, g, m, v, max_exp_avg_sq=vm, **options, **reg)
         eager_apply(rules.adam_, ep, ref(g), em, ev, max_exp_avg_sq=evm, **options, **reg)
         check(dtype, present(p, m, v, vm), present(ep, em, ev, evm))

@@ -6,12 +6,14 @@ import argparse
 import sys
 
 from nnopt import __version__
+from nnopt.bench import cli as bench_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnopt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
-    parser.add_subparsers(dest="command")
+    commands = parser.add_subparsers(dest="command")
+    bench_cli.register(commands)
     return parser
 
 
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -161,13 +161,16 @@ Pool& pool() {
 // Run body(begin, end) over [0, n) in chunks, on up to `nthreads` threads.
 template <typename F>
 void parallel(int64_t n, int nthreads, F body) {
-  // 16K elements: ~10 us of work, large enough to amortize a claim, small enough to balance.
-  constexpr int64_t kChunk = 1 << 14;
+  // At least 16K elements (~10 us of work, amortizes a claim); at most 1/8 of a thread's share,
+  // so each thread streams long runs (the prefetchers like that: 2x fewer stalls on Adam's
+  // seven streams than 16K chunks) and a helper that is not scheduled costs little.
   if (n <= 0) return;
+  const int64_t share = n / (8 * static_cast<int64_t>(nthreads > 0 ? nthreads : 1));
+  const int64_t chunk = std::max<int64_t>(int64_t{1} << 14, (share + 63) / 64 * 64);
   ChunkFn fn = [](const void* ctx, int64_t begin, int64_t end) {
     (*static_cast<const F*>(ctx))(begin, end);
   };
-  pool().run(n, kChunk, nthreads, fn, &body);
+  pool().run(n, chunk, nthreads, fn, &body);
 }
 
 // theta <- sign(theta) * max(|theta| - tau, 0), as rules.soft_threshold_.
@@ -179,10 +182,15 @@ inline A soft_threshold(A p, A tau) {
   return shrunk * sign;
 }
 
-// lerp(a, b, w) with torch's two formulas (exact at both ends).
-template <typename A>
+// lerp(a, b, w) with torch's two formulas (exact at both ends); kLow: |w| < 0.5, which is
+// loop-invariant, so it is a template argument rather than a select in the loop.
+template <bool kLow, typename A>
 inline A lerp(A a, A b, A w) {
-  return std::abs(w) < A(0.5) ? a + w * (b - a) : b - (b - a) * (A(1) - w);
+  if constexpr (kLow) {
+    return a + w * (b - a);
+  } else {
+    return b - (b - a) * (A(1) - w);
+  }
 }
 
 // Call f with std::integral_constant<bool, flag>, so that flags become template arguments.
@@ -263,7 +271,8 @@ void adagrad(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ S, int6
 
 // --- RMSProp: seed and torch forms, centered, momentum ----------------------------------------
 
-template <typename T, bool kCentered, bool kMomentum, bool kEpsInside, bool kL2, bool kL1>
+template <typename T, bool kCentered, bool kLow, bool kMomentum, bool kEpsInside, bool kL2,
+          bool kL1>
 void rmsprop(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ E,
              T* __restrict__ GA, T* __restrict__ B, int64_t n, int nthreads, double lr_,
              double rho_, double eps_, double mu_, double l2_, double decay_, double l1lr_) {
@@ -280,7 +289,7 @@ void rmsprop(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ E,
       store(E, i, e);
       A spread = e;
       if constexpr (kCentered) {
-        const A ga = lerp(load(GA, i), g, w);
+        const A ga = lerp<kLow>(load(GA, i), g, w);
         store(GA, i, ga);
         spread = e + A(-1) * ga * ga;
       }
@@ -300,7 +309,7 @@ void rmsprop(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ E,
 
 // --- Adam / AdamW / AMSGrad --------------------------------------------------------------------
 
-template <typename T, bool kAmsgrad, bool kL2, bool kL1>
+template <typename T, bool kLow, bool kAmsgrad, bool kL2, bool kL1>
 void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __restrict__ V,
           T* __restrict__ VM, int64_t n, int nthreads, double lr_, double beta1_, double beta2_,
           double bc1_, double bc2_sqrt_, double eps_, double l2_, double decay_, double l1lr_) {
@@ -314,7 +323,7 @@ void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __re
       A p = load(P, i), g = load(G, i);
       if constexpr (kL2) g = g + l2 * p;
       p = p * decay;
-      const A m = lerp(load(M, i), g, w1);
+      const A m = lerp<kLow>(load(M, i), g, w1);
       store(M, i, m);
       const A v = load(V, i) * beta2 + w2 * g * g;
       store(V, i, v);
@@ -379,18 +388,21 @@ int nnopt_rmsprop(int dtype, void* p, const void* g, void* square_avg, void* gra
                   double mu, double l2, double decay, double l1lr) {
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
+    // The lerp formula only matters when centered: do not instantiate both otherwise.
     with_flag(centered, [&](auto kC) {
+      with_flag(kC() && std::abs(1.0 - rho) >= 0.5, [&](auto kHigh) {
       with_flag(momentum_on, [&](auto kM) {
         with_flag(eps_inside_sqrt, [&](auto kE) {
           with_flag(l2_on, [&](auto kL2) {
             with_flag(l1_on, [&](auto kL1) {
-              rmsprop<T, kC(), kM(), kE(), kL2(), kL1()>(
+              rmsprop<T, kC(), !kHigh(), kM(), kE(), kL2(), kL1()>(
                   static_cast<T*>(p), static_cast<const T*>(g), static_cast<T*>(square_avg),
                   static_cast<T*>(grad_avg), static_cast<T*>(buf), n, nthreads, lr, rho, eps,
                   mu, l2, decay, l1lr);
             });
           });
         });
+      });
       });
     });
   });
@@ -402,15 +414,17 @@ int nnopt_adam(int dtype, void* p, const void* g, void* exp_avg, void* exp_avg_s
                double l2, double decay, double l1lr) {
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
+    with_flag(std::abs(1.0 - beta1) < 0.5, [&](auto kLow) {
     with_flag(amsgrad, [&](auto kA) {
       with_flag(l2_on, [&](auto kL2) {
         with_flag(l1_on, [&](auto kL1) {
-          adam<T, kA(), kL2(), kL1()>(static_cast<T*>(p), static_cast<const T*>(g),
+          adam<T, kLow(), kA(), kL2(), kL1()>(static_cast<T*>(p), static_cast<const T*>(g),
                                       static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq),
                                       static_cast<T*>(max_exp_avg_sq), n, nthreads, lr, beta1,
                                       beta2, bc1, bc2_sqrt, eps, l2, decay, l1lr);
         });
       });
+    });
     });
   });
 }
