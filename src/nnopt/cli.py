@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "nnopt.commands.compare",
     "nnopt.commands.lr_find",
     "nnopt.commands.datasets",
+    "nnopt.bench.cli",
 )
 
 

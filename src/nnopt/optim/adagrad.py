@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_nonnegative, check_positive
 
@@ -67,8 +67,13 @@ class AdaGrad(Optimizer):
         return rules.adagrad_(param, grad, state["sum"], lr=lr, eps=group["eps"])
 
     def fused_update(self, group, param, grad, state, step, lr) -> bool:
-        if group["l1"] or group["weight_decay"] or param.is_complex():
-            return False
+        if (
+            not kernels.use_torch_fused(self.kernels)
+            or group["l1"]
+            or group["weight_decay"]
+            or param.is_complex()
+        ):
+            return self.native_update(group, param, grad, state, step, lr)
         torch._fused_adagrad_(
             [param],
             [grad],
@@ -81,3 +86,16 @@ class AdaGrad(Optimizer):
             maximize=False,
         )
         return True
+
+    def native_update(self, group, param, grad, state, step, lr) -> bool:
+        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
+        return kernels.use_native(self.kernels) and kernels.cpu.adagrad_(
+            param,
+            grad,
+            state["sum"],
+            lr=lr,
+            eps=group["eps"],
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
+        )

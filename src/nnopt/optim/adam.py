@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_positive, check_type, check_unit_interval
 
@@ -80,13 +80,18 @@ class Adam(Optimizer):
         )
 
     def fused_update(self, group, param, grad, state, step, lr) -> bool:
+        beta1, beta2 = group["betas"]
         # torch's fused kernels cover coupled L2 (_fused_adam_) or decoupled decay
         # (_fused_adamw_), one at a time, and no L1.
         l2, decay = group["l2"], group["weight_decay"]
-        if group["l1"] or (l2 and decay) or param.is_complex():
-            return False
+        if (
+            not kernels.use_torch_fused(self.kernels)
+            or group["l1"]
+            or (l2 and decay)
+            or param.is_complex()
+        ):
+            return self.native_update(group, param, grad, state, step, lr)
         kernel = torch._fused_adamw_ if decay else torch._fused_adam_
-        beta1, beta2 = group["betas"]
         kernel(
             [param],
             [grad],
@@ -103,6 +108,25 @@ class Adam(Optimizer):
             maximize=False,
         )
         return True
+
+    def native_update(self, group, param, grad, state, step, lr) -> bool:
+        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
+        beta1, beta2 = group["betas"]
+        return kernels.use_native(self.kernels) and kernels.cpu.adam_(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            step=step,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            max_exp_avg_sq=state.get("max_exp_avg_sq"),
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
+        )
 
 
 class AdamW(Adam):

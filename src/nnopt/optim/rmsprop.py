@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_positive, check_type, check_unit_interval
 
@@ -89,4 +89,22 @@ class RMSProp(Optimizer):
             grad_avg=state.get("grad_avg"),
             momentum_buffer=state.get("momentum_buffer"),
             momentum=group["momentum"],
+        )
+
+    def fused_update(self, group, param, grad, state, step, lr) -> bool:
+        # torch has no fused RMSprop; nnopt's native kernel does the whole update in one pass.
+        return kernels.use_native(self.kernels) and kernels.cpu.rmsprop_(
+            param,
+            grad,
+            state["square_avg"],
+            lr=lr,
+            rho=group["rho"],
+            eps=group["eps"],
+            eps_inside_sqrt=group["eps_inside_sqrt"],
+            grad_avg=state.get("grad_avg"),
+            momentum_buffer=state.get("momentum_buffer"),
+            momentum=group["momentum"],
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
         )

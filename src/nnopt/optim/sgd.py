@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim import rules
+from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.validation import check_type, check_unit_interval
 
@@ -72,8 +72,13 @@ class SGD(Optimizer):
     def fused_update(self, group, param: Tensor, grad, state, step, lr) -> bool:
         # torch's fused SGD covers coupled L2 only; the zero-initialized buffer makes
         # is_first_step unnecessary (mu * 0 + g == g).
-        if group["l1"] or group["weight_decay"] or param.is_complex():
-            return False
+        if (
+            not kernels.use_torch_fused(self.kernels)
+            or group["l1"]
+            or group["weight_decay"]
+            or param.is_complex()
+        ):
+            return self.native_update(group, param, grad, state, step, lr)
         buffers = [state["momentum_buffer"]] if group["momentum"] > 0 else []
         torch._fused_sgd_(
             [param],
@@ -88,3 +93,17 @@ class SGD(Optimizer):
             is_first_step=False,
         )
         return True
+
+    def native_update(self, group, param, grad, state, step, lr) -> bool:
+        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
+        return kernels.use_native(self.kernels) and kernels.cpu.sgd_(
+            param,
+            grad,
+            state.get("momentum_buffer"),
+            lr=lr,
+            momentum=group["momentum"],
+            nesterov=group["nesterov"],
+            l2=group["l2"],
+            weight_decay=group["weight_decay"],
+            l1=group["l1"],
+        )

@@ -1,0 +1,66 @@
+"""``nnopt bench``: the optimizer step benchmark from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from nnopt.bench import step
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options (shared by ``nnopt bench`` and benchmarks/optimizer_step.py)."""
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (about 20 s)")
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        choices=step.OPTIMIZERS,
+        default=list(step.OPTIMIZERS),
+        metavar="NAME",
+        help=f"optimizers to time, of: {' '.join(step.OPTIMIZERS)} (default: all)",
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=list(step.SHAPES),
+        default=list(step.SHAPES),
+        metavar="SHAPE",
+        help=f"tensors x elements, of: {' '.join(step.SHAPES)} (default: all)",
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="steps timed per variant")
+    parser.add_argument("--json", metavar="PATH", help="also save the results as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table; return the exit status."""
+    from rich.console import Console
+
+    console = Console()
+    meta = step.metadata()
+    console.print(
+        f"torch {meta['torch']}, {meta['machine']}, {meta['threads']} threads, {meta['date']}"
+    )
+    with console.status("timing") as status:
+        results = step.run(
+            args.optimizers,
+            args.shapes,
+            quick=args.quick,
+            repeats=args.repeats,
+            progress=lambda what: status.update(f"timing {what}"),
+        )
+    console.print(step.table(results))
+    if args.markdown:
+        console.print(step.markdown(results), markup=False, highlight=False)
+    if args.json:
+        step.save_json(results, args.json)
+        console.print(f"saved {args.json}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand to the ``nnopt`` command line."""
+    parser = subparsers.add_parser(
+        "bench", help="time optimizer steps against torch.optim and the memory floor"
+    )
+    add_arguments(parser)
+    parser.set_defaults(run=run)

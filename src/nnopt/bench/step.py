@@ -1,0 +1,223 @@
+"""Optimizer step time: nnopt against torch.optim's three modes and the memory floor.
+
+For each optimizer and shape, parameters get gradients once (present and attached, as after
+a backward), then only ``opt.step()`` is timed; the median of ``repeats`` steps is reported.
+nnopt runs with ``flat=None`` (flat buffers, the default) and ``flat=False`` (tensor by
+tensor); torch.optim runs with ``foreach=False`` (for-loop), ``foreach=True`` and
+``fused=True`` where torch has a fused kernel. The floor is the step's bytes over the
+bandwidth of ``a.add_(b)`` measured in the same run (see ``floor.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nnopt.bench.floor import BYTES_PER_PARAM, add_bandwidth, floor_seconds, median_time
+from nnopt.optim import SGD, AdaGrad, Adam, RMSProp
+
+# name -> (number of tensors, elements per tensor)
+SHAPES: dict[str, tuple[int, int]] = {"2000x1000": (2000, 1000), "8x2.5M": (8, 2_500_000)}
+
+Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
+# Same math on both sides: RMSProp in torch's form (eps outside the root, alpha = rho).
+NNOPT: dict[str, Callable[[list[torch.Tensor], bool | None], torch.optim.Optimizer]] = {
+    "adam": lambda ps, flat: Adam(ps, lr=1e-3, flat=flat),
+    "sgd": lambda ps, flat: SGD(ps, lr=1e-2, momentum=0.9, flat=flat),
+    "rmsprop": lambda ps, flat: RMSProp(ps, lr=1e-3, rho=0.99, eps_inside_sqrt=False, flat=flat),
+    "adagrad": lambda ps, flat: AdaGrad(ps, lr=1e-2, flat=flat),
+}
+TORCH: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda ps, **mode: torch.optim.Adam(ps, lr=1e-3, **mode),
+    "sgd": lambda ps, **mode: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, **mode),
+    "rmsprop": lambda ps, **mode: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.99, **mode),
+    "adagrad": lambda ps, **mode: torch.optim.Adagrad(ps, lr=1e-2, **mode),
+}
+TORCH_FUSED = {"adam", "sgd", "adagrad"}  # torch.optim has no fused RMSprop
+OPTIMIZERS = tuple(NNOPT)
+
+VARIANTS = ("nnopt", "nnopt flat=False", "torch for-loop", "torch foreach", "torch fused")
+
+
+@dataclass
+class StepResult:
+    """Median step times (seconds) of every variant for one optimizer and shape."""
+
+    optimizer: str
+    shape: str
+    numel: int
+    floor: float
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def torch_best(self) -> float:
+        return min(v for k, v in self.times.items() if k.startswith("torch"))
+
+    @property
+    def vs_torch(self) -> float:
+        """nnopt (flat buffers) time over torch's fastest mode (< 1 is faster)."""
+        return self.times["nnopt"] / self.torch_best
+
+    @property
+    def vs_floor(self) -> float:
+        """nnopt (flat buffers) time over the memory floor (>= 1 in theory)."""
+        return self.times["nnopt"] / self.floor
+
+
+def draw(count: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial values and gradients for ``count`` tensors of ``size`` elements, as two rows."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(count, size, generator=gen), torch.randn(count, size, generator=gen)
+
+
+def time_step(make: Factory, values: torch.Tensor, grads: torch.Tensor, repeats: int) -> float:
+    """Median seconds of ``opt.step()`` over fresh copies of ``values`` with ``grads`` attached."""
+    params = []
+    for value, grad in zip(values, grads, strict=True):
+        p = torch.nn.Parameter(value.clone())
+        p.grad = grad.clone()
+        params.append(p)
+    opt = make(params)
+    seconds = median_time(opt.step, repeats, warmup=2)
+    del opt, params
+    gc.collect()
+    return seconds
+
+
+def run(
+    optimizers: list[str] | None = None,
+    shapes: list[str] | None = None,
+    *,
+    quick: bool = False,
+    repeats: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[StepResult]:
+    """Measure every variant; ``quick`` takes fewer repetitions (about 20 s in all)."""
+    optimizers = optimizers or list(OPTIMIZERS)
+    shapes = shapes or list(SHAPES)
+    for name in optimizers:
+        if name not in NNOPT:
+            raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    for name in shapes:
+        if name not in SHAPES:
+            raise ValueError(f"unknown shape {name!r}; choose from {', '.join(SHAPES)}")
+    results = []
+    for shape in shapes:
+        count, size = SHAPES[shape]
+        numel = count * size
+        reps = repeats or _repeats(numel, quick)
+        bandwidth = add_bandwidth(numel, repeats=max(reps, 10))
+        values, grads = draw(count, size)
+        for name in optimizers:
+            result = StepResult(name, shape, numel, floor_seconds(name, numel, bandwidth))
+            variants: dict[str, Factory] = {
+                "nnopt": lambda ps, n=name: NNOPT[n](ps, None),
+                "nnopt flat=False": lambda ps, n=name: NNOPT[n](ps, False),
+                "torch for-loop": lambda ps, n=name: TORCH[n](ps, foreach=False),
+                "torch foreach": lambda ps, n=name: TORCH[n](ps, foreach=True),
+            }
+            if name in TORCH_FUSED:
+                variants["torch fused"] = lambda ps, n=name: TORCH[n](ps, fused=True)
+            for variant, make in variants.items():
+                if progress is not None:
+                    progress(f"{name} {shape} {variant}")
+                result.times[variant] = time_step(make, values, grads, reps)
+            results.append(result)
+    return results
+
+
+def _repeats(numel: int, quick: bool) -> int:
+    if quick:
+        return 3 if numel >= 10_000_000 else 10
+    return 21 if numel >= 10_000_000 else 51
+
+
+def metadata() -> dict[str, Any]:
+    """Machine, versions and date of a run."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {_cpu_name()}",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def save_json(results: list[StepResult], path: str | Path) -> None:
+    """Write the results and the run's metadata as JSON."""
+    rows = []
+    for r in results:
+        row = asdict(r)
+        row.update(torch_best=r.torch_best, vs_torch=r.vs_torch, vs_floor=r.vs_floor)
+        rows.append(row)
+    Path(path).write_text(json.dumps({"meta": metadata(), "results": rows}, indent=2) + "\n")
+
+
+def table(results: list[StepResult]):
+    """A rich Table: milliseconds per step and the two ratios."""
+    from rich.table import Table
+
+    out = Table(title="Optimizer step, float32, median ms (lower is better)")
+    out.add_column("optimizer")
+    out.add_column("shape")
+    for variant in VARIANTS:
+        out.add_column(variant, justify="right")
+    out.add_column("floor", justify="right")
+    out.add_column("nnopt / torch best", justify="right")
+    out.add_column("nnopt / floor", justify="right")
+    for r in results:
+        cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
+        out.add_row(
+            r.optimizer,
+            r.shape,
+            *cells,
+            f"{r.floor * 1e3:.2f}",
+            f"{r.vs_torch:.2f}x",
+            f"{r.vs_floor:.2f}x",
+        )
+    return out
+
+
+def markdown(results: list[StepResult]) -> str:
+    """The same table in Markdown (for RESULTS.md)."""
+    head = ["optimizer", "shape", *VARIANTS, "floor", "nnopt / torch best", "nnopt / floor"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
+        row = [r.optimizer, r.shape, *cells, f"{r.floor * 1e3:.2f}"]
+        row += [f"{r.vs_torch:.2f}x", f"{r.vs_floor:.2f}x"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "BYTES_PER_PARAM",
+    "SHAPES",
+    "StepResult",
+    "markdown",
+    "metadata",
+    "run",
+    "save_json",
+    "table",
+    "time_step",
+]

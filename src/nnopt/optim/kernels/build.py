@@ -1,0 +1,176 @@
+"""Build, cache and load the native CPU kernels (``cpu_kernels.cpp``) with ctypes.
+
+The library is plain C++ with a C ABI and no PyTorch headers, so it compiles in seconds
+(a ``torch.utils.cpp_extension`` build of the same code takes about 45 s here, mostly
+PyTorch's headers) and needs no ``ninja``. It is built once per machine, on first use, into
+``$NNOPT_CACHE_DIR`` (default ``$XDG_CACHE_HOME/nnopt`` or ``~/.cache/nnopt``) under a name
+that hashes the source, the flags and the compiler's version, so an edit or another compiler
+builds a fresh copy. Builds write a temporary file and rename it into place, so concurrent
+processes never load a half-written library.
+
+Anything that goes wrong (no compiler, a failed build, a library that will not load) gives
+one warning and ``None``: the optimizers then run their eager rules, which are the reference
+the kernels are tested against. ``NNOPT_KERNELS=eager`` in the environment skips the build.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
+ABI_VERSION = 1
+# -march=native: with SSE2 only, Adam's sqrt and two divisions per element make the step
+# compute-bound (37 ms against torch fused's 24 ms on 20M floats here; 20 ms with AVX2). The
+# cache key holds the CPU's identity, so a cache shared by several machines stays valid.
+# -ffp-contract=off keeps a*b+c
+# two roundings, as in the eager ops; -fno-math-errno and -fno-trapping-math let sqrt and
+# selects (lerp, the L1 threshold) vectorize; no -ffast-math, so NaN and inf behave as in torch.
+BASE_FLAGS = [
+    "-O3",
+    "-std=c++17",
+    "-fPIC",
+    "-shared",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-ffp-contract=off",
+    "-pthread",
+]
+NATIVE_FLAGS = ["-march=native"]
+# Tried in order: a compiler without -march=native still gets a working library.
+FLAG_SETS = [BASE_FLAGS + NATIVE_FLAGS, BASE_FLAGS]
+
+_lock = threading.Lock()
+_loaded: dict[str, ctypes.CDLL | None] = {}
+_failure: list[str] = []
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept."""
+    explicit = os.environ.get("NNOPT_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "nnopt"
+
+
+def find_compiler() -> str | None:
+    """The C++ compiler: ``$CXX`` or the first of c++, g++, clang++ on the PATH."""
+    candidates = [os.environ.get("CXX"), "c++", "g++", "clang++"]
+    for name in candidates:
+        if name and (path := shutil.which(name)):
+            return path
+    return None
+
+
+def _compiler_id(compiler: str) -> str:
+    try:
+        out = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        return out.stdout.splitlines()[0] if out.stdout else compiler
+    except (OSError, subprocess.SubprocessError):
+        return compiler
+
+
+def _cpu_id() -> str:
+    """The CPU's model and feature flags (``-march=native`` code is only valid on such CPUs)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor()
+
+
+def library_path(compiler: str, flags: list[str]) -> Path:
+    """The cache path of the library built by ``compiler`` with ``flags``."""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(flags).encode(), _compiler_id(compiler).encode()):
+        digest.update(part)
+        digest.update(b"\0")
+    digest.update(platform.machine().encode())
+    digest.update(_cpu_id().encode())
+    return cache_dir() / f"nnopt_cpu_kernels_{digest.hexdigest()[:16]}.so"
+
+
+def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
+    """Compile into ``target`` atomically; return the error text on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [compiler, *flags, str(SOURCE), "-o", tmp],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if proc.returncode != 0:
+            return proc.stderr.strip()[-2000:] or f"exit status {proc.returncode}"
+        os.replace(tmp, target)
+        return None
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _build_and_load() -> ctypes.CDLL | None:
+    if os.environ.get("NNOPT_KERNELS", "").lower() == "eager":
+        _failure.append("NNOPT_KERNELS=eager")
+        return None
+    compiler = find_compiler()
+    if compiler is None:
+        return _fail("no C++ compiler found (set CXX, or install g++ or clang++)")
+    errors = []
+    for flags in FLAG_SETS:
+        path = library_path(compiler, flags)
+        if not path.exists():
+            error = _compile(compiler, flags, path)
+            if error is not None:
+                errors.append(error)
+                continue
+        try:
+            lib = ctypes.CDLL(str(path))
+            if lib.nnopt_abi_version() != ABI_VERSION:
+                errors.append(f"{path} has another ABI version")
+                continue
+            return lib
+        except OSError as exc:
+            errors.append(str(exc))
+    return _fail("building the native kernels failed:\n" + "\n".join(errors))
+
+
+def _fail(reason: str) -> None:
+    _failure.append(reason)
+    warnings.warn(
+        f"nnopt: native CPU kernels unavailable, using the eager update rules ({reason})",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library, built on first call; ``None`` (after one warning) if unavailable."""
+    if "lib" not in _loaded:
+        with _lock:
+            if "lib" not in _loaded:
+                _loaded["lib"] = _build_and_load()
+    return _loaded["lib"]
+
+
+def failure_reason() -> str | None:
+    """Why the library is unavailable, or ``None`` if it loaded (or was not tried yet)."""
+    return _failure[-1] if _failure else None
