@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from nnopt.cli import main
 from nnopt.data import load_dataset
 from nnopt.recipe import Recipe
 from nnopt.training import checkpoint as checkpoint_module
@@ -141,7 +142,11 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_path):
     recipe = digits_recipe(
-        "optimizer.name=sgd", "optimizer.lr=1e6", "schedule.kind=constant", "train.eval_every=1"
+        "optimizer.name=sgd",
+        "optimizer.lr=1e6",
+        "schedule.kind=constant",
+        "plateau=none",
+        "train.eval_every=1",
     )
     result = train(recipe.with_overrides(["train.steps=200"]), tmp_path)
     assert result.diverged
@@ -191,20 +196,22 @@ def test_user_files_npz_and_csv(tmp_path):
         assert result.history[-1]["val_accuracy"] > 0.9, name
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nnopt", *args], cwd=cwd, capture_output=True, text=True
-    )
-
-
-def test_cli_train_and_its_user_errors(tmp_path):
+def test_cli_train_and_its_user_errors(tmp_path, monkeypatch, capsys):
     recipe_path = tmp_path / "r.toml"
     recipe_path.write_text(DIGITS)
-    done = run_cli("train", str(recipe_path), "--set", "train.steps=20", "--quiet", cwd=tmp_path)
+    # One real process, as a user runs it...
+    done = subprocess.run(
+        [sys.executable, "-m", "nnopt", "train", str(recipe_path), "--set", "train.steps=20"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs" / "digits-tiny" / "summary.json").is_file()
     assert "digits-tiny: finished after 20 steps" in done.stdout
 
+    # ...and the user errors in-process (same entry point, without a start-up each).
+    monkeypatch.chdir(tmp_path)
     bad = tmp_path / "bad.toml"
     bad.write_text(DIGITS.replace("lr = 0.01", "lr = -1"))
     for args, expected in [
@@ -212,9 +219,10 @@ def test_cli_train_and_its_user_errors(tmp_path):
         (("train", str(tmp_path / "missing.toml")), "not found"),
         (("train", str(recipe_path), "--set", "optimizer.lr"), "="),
         (("train", "--resume", str(tmp_path / "nowhere")), "checkpoint"),
+        (("train", str(recipe_path), "--out", "runs/digits-tiny"), "already holds a run"),
     ]:
-        failed = run_cli(*args, cwd=tmp_path)
-        assert failed.returncode == 2, args
-        assert "Traceback" not in failed.stderr
-        lines = failed.stderr.strip().splitlines()
-        assert len(lines) == 1 and expected in lines[0], failed.stderr
+        assert main(list(args)) == 2, args
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], err
+        assert lines[0].startswith("nnopt train: error: ")
