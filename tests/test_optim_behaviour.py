@@ -625,3 +625,27 @@ def test_checkpoint_with_uneven_step_counts(train_flat, resume_flat):
         assert_models_equal(resumed, ref)
     else:
         assert_models_close(resumed, ref)
+
+
+@pytest.mark.parametrize("flat", [None, False])
+def test_a_torch_optim_state_dict_loads_and_continues_identically(flat):
+    g = torch.Generator().manual_seed(3)
+    start = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)]
+    grads = [[torch.randn(s.shape, generator=g) for s in start] for _ in range(6)]
+    theirs = [s.clone().requires_grad_(True) for s in start]
+    ref = torch.optim.Adam(theirs, lr=1e-2)
+    for step_grads in grads[:3]:
+        for p, gr in zip(theirs, step_grads, strict=True):
+            p.grad = gr.clone()
+        ref.step()
+    ours = [p.detach().clone().requires_grad_(True) for p in theirs]
+    opt = nnopt.Adam(ours, lr=1e-2, flat=flat)
+    opt.load_state_dict(ref.state_dict())
+    assert opt.param_groups[0]["l2"] == 0.0  # not in torch's dict: kept from the constructor
+    for step_grads in grads[3:]:
+        for p, q, gr in zip(theirs, ours, step_grads, strict=True):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        ref.step()
+        opt.step()
+    for p, q in zip(theirs, ours, strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)

@@ -13,6 +13,7 @@ Order of one update for a parameter theta with gradient g at learning rate eta:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -316,14 +317,23 @@ class Optimizer(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict from nnopt (flat or not, any number of ranks) or torch.optim.
+
+        torch replaces each param group by the saved one. Schedules are never saved, so each
+        group keeps its own; options the saved group lacks (a ``torch.optim`` state dict has
+        no ``l1``/``l2``) keep their current values. The tensors are copied: loading the
+        live state dict of another optimizer must not tie the two together.
+        """
         state_dict = dict(state_dict)
+        state_dict["state"] = copy.deepcopy(state_dict["state"])
         extra = state_dict.pop("nnopt", None)
-        schedules = [group.get("schedule") for group in self.param_groups]
+        previous = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
         super().load_state_dict(state_dict)
-        for group, schedule in zip(self.param_groups, schedules, strict=True):
+        for group, before in zip(self.param_groups, previous, strict=True):
             group.pop("schedule", None)
-            if schedule is not None:
-                group["schedule"] = schedule
+            for key, value in before.items():
+                if key == "schedule" or key not in group:
+                    group[key] = value
         for layout in self._layouts:
             for bucket in layout.buckets:
                 bucket.state_bound = False  # the loaded tensors are copied in at the next step
