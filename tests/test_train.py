@@ -226,3 +226,11 @@ def test_cli_train_and_its_user_errors(tmp_path, monkeypatch, capsys):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], err
         assert lines[0].startswith("nnopt train: error: ")
+
+
+def test_cli_datasets_lists_every_embedded_set_with_its_size(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "mnist1d", "quadratic", "spirals", "regression"):
+        assert name in out
+    assert "4000" in out and "1797" in out  # mnist1d train size, digits size
