@@ -58,6 +58,7 @@ class FlatBucket:
         self.step_views: list[Tensor] = []
         self.uniform_step: int | None = None  # the common step when all counters agree
         self.state_bound = False
+        self._all_active = [True] * len(params)
 
     def __len__(self) -> int:
         return len(self.params)
@@ -79,7 +80,7 @@ class FlatBucket:
 
     def is_intact(self) -> bool:
         """False when any parameter's storage moved out of the buffer (p.data=, .to(), copy)."""
-        return [p.data_ptr() for p in self.params] == self.param_ptrs
+        return list(map(_data_ptr, self.params)) == self.param_ptrs
 
     def prepare(self) -> list[bool]:
         """Bring gradients into the flat buffer; return which parameters have one this step.
@@ -89,10 +90,10 @@ class FlatBucket:
         by the view, so the next backward accumulates straight into the buffer. A parameter
         whose gradient is None is inactive: torch skips it, and so do we.
         """
-        grads = [p.grad for p in self.params]
+        grads = list(map(_grad_of, self.params))
         views = self.grad_views
         if all(map(operator.is_, grads, views)):
-            return [True] * len(grads)
+            return self._all_active
         active = []
         foreign_src, foreign_dst = [], []
         for p, g, view in zip(self.params, grads, views, strict=True):
@@ -148,7 +149,8 @@ class FlatBucket:
 
     def runs(self, active: list[bool]) -> list[tuple[int, int]]:
         """Maximal runs [first, last) of consecutive active parameters sharing one step count."""
-        if self.uniform_step is not None and all(active):
+        uniform = self.steps is None or self.uniform_step is not None
+        if uniform and (active is self._all_active or all(active)):
             return [(0, len(self.params))]
         steps = self.steps.tolist() if self.steps is not None else [0] * len(self.params)
         runs: list[tuple[int, int]] = []
@@ -176,6 +178,10 @@ class FlatBucket:
         if self.steps.min().item() == self.steps.max().item():
             self.uniform_step = step
         return step
+
+
+_data_ptr = torch.Tensor.data_ptr
+_grad_of = operator.attrgetter("grad")
 
 
 def group_buckets(params: list[Tensor], pad_to: int = 1) -> tuple[list[FlatBucket], list[Tensor]]:
