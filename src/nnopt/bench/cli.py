@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; return the exit status."""
-    from rich.console import Console
+    from nnopt.console import console as make_console
 
-    console = Console()
+    console = make_console()
     meta = step.metadata()
     console.print(
         f"torch {meta['torch']}, {meta['machine']}, {meta['threads']} threads, {meta['date']}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
+from nnopt.console import console as make_console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.experiments.report import rich_table, write_reports
     from nnopt.recipe import Recipe
 
-    console = Console(stderr=False)
+    console = make_console()
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)
     out = Path(args.out)

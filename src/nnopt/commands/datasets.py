@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
+
+from nnopt.console import console as make_console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(column)
     for name, description, size in available_datasets():
         table.add_row(name, description, str(size))
-    Console().print(table)
+    make_console().print(table)
     return 0
