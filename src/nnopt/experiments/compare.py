@@ -74,6 +74,16 @@ def _train_one(recipe_text: str, run_dir: str, quiet: bool, threads: int) -> Non
     train(recipe, run_dir, resume=resume, quiet=quiet)
 
 
+def _check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
+    """Picking up a run is only right if it is a run of this very recipe."""
+    saved = run_dir / "recipe.toml"
+    if saved.is_file() and Recipe.load(saved) != recipe:
+        raise ValueError(
+            f"{run_dir} holds a run of a different recipe (the recipe changed since): "
+            "use another --out, or delete that directory to run it again"
+        )
+
+
 def _record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
@@ -105,6 +115,8 @@ def run_comparison(
         for i in range(seeds):
             seeded = recipe.with_overrides([f"seed={recipe.seed + i}"])
             plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
+    for _, recipe, run_dir in plan:
+        _check_same_recipe(recipe, run_dir)
     todo = [(v, r, d) for v, r, d in plan if _record(v, r.seed, d) is None]
     if todo:
         # Parallel runs share the cores: one thread each avoids oversubscription.
