@@ -54,6 +54,15 @@ eval_every = 10
 PLOTS = ("val_accuracy_vs_step", "val_accuracy_vs_time", "train_loss", "lr")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared machine: one thread is several times faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(*overrides: str) -> Recipe:
     return Recipe.loads(TINY).with_overrides(list(overrides))
 
