@@ -177,15 +177,21 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
             result.min_over_10, color="C2", ls=":", label=f"min / 10: {result.min_over_10:.2e}"
         )
     ax.set_xscale("log")
-    finite = [s for s in result.smoothed if math.isfinite(s)]
+    # Up to the point that stopped the sweep: the raw losses there dip below the smoothed
+    # curve (which lags), and the y range keeps them in view; the blow-up itself is cut off.
+    usable = len(result.smoothed) - 1 if result.stopped_early else len(result.smoothed)
+    finite = [s for s in result.smoothed[:usable] if math.isfinite(s)]
+    raw = [v for v in result.losses[:usable] if math.isfinite(v)]
     if finite:
-        low, high = min(finite), finite[0]
+        low, high = min(finite + raw), finite[0]
         ax.set_ylim(low - 0.1 * abs(high - low), max(high, low) + 0.5 * abs(high - low) + 1e-12)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title("learning-rate range test")
-    ax.legend(loc="upper left")
-    ax.grid(True, which="both", alpha=0.3)
+    # The loss starts high at small lrs and falls to the right: the lower left stays empty.
+    ax.legend(loc="lower left", framealpha=0.85)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.1)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

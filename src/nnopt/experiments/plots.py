@@ -19,6 +19,7 @@ LABELS = {
     "train_loss": "training loss (mean since last evaluation)",
     "lr": "learning rate",
 }
+LINESTYLES = ("-", (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2)))
 
 
 def _aligned(records: list[RunRecord], key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -40,25 +41,41 @@ def plot_metric(
     x_key: str = "step",
     log_y: bool = False,
     title: str = "",
+    distinct_lines: bool = False,
 ) -> Path:
     """``key`` against ``x_key`` for every variant: median line and min-max band over seeds."""
     fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
+    lines = 0
     for i, (variant, records) in enumerate(by_variant.items()):
         x, y = _aligned(records, key, x_key)
-        if y.size == 0:
-            continue
         color = f"C{i % 10}"
+        diverged = sum(r.diverged for r in records)
+        if y.size == 0:
+            if diverged:  # say so in the legend rather than leave the variant out silently
+                ax.plot([], [], color=color, marker="x", ls="none", label=f"{variant}: diverged")
+            continue
         seeds = y.shape[0]
-        ax.plot(x, np.nanmedian(y, 0), color=color, lw=2, label=f"{variant} (n={seeds})")
+        label = (
+            f"{variant} (n={seeds}, {diverged} diverged)" if diverged else f"{variant} (n={seeds})"
+        )
+        # Curves that coincide (the same lr schedule, say) stay visible with their own dashes.
+        ls = LINESTYLES[lines % len(LINESTYLES)] if distinct_lines else "-"
+        lines += 1
+        ax.plot(x, np.nanmedian(y, 0), color=color, lw=2, ls=ls, label=label)
         if seeds > 1:
             ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=color, alpha=0.18, lw=0)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("wall time (s)" if x_key == "time" else "optimizer step")
     ax.set_ylabel(LABELS.get(key, key))
-    ax.set_title(title or f"{LABELS.get(key, key)}: median over seeds, band = min to max")
+    ax.set_title(
+        f"{title or LABELS.get(key, key)}: median over seeds, band = min to max", fontsize=11
+    )
     ax.grid(True, alpha=0.3, which="both")
-    if ax.get_legend_handles_labels()[0]:
+    entries = len(ax.get_legend_handles_labels()[0])
+    if entries > 3:  # a long legend would cover curves: put it beside the axes
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
+    elif entries:
         ax.legend(loc="best", fontsize=9, framealpha=0.85)
     fig.tight_layout()
     fig.savefig(path)
@@ -83,6 +100,11 @@ def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: P
             by_variant, "train_loss", out / "train_loss.png", log_y=True, title="training loss"
         ),
         plot_metric(
-            by_variant, "lr", out / "lr.png", log_y=True, title="learning rate of each variant"
+            by_variant,
+            "lr",
+            out / "lr.png",
+            log_y=True,
+            title="learning rate",
+            distinct_lines=True,
         ),
     ]
