@@ -128,6 +128,21 @@ def test_standardization_uses_training_split_only():
     assert torch.allclose((raw.x_test - d.mean) / d.std, d.x_test, atol=1e-5)
 
 
+def test_standardization_matches_scikit_learn_including_constant_features():
+    from sklearn.preprocessing import StandardScaler
+
+    # Seed 3's split leaves pixel 56 blank in every training image, not in every test image.
+    raw = load_dataset("digits", standardize=False, seed=3)
+    d = load_dataset("digits", seed=3)
+    constant = (raw.x_train.std(0) == 0).nonzero().flatten()
+    # A std floor (1e-8) would turn that test value of 1 into 1e8.
+    assert len(constant) > 0 and raw.x_test[:, constant].abs().sum() > 0
+    scaler = StandardScaler().fit(raw.x_train.double().numpy())
+    expected = torch.from_numpy(scaler.transform(raw.x_test.double().numpy())).float()
+    assert torch.allclose(d.x_test, expected, atol=1e-5)
+    assert torch.equal(d.x_test[:, constant], raw.x_test[:, constant] - d.mean[constant])
+
+
 def test_val_fraction():
     d = load_dataset("regression", n=100, val_fraction=0.3)
     assert (len(d.x_train), len(d.x_test)) == (70, 30)

@@ -3,11 +3,13 @@ divergence, and the `nnopt train` command."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +249,43 @@ def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
         os.umask(old)
     mode = (tmp_path / "a.txt").stat().st_mode & 0o777
     assert mode == plain.stat().st_mode & 0o777 == 0o640
+
+
+def test_tensorboard_gets_every_metric_when_installed(tmp_path, monkeypatch):
+    """With the tensorboard package present, each evaluation row reaches a SummaryWriter."""
+    written: list[tuple[str, float, int]] = []
+    logdirs: list[str] = []
+
+    class RecordingWriter:
+        def __init__(self, log_dir):
+            logdirs.append(log_dir)
+
+        def add_scalar(self, key, value, step):
+            written.append((key, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            written.append(("closed", 0.0, 0))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = RecordingWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "tensorboard" else real_find_spec(name, *a),
+    )
+    train(digits_recipe(), tmp_path)
+    rows = read_metrics(tmp_path / "metrics.csv")
+    expected = [
+        (key, row[key], row["step"])
+        for row in rows
+        for key in ("lr", "train_loss", "val_loss", "val_accuracy")
+    ]
+    assert logdirs == [str(tmp_path / "tensorboard")]
+    assert [(k, step) for k, _, step in written[:-1]] == [(k, step) for k, _, step in expected]
+    assert [v for _, v, _ in written[:-1]] == pytest.approx([v for _, v, _ in expected])
+    assert written[-1][0] == "closed"

@@ -17,7 +17,10 @@ from torch import Tensor
 TASKS = ("classification", "regression")
 # Integer-valued targets with at most this many distinct values are read as class labels.
 MAX_CLASSES = 50
-STD_FLOOR = 1e-8
+# A feature (nearly) constant on the training split is centred but not scaled, as
+# scikit-learn's StandardScaler does: dividing by its tiny std would turn any other value it
+# takes in the evaluation split (a digits pixel blank in every training image) into ~1e8.
+CONSTANT_STD = 1e-6
 
 
 @dataclass
@@ -219,7 +222,8 @@ def finalize(
     if standardize:
         # Statistics of the training split only: the evaluation split must not leak into them.
         mean = x.mean(axis=0)
-        std = np.maximum(x.std(axis=0), STD_FLOOR)
+        std = x.std(axis=0)
+        std = np.where(std < CONSTANT_STD, 1.0, std)
         x, x_test = (x - mean) / std, (x_test - mean) / std
     label_dtype = torch.int64 if arrays.task == "classification" else torch.float32
     return Dataset(
