@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nnopt
-from nnopt.experiments.lr_find import lr_range_test, smooth, suggest, sweep_lrs
+from nnopt.experiments.lr_find import lr_range_test, smooth, smooth_centered, suggest, sweep_lrs
 
 
 def test_sweep_is_exponential_between_the_bounds():
@@ -32,6 +32,37 @@ def test_suggestion_is_the_steepest_point_of_a_known_curve():
     losses = [2.0 - math.tanh(2 * (math.log(lr) - math.log(steepest))) for lr in lrs]
     found = suggest(list(lrs), losses)
     assert found == pytest.approx(steepest, rel=0.05)
+
+
+def test_centered_smoothing_finds_the_steepest_point_of_a_noisy_sweep_without_lag():
+    # 100 steps over 7 decades, as lr-find's defaults: the one-sided average lags by ~0.6
+    # decades, the zero-phase one does not.
+    lrs = sweep_lrs(1e-6, 10.0, 100)
+    steepest = 3e-3
+    noise = np.random.default_rng(0).standard_normal(len(lrs))
+    losses = [
+        2.0 - math.tanh(math.log(lr) - math.log(steepest)) + 0.1 * e
+        for lr, e in zip(lrs, noise, strict=True)
+    ]
+    assert suggest(list(lrs), smooth_centered(losses)) == pytest.approx(steepest, rel=0.25)
+    heavy = smooth_centered(losses, beta=0.98)
+    assert suggest(list(lrs), heavy) == pytest.approx(steepest, rel=0.5)
+    assert suggest(list(lrs), smooth(losses)) > 3 * steepest  # what the lag would give
+    assert smooth_centered([2.0] * 10, beta=0.9) == pytest.approx([2.0] * 10)
+
+
+def test_suggestion_ignores_falls_after_the_minimum():
+    # Descent (steepest at 1e-3), a minimum at 1e-1, then a diverging loss that spikes and
+    # falls back steeply: the fall after the minimum must not be taken.
+    lrs = list(sweep_lrs(1e-6, 10.0, 100))
+    losses = []
+    for lr in lrs:
+        x = math.log10(lr)
+        if x < -1:
+            losses.append(2.0 - math.tanh(2 * (x + 3)))
+        else:
+            losses.append(1.0 + 50 * (x + 1) ** 2 * (1.5 + math.cos(12 * x)))
+    assert suggest(lrs, losses) == pytest.approx(1e-3, rel=0.1)
 
 
 def make_problem(seed: int = 0):
@@ -114,7 +145,8 @@ def test_sweep_stops_when_the_loss_blows_up():
     )
     assert result.stopped_early
     assert len(result.lrs) < 100
-    best = min(result.smoothed[:-1])
-    assert result.smoothed[-1] > 4 * best or not math.isfinite(result.smoothed[-1])
+    online = smooth(result.losses)  # the one-sided average the stopping rule watches
+    assert online[-1] > 4 * min(online[:-1]) or not math.isfinite(online[-1])
+    assert all(map(math.isfinite, result.smoothed[:-1])) and result.smoothed[-1] == math.inf
     assert 1e-4 < result.suggestion < 1e4
     assert result.min_over_10 < result.lrs[-1]
