@@ -1,39 +1,16 @@
-"""Recipe schema, TOML round trip, error messages, overrides, resolution and examples."""
+"""Recipe schema: defaults and TOML round trip, overrides, resolution against the data, and
+the shipped examples. Errors are in test_recipe_errors.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from recipe_helpers import MINIMAL, make
 
 from nnopt.recipe import Recipe, RecipeError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-MINIMAL = """
-[data]
-name = "digits"
-
-[optimizer]
-name = "sgd"
-lr = 0.1
-"""
-
-
-def make(**sections: dict) -> Recipe:
-    """A minimal valid recipe with some sections replaced or added."""
-    base: dict = {"data": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": 0.1}}
-    base.update(sections)
-    return Recipe.from_dict(base)
-
-
-def problems(text_or_dict: str | dict) -> str:
-    """The RecipeError message a recipe (TOML text or dict) fails with."""
-    with pytest.raises(RecipeError) as info:
-        if isinstance(text_or_dict, str):
-            Recipe.loads(text_or_dict)
-        else:
-            Recipe.from_dict(text_or_dict)
-    return str(info.value)
 
 
 # -- defaults and round trip -------------------------------------------------------------------
@@ -107,195 +84,6 @@ def test_to_toml_is_readable():
     assert "hidden = [64, 32]" in text
     assert "[data.options]\nn = 5" in text
     assert text.startswith('name = "run"\nseed = 0\n\n[data]\n')
-
-
-# -- errors --------------------------------------------------------------------------------------
-
-
-def test_missing_required():
-    assert problems({"optimizer": {"name": "sgd", "lr": 1}}) == (
-        "[data] table is required (with name)"
-    )
-    assert problems({"data": {}, "optimizer": {"name": "sgd", "lr": 1}}) == "data.name is required"
-    assert "optimizer.lr is required" in problems(
-        {"data": {"name": "d"}, "optimizer": {"name": "sgd"}}
-    )
-
-
-@pytest.mark.parametrize(
-    ("section", "values", "expected"),
-    [
-        ("optimizer", {"name": "sgd", "lr": -1}, "optimizer.lr must be > 0, got -1"),
-        (
-            "optimizer",
-            {"name": "sgd", "lr": 0.1, "momentum": 1.0},
-            "optimizer.momentum must be in [0, 1), got 1.0",
-        ),
-        (
-            "optimizer",
-            {"name": "adam", "lr": 0.1, "betas": [0.9, 1]},
-            "optimizer.betas[1] must be in [0, 1), got 1",
-        ),
-        (
-            "data",
-            {"name": "d", "val_fraction": 1.5},
-            "data.val_fraction must be in (0, 1), got 1.5",
-        ),
-        ("model", {"hidden": [64, 0]}, "model.hidden[1] must be >= 1, got 0"),
-        ("model", {"dropout": 1}, "model.dropout must be in [0, 1), got 1"),
-        (
-            "schedule",
-            {"kind": "exponential", "gamma": 1.5},
-            "schedule.gamma must be in (0, 1], got 1.5",
-        ),
-        ("plateau", {"factor": 1.0}, "plateau.factor must be in (0, 1), got 1.0"),
-        ("train", {"batch_size": 0}, "train.batch_size must be >= 1, got 0"),
-        ("regularization", {"l2": -0.1}, "regularization.l2 must be >= 0, got -0.1"),
-    ],
-)
-def test_bounds(section, values, expected):
-    assert (
-        problems(
-            {"data": {"name": "d"}, "optimizer": {"name": "sgd", "lr": 0.1}} | {section: values}
-        )
-        == expected
-    )
-
-
-def test_wrong_types():
-    text = problems(
-        {
-            "seed": True,
-            "data": {"name": 3, "standardize": "yes", "options": {"bad": [1]}},
-            "model": {"hidden": 64, "channels": 2.5},
-            "optimizer": {"name": "sgd", "lr": "fast"},
-            "train": {"steps": 1.5},
-        }
-    )
-    lines = text.splitlines()
-    assert "seed must be an integer, got true" in lines
-    assert "data.name must be a string, got 3" in lines
-    assert "data.standardize must be true or false, got 'yes'" in lines
-    assert "data.options.bad must be a number, string or boolean, got list" in lines
-    assert "model.hidden must be a list, got 64" in lines
-    assert "model.channels must be an integer, got 2.5" in lines
-    assert "optimizer.lr must be a number, got 'fast'" in lines
-    assert "train.steps must be an integer, got 1.5" in lines
-
-
-def test_non_finite_rejected():
-    assert problems(MINIMAL.replace("lr = 0.1", "lr = inf")) == (
-        "optimizer.lr must be a finite number, got inf"
-    )
-
-
-def test_choices():
-    assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
-        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw;"
-        " got 'adm'"
-    )
-    assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
-        MINIMAL + '[model]\nactivation = "swish"\n'
-    )
-
-
-def test_unknown_keys():
-    text = problems(MINIMAL + "[train]\nepoch = 3\n")
-    assert text == (
-        "train: unknown key 'epoch'; allowed: batch_size, checkpoint_every, device, epochs, "
-        "eval_every, loss, mode, shard_state, steps; did you mean 'epochs'?"
-    )
-    top = problems("colour = 1\n" + MINIMAL)
-    assert top.startswith("recipe: unknown key 'colour'; allowed: data, model, name, optimizer")
-    assert "[optim]" not in problems(MINIMAL + "[optim]\nx = 1\n")  # named as a key, not a table
-
-
-def test_several_problems_one_line_each():
-    text = problems(
-        {"data": {"name": "d", "val_fraction": 0}, "optimizer": {"name": "sgd", "lr": 0}}
-    )
-    assert text.splitlines() == [
-        "data.val_fraction must be in (0, 1), got 0",
-        "optimizer.lr must be > 0, got 0",
-    ]
-
-
-@pytest.mark.parametrize(
-    ("name", "option", "value", "applies"),
-    [
-        ("sgd", "betas", [0.9, 0.99], "adam, adamw"),
-        ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, adam, adamw"),
-        ("adam", "rho", 0.9, "rmsprop"),
-        ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
-        ("adagrad", "amsgrad", False, "adam, adamw"),
-    ],
-)
-def test_option_not_applying(name, option, value, applies):
-    text = problems({"data": {"name": "d"}, "optimizer": {"name": name, "lr": 0.1, option: value}})
-    assert (
-        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {applies}"
-    )
-
-
-def test_nesterov_needs_momentum():
-    text = problems(
-        {"data": {"name": "d"}, "optimizer": {"name": "nesterov", "lr": 0.1, "momentum": 0}}
-    )
-    assert text == "optimizer.momentum must be > 0 for optimizer 'nesterov', got 0"
-
-
-def test_betas_must_be_a_pair():
-    text = problems(
-        {"data": {"name": "d"}, "optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9]}}
-    )
-    assert text == "optimizer.betas must be a list of two numbers [beta1, beta2], got 1 items"
-
-
-@pytest.mark.parametrize(
-    ("schedule", "expected"),
-    [
-        ({"kind": "step"}, "schedule.step_size is required when schedule.kind = 'step'"),
-        ({"kind": "exponential"}, "schedule.gamma is required when schedule.kind = 'exponential'"),
-        (
-            {"kind": "warmup_cosine"},
-            "schedule.warmup_steps must be >= 1 when schedule.kind = 'warmup_cosine', got 0",
-        ),
-    ],
-)
-def test_schedule_needs(schedule, expected):
-    assert (
-        problems(
-            {"data": {"name": "d"}, "optimizer": {"name": "sgd", "lr": 1}, "schedule": schedule}
-        )
-        == expected
-    )
-
-
-def test_epochs_and_steps_exclusive():
-    text = problems(MINIMAL + "[train]\nepochs = 2\nsteps = 5\n")
-    assert text.startswith("train.epochs and train.steps are both set; give one")
-    assert make(train={"steps": 5}).train.epochs is None
-
-
-def test_load_errors(tmp_path):
-    with pytest.raises(RecipeError, match="^recipe file not found: .*nope.toml$"):
-        Recipe.load(tmp_path / "nope.toml")
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[data]\nname = "d"\nlr = = 3\n')
-    with pytest.raises(RecipeError) as info:
-        Recipe.load(bad)
-    assert str(info.value).startswith(f"{bad}: invalid TOML: ")
-    assert "line 3" in str(info.value)
-    wrong = tmp_path / "wrong.toml"
-    wrong.write_text(MINIMAL.replace("0.1", "-1") + "[model]\nkind = 'rnn'\n")
-    with pytest.raises(RecipeError) as info:
-        Recipe.load(wrong)
-    assert info.value.problems == [
-        f"{wrong}: model.kind must be one of linear, mlp, cnn1d; got 'rnn'",
-        f"{wrong}: optimizer.lr must be > 0, got -1",
-    ]
-    assert isinstance(info.value, ValueError)
 
 
 # -- overrides -----------------------------------------------------------------------------------
