@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 import nnopt
-from nnopt.bench.step import draw
+from nnopt.bench.step import attached_params, draw
 from nnopt.optim import base, flat
 
 TIMED = [
@@ -62,12 +62,7 @@ def main() -> None:
     print(f"{args.count} tensors x {args.size}, ms per step (median step, mean per method)")
     print(f"{'optimizer':10s} {'step':>7s} " + " ".join(f"{n:>10s}" for _, n in TIMED))
     for name, make in OPTIMIZERS.items():
-        params = []
-        for value, grad in zip(values, grads, strict=True):
-            p = torch.nn.Parameter(value.clone())
-            p.grad = grad.clone()
-            params.append(p)
-        opt = make(params)
+        opt = make(attached_params(values, grads))
         for _ in range(3):
             opt.step()
         spent.clear()

@@ -79,13 +79,19 @@ def draw(count: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return torch.randn(count, size, generator=gen), torch.randn(count, size, generator=gen)
 
 
-def time_step(make: Factory, values: torch.Tensor, grads: torch.Tensor, repeats: int) -> float:
-    """Median seconds of ``opt.step()`` over fresh copies of ``values`` with ``grads`` attached."""
+def attached_params(values: torch.Tensor, grads: torch.Tensor) -> list[torch.nn.Parameter]:
+    """Fresh parameters copied from the rows of ``values``, each with its row of ``grads``."""
     params = []
     for value, grad in zip(values, grads, strict=True):
         p = torch.nn.Parameter(value.clone())
         p.grad = grad.clone()
         params.append(p)
+    return params
+
+
+def time_step(make: Factory, values: torch.Tensor, grads: torch.Tensor, repeats: int) -> float:
+    """Median seconds of ``opt.step()`` over fresh copies of ``values`` with ``grads`` attached."""
+    params = attached_params(values, grads)
     opt = make(params)
     seconds = median_time(opt.step, repeats, warmup=2)
     del opt, params
