@@ -50,6 +50,11 @@ class LRFindResult:
     min_over_10: float | None
     stopped_early: bool
 
+    @property
+    def usable(self) -> int:
+        """How many points make the curve: all but the one that stopped the sweep."""
+        return len(self.lrs) - 1 if self.stopped_early else len(self.lrs)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON; a non-finite loss (the blow-up) becomes None (null)."""
         data = asdict(self)
@@ -205,7 +210,7 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     ax.set_xscale("log")
     # Up to the point that stopped the sweep, raw losses included (they dip below the smoothed
     # curve at its minimum); the blow-up itself is cut off.
-    usable = len(result.smoothed) - 1 if result.stopped_early else len(result.smoothed)
+    usable = result.usable
     finite = [s for s in result.smoothed[:usable] if math.isfinite(s)]
     raw = [v for v in result.losses[:usable] if math.isfinite(v)]
     if finite:
