@@ -11,7 +11,7 @@ from torch import Tensor
 SHAPES: tuple[tuple[int, ...], ...] = ((), (7,), (3, 5), (2, 3, 3, 3), (13,))
 
 # nnopt's storage modes x kernel modes.
-FLAT_MODES = (None, False)
+FLAT_MODES = (True, False)
 KERNEL_MODES = ("auto", "eager")
 
 
@@ -122,12 +122,12 @@ def _cat(params: Sequence[Tensor]) -> Tensor:
     return torch.cat([p.detach().reshape(-1) for p in params])
 
 
-def nnopt_variants(cls, *args, **kwargs) -> dict[str, Maker]:
+def nnopt_variants(cls, *args, flat_modes=FLAT_MODES, **kwargs) -> dict[str, Maker]:
     """Factories for ``cls`` in every storage mode x kernel mode, named like ``flat-auto``."""
     variants = {}
-    for flat in FLAT_MODES:
+    for flat in flat_modes:
         for kernels in KERNEL_MODES:
-            name = f"{'flat' if flat is None else 'per-tensor'}-{kernels}"
+            name = f"{'flat' if flat else 'per-tensor'}-{kernels}"
             variants[name] = _variant(cls, args, kwargs, flat, kernels)
     return variants
 
@@ -143,10 +143,15 @@ def _variant(cls, args, kwargs, flat, kernels) -> Maker:
 
 def torch_variants(cls, *args, **kwargs) -> dict[str, Maker]:
     """torch.optim ``cls`` in its default mode and its per-tensor loop (foreach=False)."""
+    loop = {**kwargs, "foreach": False} if len(args) < _FOREACH_POSITION.get(cls, 99) else kwargs
     return {
         "torch-default": lambda ps: cls(ps, *args, **kwargs),
-        "torch-foreach0": lambda ps: cls(ps, *args, foreach=False, **kwargs),
+        "torch-foreach0": lambda ps: cls(ps, *args, **loop),
     }
+
+
+# Where torch takes ``foreach`` positionally (a call that fills it cannot pass it again).
+_FOREACH_POSITION = {torch.optim.Adagrad: 6, torch.optim.RMSprop: 8}
 
 
 def on_groups(variants: dict[str, Maker], to_groups: Callable[[list[Tensor]], list]) -> dict:

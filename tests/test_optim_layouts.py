@@ -40,7 +40,7 @@ def test_sparse_embedding_grads_sgd(momentum, flat):
 COMPLEX_CASES = [
     pytest.param(nnopt.Adam, dict(lr=0.01), torch.optim.Adam, dict(lr=0.01), id="adam"),
     pytest.param(
-        nnopt.Adam,
+        nnopt.AdamW,
         dict(lr=0.01, amsgrad=True, weight_decay=0.1),
         torch.optim.AdamW,
         dict(lr=0.01, amsgrad=True, weight_decay=0.1),
@@ -89,10 +89,11 @@ def test_complex_params_match_torch(ours, ours_kw, ref, ref_kw, flat):
         assert max_rel_diff([z, w], [z2, w2]) < 1e-6
 
 
-def test_complex_params_rejected_by_flat_true():
+def test_flat_true_keeps_complex_params_loose():
     z = torch.zeros(3, dtype=torch.complex64, requires_grad=True)
-    with pytest.raises(ValueError, match="flat"):
-        nnopt.Adam([z], flat=True)
+    w = torch.zeros(4, requires_grad=True)
+    opt = nnopt.Adam([z, w], flat=True)
+    assert [b.params for b in opt.flat_buffers()] == [[w]]
 
 
 # --- parameters flat buffers cannot hold --------------------------------------------------------
@@ -132,7 +133,7 @@ def test_mixed_dtypes_in_one_group(flat):
     ]
     b = [p.detach().clone().requires_grad_(True) for p in a]
     opt, topt = nnopt.Adam(a, lr=0.1, flat=flat), torch.optim.Adam(b, lr=0.1)
-    assert len(opt.flat_buffers()) == (2 if flat is None else 0)
+    assert len(opt.flat_buffers()) == (2 if flat else 0)
     for _ in range(5):
         grads = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in a]
         for params, o in ((a, opt), (b, topt)):

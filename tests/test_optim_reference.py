@@ -99,19 +99,39 @@ REF_CASES = [
     ),
     # Every regularizer at once (L1 with its per-coordinate threshold, L2, decoupled decay).
     pytest.param(
-        "sgd", dict(lr=0.05, momentum=0.9, l1=0.01, l2=0.1, weight_decay=0.2), id="sgd-reg"
+        "sgd",
+        dict(lr=0.05, momentum=0.9, l1=0.01, l2=0.1, weight_decay=0.2, decoupled_weight_decay=True),
+        id="sgd-reg",
     ),
     pytest.param(
-        "adagrad", dict(lr=0.1, eps=1e-10, l1=0.01, l2=0.1, weight_decay=0.2), id="adagrad-reg"
+        "adagrad",
+        dict(lr=0.1, eps=1e-10, l1=0.01, l2=0.1, weight_decay=0.2, decoupled_weight_decay=True),
+        id="adagrad-reg",
     ),
     pytest.param(
         "rmsprop",
-        dict(lr=0.01, rho=0.9, eps=1e-8, l1=0.01, l2=0.1, weight_decay=0.2),
+        dict(
+            lr=0.01,
+            rho=0.9,
+            eps=1e-8,
+            l1=0.01,
+            l2=0.1,
+            weight_decay=0.2,
+            decoupled_weight_decay=True,
+        ),
         id="rmsprop-reg",
     ),
     pytest.param(
         "adam",
-        dict(lr=0.01, eps=1e-8, amsgrad=True, l1=0.01, l2=0.1, weight_decay=0.2),
+        dict(
+            lr=0.01,
+            eps=1e-8,
+            amsgrad=True,
+            l1=0.01,
+            l2=0.1,
+            weight_decay=0.2,
+            decoupled_weight_decay=True,
+        ),
         id="adam-reg",
     ),
 ]
@@ -217,7 +237,8 @@ def test_decoupled_decay_value(cls, flat, kernels):
     """With a zero gradient the rule moves nothing and theta <- theta * (1 - lr * wd) exactly."""
     theta = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     p = theta.clone().requires_grad_(True)
-    opt = cls([p], lr=0.1, weight_decay=0.3, flat=flat)
+    decoupled = {} if cls is nnopt.AdamW else {"decoupled_weight_decay": True}
+    opt = cls([p], lr=0.1, weight_decay=0.3, flat=flat, **decoupled)
     opt.kernels = kernels
     for k in range(1, 4):
         p.grad = torch.zeros_like(p)
@@ -236,7 +257,10 @@ def test_decoupled_decay_is_not_l2(flat):
     out = {}
     for name in ("weight_decay", "l2"):
         p = theta.clone().requires_grad_(True)
-        opt = nnopt.SGD([p], lr=0.1, momentum=0.9, flat=flat, **{name: 0.5})
+        decoupled = name == "weight_decay"
+        opt = nnopt.SGD(
+            [p], lr=0.1, momentum=0.9, flat=flat, decoupled_weight_decay=decoupled, **{name: 0.5}
+        )
         for _ in range(2):
             p.grad = g.clone()
             opt.step()

@@ -83,7 +83,10 @@ def test_integer_param(dtype):
         nnopt.Adam([torch.zeros(3, requires_grad=True), torch.zeros(3, dtype=dtype)])
 
 
-def test_flat_true_rejects_what_it_cannot_pack():
-    p = torch.zeros(4, 4).t().requires_grad_(True)  # not contiguous
-    with pytest.raises(ValueError, match="flat"):
-        nnopt.SGD([p], lr=0.1, flat=True)
+def test_flat_true_steps_what_it_cannot_pack_one_by_one():
+    p = torch.ones(4, 4).t().requires_grad_(True)  # not contiguous: stays loose
+    opt = nnopt.SGD([p], lr=0.1, flat=True)
+    assert opt.flat_buffers() == []
+    p.grad = torch.ones(4, 4)
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((4, 4), 0.9))

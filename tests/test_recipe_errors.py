@@ -100,8 +100,8 @@ def test_non_finite_rejected():
 
 def test_choices():
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
-        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw;"
-        " got 'adm'"
+        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch,"
+        " adam, adamw; got 'adm'"
     )
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
@@ -133,8 +133,8 @@ def test_several_problems_one_line_each():
     ("name", "option", "value", "applies"),
     [
         ("sgd", "betas", [0.9, 0.99], "adam, adamw"),
-        ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, adam, adamw"),
+        ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
+        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw"),
         ("adam", "rho", 0.9, "rmsprop"),
         ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
         ("adagrad", "amsgrad", False, "adam, adamw"),

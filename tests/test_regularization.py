@@ -44,7 +44,10 @@ def test_grouping():
     ]
     assert (decay["l1"], decay["l2"], decay["weight_decay"]) == (1e-4, 1e-3, 0.01)
     assert (no_decay["l1"], no_decay["l2"], no_decay["weight_decay"]) == (0.0, 0.0, 0.0)
-    assert set(decay) == set(no_decay) == {"params", "l1", "l2", "weight_decay", "name"}
+    assert decay["decoupled_weight_decay"] is True  # the recipe's weight_decay is decoupled
+    assert set(no_decay) == {"params", "l1", "l2", "weight_decay", "name"}
+    # unset, the decay group keeps the optimizer's own default (AdamW's 1e-2)
+    assert "weight_decay" not in param_groups(model)[0]
 
 
 def test_exclude_by_name_and_empty_groups_omitted():

@@ -125,3 +125,40 @@ def test_gathered_state_dict_equals_unsharded(two_ranks):
 def test_sharding_without_a_process_group_says_how_to_launch():
     with pytest.raises(ValueError, match="torchrun"):
         ShardedOptimizer(make_opt(make_model().parameters()))
+
+
+def _train_with_scheduler_and_scaler(model, opt, steps, rank=0, world=1):
+    """torch's StepLR and GradScaler driving the optimizer (sharded or not)."""
+    x, y = data()
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    lrs = []
+    for t in range(steps):
+        opt.zero_grad()
+        xs, ys = x[t].chunk(world)[rank], y[t].chunk(world)[rank]
+        scaler.scale(nn.functional.mse_loss(model(xs), ys)).backward()
+        scaler.step(opt)
+        scaler.update()
+        scheduler.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return [p.detach().clone() for p in model.parameters()], lrs
+
+
+def scheduler_worker(rank: int, world: int) -> dict:
+    model = make_model()
+    opt = ShardedOptimizer(make_opt(model.parameters()))
+    assert isinstance(opt, torch.optim.Optimizer)
+    params, lrs = _train_with_scheduler_and_scaler(model, opt, STEPS, rank, world)
+    return {"params": params, "lrs": lrs}
+
+
+def test_torch_scheduler_and_grad_scaler_drive_the_sharded_optimizer():
+    model = make_model()
+    expected, expected_lrs = _train_with_scheduler_and_scaler(
+        model, make_opt(model.parameters()), STEPS
+    )
+    assert expected_lrs[-1] == pytest.approx(1e-2 * 0.5**3)
+    for result in run_ranks(scheduler_worker, 2):
+        assert result["lrs"] == expected_lrs
+        for a, b in zip(result["params"], expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from nnopt.optim import SGD, AdaGrad, Adam, AdamW, Optimizer, RMSProp
+from nnopt.optim import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop
 
 __version__ = "0.1.0"
 
@@ -29,10 +29,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SGD",
     "AdaGrad",
+    "Adagrad",
     "Adam",
     "AdamW",
     "Optimizer",
     "RMSProp",
+    "RMSprop",
     "__version__",
     *_LAZY,
 ]

@@ -66,19 +66,25 @@ def param_groups(
     model: nn.Module,
     l1: float = 0.0,
     l2: float = 0.0,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     exclude: str | Iterable[str] = ("bias", "norm"),
 ) -> list[dict[str, Any]]:
     """Parameter groups for nnopt optimizers: "decay" gets the strengths, "no_decay" gets zeros.
 
-    Each group has keys ``params, l1, l2, weight_decay, name``; empty groups are omitted. Pass
-    the result to any nnopt optimizer (``nnopt.AdamW(param_groups(model, weight_decay=0.01))``).
-    torch optimizers would silently ignore ``l1``/``l2``: use ``torch_param_groups`` for them.
+    ``l1`` is the proximal L1, ``l2`` coupled L2 and ``weight_decay`` decoupled decay
+    (``decoupled_weight_decay=True`` in the group); ``weight_decay=None`` leaves the decay
+    group at the optimizer's own default (AdamW's 1e-2). Each group has keys ``params, l1,
+    l2, name`` (and the decay keys); empty groups are omitted. Pass the result to any nnopt
+    optimizer (``nnopt.AdamW(param_groups(model, weight_decay=0.01))``). torch optimizers
+    would silently ignore ``l1``/``l2``: use ``torch_param_groups`` for them.
     """
-    _check_strengths(l1=l1, l2=l2, weight_decay=weight_decay)
+    _check_strengths(l1=l1, l2=l2, weight_decay=weight_decay or 0.0)
     decay, no_decay = decay_split(model, exclude)
+    decayed: dict[str, Any] = {"params": decay, "l1": l1, "l2": l2, "name": "decay"}
+    if weight_decay is not None:
+        decayed |= {"weight_decay": weight_decay, "decoupled_weight_decay": True}
     groups = [
-        {"params": decay, "l1": l1, "l2": l2, "weight_decay": weight_decay, "name": "decay"},
+        decayed,
         {"params": no_decay, "l1": 0.0, "l2": 0.0, "weight_decay": 0.0, "name": "no_decay"},
     ]
     return [group for group in groups if group["params"]]

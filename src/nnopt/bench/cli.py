@@ -14,9 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizers",
         nargs="+",
         choices=step.OPTIMIZERS,
-        default=list(step.OPTIMIZERS),
+        default=list(step.DEFAULT),
         metavar="NAME",
-        help=f"optimizers to time, of: {' '.join(step.OPTIMIZERS)} (default: all)",
+        help=f"optimizers to time, of: {' '.join(step.OPTIMIZERS)} "
+        f"(default: {' '.join(step.DEFAULT)})",
     )
     parser.add_argument(
         "--shapes",

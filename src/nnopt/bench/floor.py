@@ -13,12 +13,15 @@ import time
 
 import torch
 
-# Bytes read + written per float32 parameter by one step (4 B per tensor access):
-#   Adam:         p r/w, g r, m r/w, v r/w          7 accesses = 28 B
-#   SGD-momentum: p r/w, g r, buf r/w               5 accesses = 20 B
-#   RMSProp:      p r/w, g r, square_avg r/w        5 accesses = 20 B
-#   AdaGrad:      p r/w, g r, sum r/w               5 accesses = 20 B
-BYTES_PER_PARAM = {"adam": 28, "sgd": 20, "rmsprop": 20, "adagrad": 20}
+
+def bytes_per_param(state_tensors: int, element_size: int = 4) -> int:
+    """Bytes one step must read and write per parameter: p r/w, g r, each state tensor r/w.
+
+    Adam (m, v): 7 accesses = 28 B in float32; SGD-momentum, RMSProp, AdaGrad: 5 = 20 B.
+    """
+    return element_size * (3 + 2 * state_tensors)
+
+
 ADD_BYTES_PER_ELEMENT = 12
 
 
@@ -52,6 +55,7 @@ def add_bandwidth(numel: int, repeats: int = 20) -> float:
     return ADD_BYTES_PER_ELEMENT * numel / min(times)
 
 
-def floor_seconds(optimizer: str, numel: int, bandwidth: float) -> float:
-    """The least time a step of ``optimizer`` over ``numel`` float32 parameters can take."""
-    return BYTES_PER_PARAM[optimizer] * numel / bandwidth
+def floor_seconds(state_tensors: int, numel: int, bandwidth: float) -> float:
+    """The least time a step keeping ``state_tensors`` per parameter over ``numel`` float32
+    parameters can take."""
+    return bytes_per_param(state_tensors) * numel / bandwidth

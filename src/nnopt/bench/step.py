@@ -2,9 +2,10 @@
 
 For each optimizer and shape, parameters get gradients once (present and attached, as after
 a backward), then only ``opt.step()`` is timed; the median of ``repeats`` steps is reported.
-nnopt runs with ``flat=None`` (flat buffers, the default) and ``flat=False`` (tensor by
-tensor); torch.optim runs with ``foreach=False`` (for-loop), ``foreach=True`` and
-``fused=True`` where torch has a fused kernel. The floor is the step's bytes over the
+nnopt runs in its default layout (each parameter its own storage) and with ``flat=True``
+(flat buffers); both take the very same call as torch.optim, which runs with
+``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True`` where torch has a fused
+kernel. The floor is the step's bytes over the
 bandwidth of ``a.add_(b)`` measured in the same run (see ``floor.py``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import inspect
 import json
 import platform
 from collections.abc import Callable
@@ -21,31 +23,43 @@ from typing import Any
 
 import torch
 
-from nnopt.bench.floor import BYTES_PER_PARAM, add_bandwidth, floor_seconds, median_time
-from nnopt.optim import SGD, AdaGrad, Adam, RMSProp
+from nnopt.bench.floor import add_bandwidth, floor_seconds, median_time
+from nnopt.optim import table as optimizers_table
 
 # name -> (number of tensors, elements per tensor)
-SHAPES: dict[str, tuple[int, int]] = {"2000x1000": (2000, 1000), "8x2.5M": (8, 2_500_000)}
+SHAPES: dict[str, tuple[int, ...]] = {"2000x1000": (2000, 1000), "8x2.5M": (8, 2_500_000)}
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
-# Same math on both sides: RMSProp in torch's form (eps outside the root, alpha = rho).
-NNOPT: dict[str, Callable[[list[torch.Tensor], bool | None], torch.optim.Optimizer]] = {
-    "adam": lambda ps, flat: Adam(ps, lr=1e-3, flat=flat),
-    "sgd": lambda ps, flat: SGD(ps, lr=1e-2, momentum=0.9, flat=flat),
-    "rmsprop": lambda ps, flat: RMSProp(ps, lr=1e-3, rho=0.99, eps_inside_sqrt=False, flat=flat),
-    "adagrad": lambda ps, flat: AdaGrad(ps, lr=1e-2, flat=flat),
-}
-TORCH: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": lambda ps, **mode: torch.optim.Adam(ps, lr=1e-3, **mode),
-    "sgd": lambda ps, **mode: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, **mode),
-    "rmsprop": lambda ps, **mode: torch.optim.RMSprop(ps, lr=1e-3, alpha=0.99, **mode),
-    "adagrad": lambda ps, **mode: torch.optim.Adagrad(ps, lr=1e-2, **mode),
-}
-TORCH_FUSED = {"adam", "sgd", "adagrad"}  # torch.optim has no fused RMSprop
-OPTIMIZERS = tuple(NNOPT)
+# Every optimizer of the table with a torch.optim twin can be timed, with the very same call
+# on both sides (the class defaults); these are the ones timed unless others are asked for.
+OPTIMIZERS = tuple(row.name for row in optimizers_table.ROWS if row.twin is not None)
+DEFAULT = ("adam", "momentum", "rmsprop_torch", "adagrad")
 
-VARIANTS = ("nnopt", "nnopt flat=False", "torch for-loop", "torch foreach", "torch fused")
+VARIANTS = ("nnopt", "nnopt flat=True", "torch for-loop", "torch foreach", "torch fused")
+
+
+def _variants(name: str) -> dict[str, Factory]:
+    """nnopt's default and flat layouts, and torch's three modes, all from the same call."""
+    row = optimizers_table.row(name)
+    twin = getattr(torch.optim, row.twin)
+    kwargs = dict(row.defaults)  # the class defaults otherwise, lr included
+    out: dict[str, Factory] = {
+        "nnopt": lambda ps: row.cls(ps, **kwargs),
+        "nnopt flat=True": lambda ps: row.cls(ps, flat=True, **kwargs),
+        "torch for-loop": lambda ps: twin(ps, foreach=False, **kwargs),
+        "torch foreach": lambda ps: twin(ps, foreach=True, **kwargs),
+    }
+    if "fused" in inspect.signature(twin).parameters:
+        out["torch fused"] = lambda ps: twin(ps, fused=True, **kwargs)
+    return out
+
+
+def _state_tensors(name: str) -> int:
+    """How many tensors shaped like each parameter the optimizer keeps (for the floor)."""
+    row = optimizers_table.row(name)
+    probe = row.cls([torch.zeros(1, requires_grad=True)], **row.defaults)
+    return len(probe.state_keys(probe.param_groups[0]))
 
 
 @dataclass
@@ -64,12 +78,12 @@ class StepResult:
 
     @property
     def vs_torch(self) -> float:
-        """nnopt (flat buffers) time over torch's fastest mode (< 1 is faster)."""
+        """nnopt (default layout) time over torch's fastest mode (< 1 is faster)."""
         return self.times["nnopt"] / self.torch_best
 
     @property
     def vs_floor(self) -> float:
-        """nnopt (flat buffers) time over the memory floor (>= 1 in theory)."""
+        """nnopt (default layout) time over the memory floor (>= 1 in theory)."""
         return self.times["nnopt"] / self.floor
 
 
@@ -108,10 +122,10 @@ def run(
     progress: Callable[[str], None] | None = None,
 ) -> list[StepResult]:
     """Measure every variant; ``quick`` takes fewer repetitions (about 20 s in all)."""
-    optimizers = optimizers or list(OPTIMIZERS)
+    optimizers = optimizers or list(DEFAULT)
     shapes = shapes or list(SHAPES)
     for name in optimizers:
-        if name not in NNOPT:
+        if name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
     for name in shapes:
         if name not in SHAPES:
@@ -124,16 +138,9 @@ def run(
         bandwidth = add_bandwidth(numel, repeats=max(reps, 10))
         values, grads = draw(count, size)
         for name in optimizers:
-            result = StepResult(name, shape, numel, floor_seconds(name, numel, bandwidth))
-            variants: dict[str, Factory] = {
-                "nnopt": lambda ps, n=name: NNOPT[n](ps, None),
-                "nnopt flat=False": lambda ps, n=name: NNOPT[n](ps, False),
-                "torch for-loop": lambda ps, n=name: TORCH[n](ps, foreach=False),
-                "torch foreach": lambda ps, n=name: TORCH[n](ps, foreach=True),
-            }
-            if name in TORCH_FUSED:
-                variants["torch fused"] = lambda ps, n=name: TORCH[n](ps, fused=True)
-            for variant, make in variants.items():
+            floor = floor_seconds(_state_tensors(name), numel, bandwidth)
+            result = StepResult(name, shape, numel, floor)
+            for variant, make in _variants(name).items():
                 if progress is not None:
                     progress(f"{name} {shape} {variant}")
                 result.times[variant] = time_step(make, values, grads, reps)
@@ -217,7 +224,6 @@ def markdown(results: list[StepResult]) -> str:
 
 
 __all__ = [
-    "BYTES_PER_PARAM",
     "SHAPES",
     "StepResult",
     "markdown",

@@ -21,12 +21,16 @@ from nnopt.optim.base import Optimizer
 from nnopt.optim.flat import FlatBucket
 
 
-class ShardedOptimizer:
+class ShardedOptimizer(torch.optim.Optimizer):
     """Wrap an nnopt optimizer so that each rank keeps and updates 1/N of its state.
 
-    The wrapped optimizer's options, param groups, schedules and plateau controller all still
-    apply. ``state_dict()`` gathers the full, unsharded state (the same format as the plain
-    optimizer's), so a checkpoint resumes on any number of ranks; every rank must call it.
+    A ``torch.optim.Optimizer`` itself: its ``param_groups``, ``defaults`` and ``state`` are
+    the wrapped optimizer's, so torch's LR schedulers, ``GradScaler`` and code that edits
+    ``param_groups`` work on it; the wrapped optimizer's options, schedules and plateau
+    controller all still apply. ``state_dict()`` gathers the full, unsharded state (the same
+    format as the plain optimizer's), so a checkpoint resumes on any number of ranks; every
+    rank must call it. It uses only the optimizer's public seams (``pack``, ``current_lr``,
+    ``update_tensor``, ``finish_step``).
     """
 
     def __init__(self, optimizer: Optimizer, process_group: Any = None) -> None:
@@ -36,18 +40,21 @@ class ShardedOptimizer:
             )
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
-                "sharded optimizer state needs a torch.distributed process group: launch with "
+                "sharded state needs a torch.distributed process group: launch with "
                 "`torchrun --nproc_per_node N ...` (or call torch.distributed.init_process_group)"
             )
-        if optimizer.flat is False:
-            raise ValueError("sharded state lives in flat buffers: the optimizer needs flat=None")
+        # torch's constructor sets up hooks and step accounting; the groups are then the
+        # wrapped optimizer's own list, so an edit through either is seen by both.
+        super().__init__([torch.zeros(0)], {})
         self.optimizer = optimizer
+        self.param_groups = optimizer.param_groups
+        self.defaults = optimizer.defaults
+        self.state = optimizer.state
         self.group = process_group
         self.rank = dist.get_rank(process_group)
         self.world = dist.get_world_size(process_group)
-        optimizer._pad_to = self.world
-        optimizer._layouts = [optimizer._layout(g["params"]) for g in optimizer.param_groups]
-        for layout in optimizer._layouts:
+        self.layouts = optimizer.pack(pad_to=self.world)
+        for layout in self.layouts:
             trainable_loose = [p for p in layout.loose if p.requires_grad]
             if trainable_loose:
                 shape = tuple(trainable_loose[0].shape)
@@ -63,12 +70,6 @@ class ShardedOptimizer:
         self._shards: dict[int, dict[str, Tensor]] = {}
         self._steps: dict[int, int] = {}
 
-    # --- torch.optim.Optimizer look-alike ---------------------------------------------
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return self.optimizer.param_groups
-
     @property
     def plateau(self) -> Any:
         return self.optimizer.plateau
@@ -77,7 +78,7 @@ class ShardedOptimizer:
     def plateau(self, value: Any) -> None:
         self.optimizer.plateau = value
 
-    def zero_grad(self, set_to_none: bool | None = None) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none)
 
     def _slice(self, flat: Tensor) -> Tensor:
@@ -110,8 +111,13 @@ class ShardedOptimizer:
             with torch.enable_grad():
                 loss = closure()
         opt = self.optimizer
-        for group, layout in zip(opt.param_groups, opt._layouts, strict=True):
-            lr = opt._current_lr(group)
+        if len(self.layouts) != len(opt.param_groups):
+            raise RuntimeError(
+                "a param group was added after sharding; build the optimizer with every "
+                "group before wrapping it in ShardedOptimizer"
+            )
+        for group, layout in zip(opt.param_groups, self.layouts, strict=True):
+            lr = opt.current_lr(group)
             for bucket in layout.buckets:
                 if not bucket.is_intact():
                     raise RuntimeError(
@@ -129,9 +135,9 @@ class ShardedOptimizer:
                 state = self._shard_state(group, bucket)
                 self._steps[id(bucket)] += 1
                 param = self._slice(bucket.padded_param)
-                opt._apply(group, param, grad, state, self._steps[id(bucket)], lr)
+                opt.update_tensor(group, param, grad, state, self._steps[id(bucket)], lr)
                 dist.all_gather_into_tensor(bucket.padded_param, param.clone(), group=self.group)
-        opt._step_index += 1
+        opt.finish_step()
         return loss
 
     # --- state --------------------------------------------------------------------------
@@ -143,7 +149,7 @@ class ShardedOptimizer:
     def state_dict(self) -> dict[str, Any]:
         """The full optimizer state dict, gathered from every rank (a collective call)."""
         opt = self.optimizer
-        for layout in opt._layouts:
+        for layout in self.layouts:
             for bucket in layout.buckets:
                 shard = self._shards.get(id(bucket))
                 if shard is None:
@@ -159,7 +165,7 @@ class ShardedOptimizer:
                     for p in bucket.params:
                         opt.state[p]["step"] = torch.tensor(float(self._steps[id(bucket)]))
         state = opt.state_dict()
-        for layout in opt._layouts:  # the gathered copies are not kept
+        for layout in self.layouts:  # the gathered copies are not kept
             for bucket in layout.buckets:
                 bucket.state, bucket.state_views, bucket.state_bound = {}, {}, False
         opt.state.clear()
@@ -170,7 +176,7 @@ class ShardedOptimizer:
         opt = self.optimizer
         opt.load_state_dict(state_dict)
         self._shards.clear()
-        for group, layout in zip(opt.param_groups, opt._layouts, strict=True):
+        for group, layout in zip(opt.param_groups, self.layouts, strict=True):
             keys = opt.state_keys(group)
             for bucket in layout.buckets:
                 loaded = [opt.state.get(p, {}) for p in bucket.params]

@@ -129,16 +129,16 @@ def lr_range_test(
     saved_grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     saved_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    saved_plateau = getattr(optimizer, "plateau", None)
     saved_rng = rng_state()
     was_training = model.training
     tried, losses = [], []
     stopped_early = False
     try:
-        if saved_plateau is not None:
-            optimizer.plateau = None  # the sweep sets the lr itself
-        for group in optimizer.param_groups:
-            group.pop("schedule", None)
+        override = getattr(optimizer, "override_lr", None)
+        if override is not None:
+            # An nnopt optimizer's schedules and plateau controller step aside for the sweep.
+            start = optimizer.step_count
+            override(lambda step: float(lrs[step - start]))
         model.train()
         best = math.inf
         for i, lr in enumerate(lrs):
@@ -166,11 +166,11 @@ def lr_range_test(
                 p.grad.copy_(g)
             else:
                 p.grad = g
+        if getattr(optimizer, "override_lr", None) is not None:
+            optimizer.override_lr(None)
         optimizer.load_state_dict(saved_optimizer)
         for group, saved in zip(optimizer.param_groups, saved_groups, strict=True):
             group.update(saved)
-        if saved_plateau is not None:
-            optimizer.plateau = saved_plateau
         set_rng_state(saved_rng)
         model.train(was_training)
     # Leave out the point that triggered the stop: it is the blow-up, not the curve (and an

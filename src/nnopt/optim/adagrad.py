@@ -1,4 +1,4 @@
-"""AdaGrad."""
+"""AdaGrad (torch.optim.Adagrad)."""
 
 from __future__ import annotations
 
@@ -9,51 +9,68 @@ import torch
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
+from nnopt.optim.options import Hyper
 from nnopt.optim.validation import check_nonnegative, check_positive
 
 
-class AdaGrad(Optimizer):
-    """AdaGrad (Duchi, Hazan & Singer 2011): per-coordinate rates from the sum of squares.
+class Adagrad(Optimizer):
+    """AdaGrad (Duchi, Hazan & Singer 2011): ``torch.optim.Adagrad``, argument for argument.
 
-    G <- G + g^2;  theta <- theta - eta * g / (sqrt(G) + eps).  Equal to ``torch.optim.Adagrad``
-    (lr_decay=0). Its ever-growing G is what RMSProp's moving average fixes.
+    eta_t = eta / (1 + (t - 1) * lr_decay);  G <- G + g^2;  theta <- theta - eta_t * g /
+    (sqrt(G) + eps). Its ever-growing G is what RMSProp's moving average fixes.
 
-    Args:
+    Args (torch's, same order and defaults):
         params: parameters or param groups.
-        lr: learning rate, or a schedule ``step -> lr``.
-        eps: added to sqrt(G), > 0.
+        lr: learning rate (float or Tensor), or an nnopt schedule ``step -> lr``.
+        lr_decay: >= 0, the 1 / (1 + (t - 1) lr_decay) decay of the rule's step size.
+        weight_decay: coupled L2 (``g + wd * theta``), as in torch.
         initial_accumulator_value: starting value of G, >= 0.
-        l1: proximal L1 with per-coordinate threshold ``l1 * eta / (sqrt(G) + eps)``.
-        l2: coupled L2 (torch's weight_decay).
-        weight_decay: decoupled decay.
-        flat: keep everything in flat buffers (None: wherever safe).
+        eps: added to sqrt(G), > 0.
+        foreach, maximize, differentiable, fused: torch's.
+    nnopt's extras (keyword-only): ``decoupled_weight_decay``, ``l1`` (proximal, threshold
+    ``l1 * eta / (sqrt(G) + eps)``), ``l2`` (coupled, on top of weight_decay), ``flat``.
+    Decoupled decay and L1 use ``lr`` itself, not the ``lr_decay``-ed step size.
     """
 
     uses_step = True
+    eager_state = True  # torch creates Adagrad's state in the constructor (share_memory)
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: Any = 1e-2,
-        eps: float = 1e-10,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
         initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
         *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
-        weight_decay: float = 0.0,
-        flat: bool | None = None,
+        flat: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
+            lr_decay=lr_decay,
             eps=eps,
+            weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
             l1=l1,
             l2=l2,
-            weight_decay=weight_decay,
         )
         super().__init__(params, defaults, flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
+        check_nonnegative("lr_decay", group["lr_decay"])
         check_positive("eps", group["eps"])
         check_nonnegative("initial_accumulator_value", group["initial_accumulator_value"])
 
@@ -63,39 +80,44 @@ class AdaGrad(Optimizer):
     def initial_state(self, group: dict[str, Any], key: str) -> float:
         return group["initial_accumulator_value"]
 
-    def update(self, group, param, grad, state, step, lr) -> rules.Divisor:
+    @staticmethod
+    def step_size(group: dict[str, Any], lr: float, step: int) -> float:
+        """eta_t = eta / (1 + (t - 1) * lr_decay), torch's clr."""
+        return lr / (1 + (step - 1) * group["lr_decay"])
+
+    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
+        lr = self.step_size(group, h.lr, step)
         return rules.adagrad_(param, grad, state["sum"], lr=lr, eps=group["eps"])
 
-    def fused_update(self, group, param, grad, state, step, lr) -> bool:
-        if (
-            not kernels.use_torch_fused(self.kernels)
-            or group["l1"]
-            or group["weight_decay"]
-            or param.is_complex()
-        ):
-            return self.native_update(group, param, grad, state, step, lr)
-        torch._fused_adagrad_(
-            [param],
-            [grad],
-            [state["sum"]],
-            [torch.tensor(float(step), device=param.device)],
-            lr=lr,
-            lr_decay=0.0,
-            weight_decay=group["l2"],
-            eps=group["eps"],
-            maximize=False,
-        )
-        return True
+    def fused_covers(self, group, h: Hyper) -> bool:
+        return not (h.l1 or h.decoupled)
 
-    def native_update(self, group, param, grad, state, step, lr) -> bool:
-        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
-        return kernels.use_native(self.kernels) and kernels.cpu.adagrad_(
+    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
+        torch._fused_adagrad_(
+            params,
+            grads,
+            [s["sum"] for s in states],
+            steps,
+            lr=h.lr,
+            lr_decay=group["lr_decay"],
+            weight_decay=h.coupled,
+            eps=group["eps"],
+            maximize=h.maximize,
+        )
+
+    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
+        if group["lr_decay"] and (h.l1 or h.decoupled):
+            return False  # the kernel has one step size; these use lr, the rule eta_t
+        return kernels.cpu.adagrad_(
             param,
             grad,
             state["sum"],
-            lr=lr,
+            lr=self.step_size(group, h.lr, step),
             eps=group["eps"],
-            l2=group["l2"],
-            weight_decay=group["weight_decay"],
-            l1=group["l1"],
+            l2=h.coupled,
+            weight_decay=h.decoupled,
+            l1=h.l1,
         )
+
+
+AdaGrad = Adagrad  # the seed's spelling: the same class, torch's arguments

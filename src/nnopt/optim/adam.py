@@ -1,4 +1,4 @@
-"""Adam and AdamW."""
+"""Adam and AdamW (torch.optim.Adam and torch.optim.AdamW)."""
 
 from __future__ import annotations
 
@@ -9,47 +9,69 @@ import torch
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
+from nnopt.optim.options import Hyper, scalar
 from nnopt.optim.validation import check_positive, check_type, check_unit_interval
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with the seed's bias correction; AMSGrad optional.
+    """Adam (Kingma & Ba 2015) with the seed's bias correction: ``torch.optim.Adam``.
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  m_hat = m / (1 - b1^t),
-    v_hat = v / (1 - b2^t);  theta <- theta - eta * m_hat / (sqrt(v_hat) + eps).
-    Equal to ``torch.optim.Adam`` (and, with ``weight_decay``, to ``torch.optim.AdamW``).
+    v_hat = v / (1 - b2^t);  theta <- theta - eta * m_hat / (sqrt(v_hat) + eps)
+    (AMSGrad, Reddi et al. 2018: v_hat from the running maximum of v).
 
-    Args:
+    Args (torch's, same order and defaults):
         params: parameters or param groups.
-        lr: learning rate, or a schedule ``step -> lr``.
-        betas: (b1, b2), each in [0, 1).
+        lr: learning rate (float or Tensor), or an nnopt schedule ``step -> lr``.
+        betas: (b1, b2), each in [0, 1) (floats or Tensors).
         eps: added to sqrt(v_hat), > 0.
-        amsgrad: use the running maximum of v (Reddi et al. 2018).
+        weight_decay: coupled L2 (``g + wd * theta``), or decoupled with
+            ``decoupled_weight_decay=True`` (then Adam is AdamW), as in torch.
+        amsgrad: use the running maximum of v.
+        foreach, maximize, capturable, differentiable, fused, decoupled_weight_decay: torch's.
+    nnopt's extras (keyword-only):
         l1: proximal L1 with per-coordinate threshold ``l1 * eta / (sqrt(v_hat) + eps)``.
-        l2: coupled L2 (torch.optim.Adam's weight_decay).
-        weight_decay: decoupled decay (torch.optim.AdamW's weight_decay).
-        flat: keep everything in flat buffers (None: wherever safe).
+        l2: coupled L2 on top of ``weight_decay``.
+        flat: keep everything in flat buffers.
     """
+
+    uses_step = True
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: Any = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[Any, Any] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 0.0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
-        weight_decay: float = 0.0,
-        flat: bool | None = None,
+        flat: bool = False,
     ) -> None:
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, amsgrad=amsgrad, l1=l1, l2=l2, weight_decay=weight_decay
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+            l1=l1,
+            l2=l2,
         )
         super().__init__(params, defaults, flat=flat)
-
-    uses_step = True
 
     def validate_group(self, group: dict[str, Any]) -> None:
         betas = group["betas"]
@@ -64,90 +86,103 @@ class Adam(Optimizer):
         keys = ("exp_avg", "exp_avg_sq")
         return keys + ("max_exp_avg_sq",) if group["amsgrad"] else keys
 
-    def update(self, group, param, grad, state, step, lr) -> rules.Divisor:
-        beta1, beta2 = group["betas"]
+    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
+        beta1, beta2 = map(scalar, group["betas"])
         return rules.adam_(
             param,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],
             step=step,
-            lr=lr,
+            lr=h.lr,
             beta1=beta1,
             beta2=beta2,
             eps=group["eps"],
             max_exp_avg_sq=state.get("max_exp_avg_sq"),
         )
 
-    def fused_update(self, group, param, grad, state, step, lr) -> bool:
-        beta1, beta2 = group["betas"]
+    def fused_covers(self, group, h: Hyper) -> bool:
         # torch's fused kernels cover coupled L2 (_fused_adam_) or decoupled decay
         # (_fused_adamw_), one at a time, and no L1.
-        l2, decay = group["l2"], group["weight_decay"]
-        if (
-            not kernels.use_torch_fused(self.kernels)
-            or group["l1"]
-            or (l2 and decay)
-            or param.is_complex()
-        ):
-            return self.native_update(group, param, grad, state, step, lr)
-        kernel = torch._fused_adamw_ if decay else torch._fused_adam_
+        return not (h.l1 or (h.coupled and h.decoupled))
+
+    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
+        beta1, beta2 = map(scalar, group["betas"])
+        kernel = torch._fused_adamw_ if h.decoupled else torch._fused_adam_
         kernel(
-            [param],
-            [grad],
-            [state["exp_avg"]],
-            [state["exp_avg_sq"]],
-            [state["max_exp_avg_sq"]] if group["amsgrad"] else [],
-            [torch.tensor(float(step), device=param.device)],
-            lr=lr,
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            steps,
+            lr=h.lr,
             beta1=beta1,
             beta2=beta2,
-            weight_decay=decay or l2,
+            weight_decay=h.decoupled or h.coupled,
             eps=group["eps"],
             amsgrad=group["amsgrad"],
-            maximize=False,
+            maximize=h.maximize,
         )
-        return True
 
-    def native_update(self, group, param, grad, state, step, lr) -> bool:
-        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
-        beta1, beta2 = group["betas"]
-        return kernels.use_native(self.kernels) and kernels.cpu.adam_(
+    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
+        beta1, beta2 = map(scalar, group["betas"])
+        return kernels.cpu.adam_(
             param,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],
             step=step,
-            lr=lr,
+            lr=h.lr,
             beta1=beta1,
             beta2=beta2,
             eps=group["eps"],
             max_exp_avg_sq=state.get("max_exp_avg_sq"),
-            l2=group["l2"],
-            weight_decay=group["weight_decay"],
-            l1=group["l1"],
+            l2=h.coupled,
+            weight_decay=h.decoupled,
+            l1=h.l1,
         )
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), 1e-2 by default.
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): ``torch.optim.AdamW``.
 
-    theta <- theta * (1 - eta * weight_decay), then the Adam step: ``torch.optim.AdamW``.
+    theta <- theta * (1 - eta * weight_decay), then the Adam step; weight_decay 1e-2 by
+    default. Same arguments as :class:`Adam` (``decoupled_weight_decay`` is always True).
     """
 
     def __init__(
         self,
         params: Iterable[Any],
         lr: Any = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        betas: tuple[Any, Any] = (0.9, 0.999),
         eps: float = 1e-8,
+        weight_decay: float = 1e-2,
         amsgrad: bool = False,
         *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
-        weight_decay: float = 1e-2,
-        flat: bool | None = None,
+        flat: bool = False,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, amsgrad, l1=l1, l2=l2, weight_decay=weight_decay, flat=flat
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+            l1=l1,
+            l2=l2,
+            flat=flat,
         )

@@ -184,13 +184,48 @@ _data_ptr = torch.Tensor.data_ptr
 _grad_of = operator.attrgetter("grad")
 
 
-def group_buckets(params: list[Tensor], pad_to: int = 1) -> tuple[list[FlatBucket], list[Tensor]]:
-    """Split one param group into flat buckets by (device, dtype) and the loose rest."""
-    by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-    loose = []
-    for p in params:
-        if packable(p):
-            by_kind.setdefault((p.device, p.dtype), []).append(p)
-        else:
-            loose.append(p)
-    return [FlatBucket(ps, pad_to) for ps in by_kind.values()], loose
+class FlatLayout:
+    """How one param group is stored with ``flat=True``: flat buckets by (device, dtype),
+    plus the loose tensors that cannot be packed (sparse, complex, non-contiguous, frozen),
+    which are stepped one by one."""
+
+    def __init__(self, params: list[Tensor], pad_to: int = 1) -> None:
+        self.param_ids = list(map(id, params))
+        by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        self.loose: list[Tensor] = []
+        seen: set[int] = set()
+        for p in params:
+            if packable(p) and id(p) not in seen:
+                by_kind.setdefault((p.device, p.dtype), []).append(p)
+            else:
+                self.loose.append(p)
+            seen.add(id(p))
+        self.buckets = [FlatBucket(ps, pad_to) for ps in by_kind.values()]
+
+    def is_intact(self, params: list[Tensor]) -> bool:
+        """False when the group's parameter list changed or a parameter left its buffer."""
+        return list(map(id, params)) == self.param_ids and all(b.is_intact() for b in self.buckets)
+
+    def zero_grads(self) -> None:
+        """Zero every gradient in place: one pass per bucket, which stays attached."""
+        for bucket in self.buckets:
+            bucket.grad.zero_()
+            for p, view in zip(bucket.params, bucket.grad_views, strict=True):
+                if p.grad is not None and p.grad is not view:
+                    _zero_in_place(p)
+        for p in self.loose:
+            if p.grad is not None:
+                _zero_in_place(p)
+
+    def unbind_state(self) -> None:
+        """Re-read the per-parameter state at the next step (after ``load_state_dict``)."""
+        for bucket in self.buckets:
+            bucket.state_bound = False
+
+
+def _zero_in_place(param: Tensor) -> None:
+    if param.grad.grad_fn is not None:
+        param.grad.detach_()
+    else:
+        param.grad.requires_grad_(False)
+    param.grad.zero_()

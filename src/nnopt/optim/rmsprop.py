@@ -1,4 +1,4 @@
-"""RMSProp, in the seed's form and in torch's."""
+"""RMSProp in torch's form (``RMSprop``) and in the seed's (``RMSProp``)."""
 
 from __future__ import annotations
 
@@ -7,63 +7,66 @@ from typing import Any
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
+from nnopt.optim.options import Hyper
 from nnopt.optim.validation import check_positive, check_type, check_unit_interval
 
 
-class RMSProp(Optimizer):
-    """RMSProp (Tieleman & Hinton 2012): divide by a moving root mean square of gradients.
+class RMSprop(Optimizer):
+    """RMSProp (Tieleman & Hinton 2012): ``torch.optim.RMSprop``, argument for argument.
 
-    E <- rho E + (1 - rho) g^2;  theta <- theta - eta * g / sqrt(E + eps)   (the seed's form).
-    With ``eps_inside_sqrt=False`` the denominator is sqrt(E) + eps and the optimizer equals
-    ``torch.optim.RMSprop`` (alpha = rho), including ``centered`` (E - gbar^2 under the root,
-    gbar the moving mean of g) and ``momentum`` (b <- mu b + g / d; theta <- theta - eta b).
+    E <- alpha E + (1 - alpha) g^2;  centered: gbar <- alpha gbar + (1 - alpha) g and
+    S = E - gbar^2, else S = E;  d = sqrt(S) + eps;  theta <- theta - eta g / d;
+    momentum mu: b <- mu b + g / d, theta <- theta - eta b.
 
-    Args:
-        params: parameters or param groups.
-        lr: learning rate, or a schedule ``step -> lr``.
-        rho: decay of the moving average, in [0, 1).
-        eps: > 0, inside the square root by default (the seed), outside with
-            ``eps_inside_sqrt=False`` (torch).
-        momentum: mu in [0, 1).
-        centered: normalize by the moving variance instead of the second moment.
-        l1: proximal L1 with per-coordinate threshold ``l1 * eta / d``.
-        l2: coupled L2 (torch's weight_decay).
-        weight_decay: decoupled decay.
-        flat: keep everything in flat buffers (None: wherever safe).
+    Args (torch's, same order and defaults): params, lr (1e-2), alpha (0.99), eps (1e-8),
+    weight_decay (coupled L2), momentum, centered, capturable, foreach, maximize,
+    differentiable. nnopt's extras (keyword-only): ``eps_inside_sqrt`` (d = sqrt(S + eps),
+    the seed's form), ``decoupled_weight_decay``, ``l1``, ``l2``, ``flat``.
     """
 
     uses_step = True  # unused by the rule; kept so state dicts match torch.optim.RMSprop's
+    decay_name = "alpha"  # what error messages call the decay (the seed's class says rho)
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: Any = 1e-3,
-        rho: float = 0.9,
+        lr: Any = 1e-2,
+        alpha: float = 0.99,
         eps: float = 1e-8,
-        eps_inside_sqrt: bool = True,
+        weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
         *,
+        eps_inside_sqrt: bool = False,
+        decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
-        weight_decay: float = 0.0,
-        flat: bool | None = None,
+        flat: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr,
-            rho=rho,
-            eps=eps,
-            eps_inside_sqrt=eps_inside_sqrt,
             momentum=momentum,
+            alpha=alpha,
+            eps=eps,
             centered=centered,
+            weight_decay=weight_decay,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            eps_inside_sqrt=eps_inside_sqrt,
+            decoupled_weight_decay=decoupled_weight_decay,
             l1=l1,
             l2=l2,
-            weight_decay=weight_decay,
         )
         super().__init__(params, defaults, flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        check_unit_interval("rho", group["rho"])
+        check_unit_interval(self.decay_name, group["alpha"])
         check_positive("eps", group["eps"])
         check_unit_interval("momentum", group["momentum"])
         check_type("eps_inside_sqrt", group["eps_inside_sqrt"], (bool,))
@@ -77,13 +80,13 @@ class RMSProp(Optimizer):
             keys += ("grad_avg",)
         return keys
 
-    def update(self, group, param, grad, state, step, lr) -> rules.Divisor:
+    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
         return rules.rmsprop_(
             param,
             grad,
             state["square_avg"],
-            lr=lr,
-            rho=group["rho"],
+            lr=h.lr,
+            rho=group["alpha"],
             eps=group["eps"],
             eps_inside_sqrt=group["eps_inside_sqrt"],
             grad_avg=state.get("grad_avg"),
@@ -91,20 +94,72 @@ class RMSProp(Optimizer):
             momentum=group["momentum"],
         )
 
-    def fused_update(self, group, param, grad, state, step, lr) -> bool:
+    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
         # torch has no fused RMSprop; nnopt's native kernel does the whole update in one pass.
-        return kernels.use_native(self.kernels) and kernels.cpu.rmsprop_(
+        return kernels.cpu.rmsprop_(
             param,
             grad,
             state["square_avg"],
-            lr=lr,
-            rho=group["rho"],
+            lr=h.lr,
+            rho=group["alpha"],
             eps=group["eps"],
             eps_inside_sqrt=group["eps_inside_sqrt"],
             grad_avg=state.get("grad_avg"),
             momentum_buffer=state.get("momentum_buffer"),
             momentum=group["momentum"],
-            l2=group["l2"],
-            weight_decay=group["weight_decay"],
-            l1=group["l1"],
+            l2=h.coupled,
+            weight_decay=h.decoupled,
+            l1=h.l1,
         )
+
+
+class RMSProp(RMSprop):
+    """RMSProp in the seed's form: d = sqrt(E + eps), decay ``rho`` = 0.9, lr 1e-3.
+
+    E <- rho E + (1 - rho) g^2;  theta <- theta - eta * g / sqrt(E + eps). The same class as
+    :class:`RMSprop` with the seed's names and defaults: ``rho`` is stored as torch's
+    ``alpha`` (param groups may say either), ``eps_inside_sqrt=False`` gives torch's form.
+    """
+
+    decay_name = "rho"
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: Any = 1e-3,
+        rho: float = 0.9,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        eps_inside_sqrt: bool = True,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        flat: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            rho,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+            foreach=foreach,
+            maximize=maximize,
+            eps_inside_sqrt=eps_inside_sqrt,
+            decoupled_weight_decay=decoupled_weight_decay,
+            l1=l1,
+            l2=l2,
+            flat=flat,
+        )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "rho" in param_group:
+            param_group = dict(param_group)
+            param_group["alpha"] = param_group.pop("rho")
+        super().add_param_group(param_group)

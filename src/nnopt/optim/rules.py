@@ -28,18 +28,26 @@ def sgd_(param: Tensor, grad: Tensor, *, lr: float) -> Divisor:
 
 
 def momentum_(
-    param: Tensor, grad: Tensor, buf: Tensor, *, lr: float, momentum: float, nesterov: bool
+    param: Tensor,
+    grad: Tensor,
+    buf: Tensor,
+    *,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    dampening: float = 0.0,
+    first: bool = False,
 ) -> Divisor:
-    """Heavy-ball or Nesterov momentum (torch.optim.SGD's convention, no dampening).
+    """Heavy-ball or Nesterov momentum (torch.optim.SGD's convention).
 
-    b <- mu * b + g
+    b <- g  on the buffer's first step, else  b <- mu * b + (1 - tau) * g   (tau: dampening)
     theta <- theta - eta * b                 (heavy ball)
     theta <- theta - eta * (g + mu * b)      (Nesterov)
-
-    The buffer starts at zero, so the first step gives b = g: torch's "buffer starts at the
-    first gradient" without a special case.
     """
-    buf.mul_(momentum).add_(grad)
+    if first:
+        buf.copy_(grad)
+    else:
+        buf.mul_(momentum).add_(grad, alpha=1.0 - dampening)
     if nesterov:
         param.add_(grad.add(buf, alpha=momentum), alpha=-lr)
     else:

@@ -1,4 +1,4 @@
-"""Gradient descent: plain, heavy-ball momentum and Nesterov momentum."""
+"""Gradient descent: plain, heavy-ball momentum and Nesterov momentum (torch.optim.SGD)."""
 
 from __future__ import annotations
 
@@ -10,100 +10,139 @@ from torch import Tensor
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
-from nnopt.optim.validation import check_type, check_unit_interval
+from nnopt.optim.options import Hyper
+from nnopt.optim.validation import check_nonnegative, check_type, check_unit_interval
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 class SGD(Optimizer):
-    """Gradient descent with optional momentum, as ``torch.optim.SGD`` (no dampening).
+    """Gradient descent with optional momentum: ``torch.optim.SGD``, argument for argument.
 
-    theta <- theta - eta * g;  with momentum mu:  b <- mu * b + g,  theta <- theta - eta * b
+    theta <- theta - eta * g;  with momentum mu and dampening tau:
+    b <- g on the first step, then b <- mu * b + (1 - tau) * g;  theta <- theta - eta * b
     (Nesterov: theta <- theta - eta * (g + mu * b)). Batch, stochastic or mini-batch descent
     is a matter of how many samples the gradient was computed on, not of the optimizer.
 
-    Args:
+    Args (torch's, same order and defaults):
         params: parameters or param groups (each group may override any option).
-        lr: learning rate, or a schedule ``step -> lr``.
-        momentum: mu in [0, 1); 0 disables the momentum buffer.
-        nesterov: Nesterov momentum (needs momentum > 0).
+        lr: learning rate (float or Tensor), or an nnopt schedule ``step -> lr``.
+        momentum: mu in [0, 1); 0 keeps no momentum buffer.
+        dampening: tau in [0, 1): the share of each gradient left out of the buffer.
+        weight_decay: coupled L2, adds ``weight_decay * theta`` to the gradient (torch's).
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
+        maximize, foreach, differentiable, fused: torch's; ``foreach``/``fused`` are hints,
+            nnopt picks its own kernels (each computes the same update).
+    nnopt's extras (keyword-only, names torch does not use):
+        decoupled_weight_decay: make ``weight_decay`` decoupled, ``theta *= 1 - lr * wd``.
         l1: L1 strength, a proximal soft-threshold (exact zeros).
-        l2: coupled L2, adds ``l2 * theta`` to the gradient (torch's weight_decay).
-        weight_decay: decoupled decay, ``theta *= 1 - lr * weight_decay``.
-        flat: keep parameters, gradients and state in flat buffers (None: wherever safe).
+        l2: coupled L2 on top of ``weight_decay`` (so coupled and decoupled can be combined).
+        flat: keep the group's parameters, gradients and state in flat buffers.
     """
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: Any,
+        lr: Any = 1e-3,
         momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
         nesterov: bool = False,
         *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
-        weight_decay: float = 0.0,
-        flat: bool | None = None,
+        flat: bool = False,
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, l1=l1, l2=l2, weight_decay=weight_decay
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+            l1=l1,
+            l2=l2,
         )
         super().__init__(params, defaults, flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         check_unit_interval("momentum", group["momentum"])
+        check_nonnegative("dampening", group["dampening"])
         check_type("nesterov", group["nesterov"], (bool,))
-        if group["nesterov"] and group["momentum"] == 0:
-            raise ValueError("nesterov=True needs momentum > 0 (got momentum=0)")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                "nesterov=True needs momentum > 0 and dampening = 0 "
+                f"(got momentum={group['momentum']}, dampening={group['dampening']})"
+            )
+        if self.flat and group["dampening"]:
+            raise ValueError(
+                "dampening is not supported with flat=True (its first step is special); "
+                "use flat=False"
+            )
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] > 0 else ()
 
-    def update(self, group, param, grad, state, step, lr) -> rules.Divisor:
+    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
         if group["momentum"] > 0:
             return rules.momentum_(
                 param,
                 grad,
                 state["momentum_buffer"],
-                lr=lr,
+                lr=h.lr,
                 momentum=group["momentum"],
+                dampening=group["dampening"],
                 nesterov=group["nesterov"],
+                first=step == 1,
             )
-        return rules.sgd_(param, grad, lr=lr)
+        return rules.sgd_(param, grad, lr=h.lr)
 
-    def fused_update(self, group, param: Tensor, grad, state, step, lr) -> bool:
-        # torch's fused SGD covers coupled L2 only; the zero-initialized buffer makes
-        # is_first_step unnecessary (mu * 0 + g == g).
-        if (
-            not kernels.use_torch_fused(self.kernels)
-            or group["l1"]
-            or group["weight_decay"]
-            or param.is_complex()
-        ):
-            return self.native_update(group, param, grad, state, step, lr)
-        buffers = [state["momentum_buffer"]] if group["momentum"] > 0 else []
+    def fused_covers(self, group, h: Hyper) -> bool:
+        # torch's fused SGD covers coupled L2 only.
+        return not (h.l1 or h.decoupled)
+
+    def fused_supports(self, param: Tensor) -> bool:
+        # torch's CPU fused SGD drops the update of most float16/bfloat16 elements
+        # (torch 2.13); torch's own default path does not use it there.
+        return not (param.device.type == "cpu" and param.dtype in _HALF)
+
+    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
+        on = group["momentum"] > 0
         torch._fused_sgd_(
-            [param],
-            [grad],
-            buffers,
-            weight_decay=group["l2"],
+            params,
+            grads,
+            [s["momentum_buffer"] for s in states] if on else [],
+            weight_decay=h.coupled,
             momentum=group["momentum"],
-            lr=lr,
-            dampening=0.0,
+            lr=h.lr,
+            dampening=group["dampening"],
             nesterov=group["nesterov"],
-            maximize=False,
-            is_first_step=False,
+            maximize=h.maximize,
+            is_first_step=first and on,
         )
-        return True
 
-    def native_update(self, group, param, grad, state, step, lr) -> bool:
-        """The whole update in nnopt's one-pass kernel, when the mode and tensors allow."""
-        return kernels.use_native(self.kernels) and kernels.cpu.sgd_(
+    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
+        if group["dampening"] or param.dtype in _HALF:
+            # No dampening in the kernel; in half precision the eager rule rounds exactly as
+            # torch's loop does.
+            return False
+        return kernels.cpu.sgd_(
             param,
             grad,
             state.get("momentum_buffer"),
-            lr=lr,
+            lr=h.lr,
             momentum=group["momentum"],
             nesterov=group["nesterov"],
-            l2=group["l2"],
-            weight_decay=group["weight_decay"],
-            l1=group["l1"],
+            l2=h.coupled,
+            weight_decay=h.decoupled,
+            l1=h.l1,
         )

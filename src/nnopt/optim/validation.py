@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 
 def check_type(name: str, value: Any, allowed: tuple[type, ...]) -> None:
     if not isinstance(value, allowed):
@@ -13,6 +15,8 @@ def check_type(name: str, value: Any, allowed: tuple[type, ...]) -> None:
 
 
 def _number(name: str, value: Any) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()  # torch accepts a Tensor lr or beta
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if math.isnan(value):

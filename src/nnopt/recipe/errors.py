@@ -120,9 +120,13 @@ def _bounds(root: type[BaseModel], loc: Sequence[int | str]) -> dict[str, Any]:
         return {}
     metadata: list[Any] = list(info.metadata)
     if index < len(loc):  # an item of a list or tuple: its Annotated[...] bounds
+        annotation = info.annotation
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if type(None) in typing.get_args(annotation) and len(options) == 1:
+            annotation = options[0]  # an optional list: the list's own items
         metadata = [
             meta
-            for arg in typing.get_args(info.annotation)
+            for arg in typing.get_args(annotation)
             if typing.get_origin(arg) is typing.Annotated
             for extra in typing.get_args(arg)[1:]
             for meta in getattr(extra, "metadata", [extra])

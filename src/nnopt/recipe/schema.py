@@ -9,23 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-
-# Which optimizer names each optional [optimizer] key applies to. Keys not listed (name, lr,
-# flat) apply to all of them.
-APPLIES_TO: dict[str, tuple[str, ...]] = {
-    "momentum": ("sgd", "momentum", "nesterov", "rmsprop"),
-    "betas": ("adam", "adamw"),
-    "amsgrad": ("adam", "adamw"),
-    "rho": ("rmsprop",),
-    "centered": ("rmsprop",),
-    "eps_inside_sqrt": ("rmsprop",),
-    "initial_accumulator_value": ("adagrad",),
-    "eps": ("adagrad", "rmsprop", "adam", "adamw"),
-}
+from nnopt.optim import table
 
 Unit = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[float, Field(gt=0)]
@@ -75,26 +62,41 @@ class ModelSpec(Section):
     init_distribution: Literal["uniform", "normal"] = "uniform"
 
 
-class OptimizerSpec(Section):
+# The type and range of every [optimizer] option any optimizer of the table has; its
+# default is the class's own (None here means "unset: the optimizer's default").
+_UNIT = {"ge": 0, "lt": 1}
+OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "momentum": (float, _UNIT),
+    "dampening": (float, _UNIT),
+    "nesterov": (bool, {}),
+    "lr_decay": (float, {"ge": 0}),
+    "initial_accumulator_value": (float, {"ge": 0}),
+    "eps": (float, {"gt": 0}),
+    "rho": (float, _UNIT),
+    "alpha": (float, _UNIT),
+    "centered": (bool, {}),
+    "eps_inside_sqrt": (bool, {}),
+    "betas": (tuple[Unit, Unit], {}),
+    "amsgrad": (bool, {}),
+}
+OPTIMIZERS = table.NAMES
+# Which optimizer names each optional [optimizer] key applies to (name, lr, flat: all).
+APPLIES_TO: dict[str, tuple[str, ...]] = table.applies_to()
+
+
+class _OptimizerBase(Section):
     """``[optimizer]``: the update rule and its hyperparameters.
 
-    Options left unset take the optimizer's own default (see :meth:`kwargs`). Setting an option
-    the chosen optimizer does not have is an error rather than silently ignored.
+    Options left unset take the optimizer's own default (its class signature, through the
+    table in ``nnopt.optim.table``). Setting an option the chosen optimizer does not have is an
+    error rather than silently ignored.
     """
 
-    name: Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"]
+    name: Literal[*OPTIMIZERS]  # type: ignore[valid-type]
     lr: float = Field(gt=0)
-    momentum: float | None = Field(None, ge=0, lt=1)
-    betas: tuple[Unit, Unit] = (0.9, 0.999)
-    eps: float | None = Field(None, gt=0)
-    amsgrad: bool = False
-    rho: float = Field(0.9, ge=0, lt=1)
-    centered: bool = False
-    eps_inside_sqrt: bool = True
-    initial_accumulator_value: float = Field(0.0, ge=0)
     flat: bool | None = None
 
-    @field_validator("betas", mode="before")
+    @field_validator("betas", mode="before", check_fields=False)
     @classmethod
     def _betas_pair(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):
@@ -107,15 +109,19 @@ class OptimizerSpec(Section):
         return value
 
     @model_validator(mode="after")
-    def _options_apply(self) -> OptimizerSpec:
+    def _options_apply(self) -> _OptimizerBase:
         lines = [
             f"optimizer.{key} does not apply to optimizer {self.name!r}; "
             f"it applies to {', '.join(APPLIES_TO[key])}"
             for key in sorted(self.model_fields_set & APPLIES_TO.keys())
             if self.name not in APPLIES_TO[key]
         ]
-        if self.name == "nesterov" and self.momentum == 0:
-            lines.append("optimizer.momentum must be > 0 for optimizer 'nesterov', got 0")
+        options = self.resolved()[1] if not lines else {}
+        row = table.row(self.name)
+        if row.options().get("nesterov") or options.get("nesterov"):
+            momentum = options.get("momentum", row.options().get("momentum"))
+            if momentum == 0:
+                lines.append(f"optimizer.momentum must be > 0 for optimizer {self.name!r}, got 0")
         if lines:
             raise problem("\n".join(lines))
         return self
@@ -124,47 +130,30 @@ class OptimizerSpec(Section):
         """Whether an [optimizer] key means something for this optimizer."""
         return self.name in APPLIES_TO.get(key, OPTIMIZERS)
 
-    def kwargs(self) -> tuple[str, dict[str, Any]]:
-        """The nnopt optimizer class name and its keyword arguments (defaults filled in).
+    def resolved(self) -> tuple[table.Row, dict[str, Any]]:
+        """The table row and the options this recipe sets (the class fills in the rest).
 
         Regularization is not here: it goes through parameter groups.
         """
-        name, lr = self.name, self.lr
-        if name in ("sgd", "momentum", "nesterov"):
-            default = 0.0 if name == "sgd" else 0.9
-            momentum = default if self.momentum is None else self.momentum
-            out: dict[str, Any] = {"lr": lr, "momentum": momentum}
-            if name == "nesterov":
-                out["nesterov"] = True
-            cls = "SGD"
-        elif name == "adagrad":
-            cls = "AdaGrad"
-            out = {
-                "lr": lr,
-                "eps": 1e-10 if self.eps is None else self.eps,
-                "initial_accumulator_value": self.initial_accumulator_value,
-            }
-        elif name == "rmsprop":
-            cls = "RMSProp"
-            out = {
-                "lr": lr,
-                "rho": self.rho,
-                "eps": 1e-8 if self.eps is None else self.eps,
-                "eps_inside_sqrt": self.eps_inside_sqrt,
-                "momentum": 0.0 if self.momentum is None else self.momentum,
-                "centered": self.centered,
-            }
-        else:
-            cls = "Adam" if name == "adam" else "AdamW"
-            out = {
-                "lr": lr,
-                "betas": tuple(self.betas),
-                "eps": 1e-8 if self.eps is None else self.eps,
-                "amsgrad": self.amsgrad,
-            }
+        options = {
+            key: getattr(self, key)
+            for key in APPLIES_TO
+            if self.applies(key) and getattr(self, key) is not None
+        }
         if self.flat is not None:
-            out["flat"] = self.flat
-        return cls, out
+            options["flat"] = self.flat
+        return table.row(self.name), options
+
+
+OptimizerSpec = create_model(
+    "OptimizerSpec",
+    __base__=_OptimizerBase,
+    __doc__=_OptimizerBase.__doc__,
+    **{
+        key: (OPTION_TYPES[key][0] | None, Field(None, **OPTION_TYPES[key][1]))
+        for key in APPLIES_TO
+    },
+)
 
 
 class ScheduleSpec(Section):
@@ -224,7 +213,7 @@ class RegularizationSpec(Section):
 
     l1: float = Field(0.0, ge=0)
     l2: float = Field(0.0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float | None = Field(None, ge=0)
     exclude: list[str] = Field(default_factory=lambda: ["bias", "norm"])
     in_loss: bool = False
 

@@ -82,7 +82,10 @@ def build_plateau(recipe: Any) -> ReduceOnPlateau | None:
 
 
 def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Optimizer:
-    class_name, kwargs = recipe.optimizer.kwargs()
+    row, options = recipe.optimizer.resolved()
+    # The built-in models own their parameters outright (no tying, sharing or views), so the
+    # flat layout's storage change is invisible there; it is the fastest for many tensors.
+    options.setdefault("flat", True)
     reg = recipe.regularization
     if reg.in_loss:  # the penalty goes into the loss instead; decoupled decay stays here
         groups = param_groups(model, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude))
@@ -90,8 +93,7 @@ def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Op
         groups = param_groups(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
-    kwargs["lr"] = build_schedule(recipe, total_steps)
-    return getattr(nnopt, class_name)(groups, **kwargs)
+    return row.build(groups, build_schedule(recipe, total_steps), **options)
 
 
 def build_run(recipe: Any, local_rank: int = 0) -> RunParts:

@@ -1,0 +1,202 @@
+"""The one choice of compute path for an optimizer step, made here for every optimizer.
+
+Each optimizer declares its eager rule (``update``), nnopt's native one-pass kernel
+(``native``) and PyTorch's fused multi-tensor kernel (``fused``, with ``fused_covers`` for
+the options and ``fused_supports`` for the dtypes and devices where it is exactly the rule).
+For the tensors of one param group this module runs, in order of preference (``opt.kernels``):
+
+1. PyTorch's fused kernel, once per (device, dtype) over every tensor it supports;
+2. nnopt's native kernel, tensor by tensor (contiguous CPU tensors);
+3. the eager rule, tensor by tensor: the reference both kernels are tested against, and the
+   only path for tensor subclasses (DTensor), meta tensors and ``torch.compile`` tracing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from nnopt.optim import kernels, rules
+from nnopt.optim.options import Hyper, step_dtype
+
+if TYPE_CHECKING:
+    from nnopt.optim.base import Optimizer
+    from nnopt.optim.flat import FlatBucket, FlatLayout
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def mode_of(opt: Optimizer) -> str:
+    """The kernel mode for this step: ``opt.kernels``, or "eager" while torch.compile traces
+    (neither kernel family is traceable; the rule is plain tensor code)."""
+    if torch.compiler.is_compiling():
+        return "eager"
+    return kernels.check_mode(opt.kernels)
+
+
+def init_state(opt: Optimizer, group: dict[str, Any], param: Tensor, state: dict) -> bool:
+    """Create the missing state of one parameter (lazily, as torch); True if any was new.
+
+    State moved or cast with its parameter (``model.to()``) follows it, as torch does.
+    """
+    fresh = False
+    for key in opt.state_keys(group):
+        held = state.get(key)
+        if held is None:
+            start = opt.initial_state(group, key)
+            if param.is_complex():
+                start = complex(start, start)  # complex numbers are pairs of reals, as torch
+            state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
+            fresh = True
+        elif held.dtype != param.dtype or held.device != param.device:
+            state[key] = held.to(param)
+    if opt.uses_step and "step" not in state:
+        state["step"] = torch.tensor(0.0, dtype=step_dtype())
+        fresh = True
+    return fresh
+
+
+def step_group(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, params: list[Tensor] | None = None
+) -> None:
+    """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
+    mode = mode_of(opt)
+    items = []
+    for p in group["params"] if params is None else params:
+        grad = p.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            grad = grad.to_dense()
+        state = opt.state[p]
+        items.append((p, grad, state, init_state(opt, group, p, state)))
+    if not items:
+        return
+    # A parameter listed twice is stepped twice, one after the other, as torch's for-loop.
+    sequential = len({id(item[0]) for item in items}) != len(items)
+    if opt.uses_step and not sequential:
+        torch._foreach_add_([item[2]["step"] for item in items], 1.0)
+    batches: dict[tuple, list] = {}
+    rest = items
+    if kernels.use_torch_fused(mode) and not sequential and opt.fused_covers(group, h):
+        rest = []
+        for item in items:
+            if _fusable(opt, opt.state_keys(group), *item[:3]):
+                key = (item[0].device, item[0].dtype, item[3])
+                batches.setdefault(key, []).append(item)
+            else:
+                rest.append(item)
+    for (_, _, first), batch in batches.items():
+        ps, gs, ss, _ = zip(*batch, strict=True)
+        steps = (
+            [s["step"].to(p.device) for p, s in zip(ps, ss, strict=True)] if opt.uses_step else []
+        )
+        opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
+    keys = opt.state_keys(group)
+    for param, grad, state, fresh in rest:
+        if opt.uses_step:
+            if sequential:
+                state["step"] += 1
+            step = int(state["step"].item())
+        else:
+            step = 1 if fresh else 2
+        tensors = {k: state[k] for k in keys}
+        if param.is_complex():
+            # Complex numbers are updated as pairs of reals, as torch.optim does.
+            param, grad = torch.view_as_real(param), torch.view_as_real(grad)
+            tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
+        apply(opt, group, h, param, grad, tensors, step, mode)
+
+
+def apply(
+    opt: Optimizer,
+    group: dict[str, Any],
+    h: Hyper,
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Tensor],
+    step: int,
+    mode: str,
+) -> None:
+    """One tensor's update: nnopt's native kernel if it can, else the eager composition."""
+    if (
+        kernels.use_native(mode)
+        and type(param) in _PLAIN
+        and _same_layout(param, grad, *state.values())
+        and opt.native(group, h, param, grad.neg() if h.maximize else grad, state, step)
+    ):
+        return
+    if h.maximize:
+        grad = grad.neg()
+    if h.coupled:
+        grad = rules.with_l2(grad, param, l2=h.coupled)
+    if h.decoupled:
+        rules.decoupled_decay_(param, lr=h.lr, weight_decay=h.decoupled)
+    divisor = opt.update(group, h, param, grad, state, step)
+    if h.l1:
+        rules.soft_threshold_(param, h.l1 * h.lr / divisor)
+
+
+def step_flat(opt: Optimizer, group: dict[str, Any], h: Hyper, layout: FlatLayout) -> None:
+    """One step of a group held in flat buffers: a few launches per bucket, then the loose
+    tensors (those that cannot be packed) one by one."""
+    for bucket in layout.buckets:
+        _step_bucket(opt, group, h, bucket)
+    if layout.loose:
+        step_group(opt, group, h, layout.loose)
+
+
+def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBucket) -> None:
+    active = bucket.prepare()
+    if not any(active):
+        return
+    keys = opt.state_keys(group)
+    if not bucket.state_bound or tuple(bucket.state) != keys:
+        # First step, a loaded state dict, or options that changed the state kept.
+        bucket.state = {k: v for k, v in bucket.state.items() if k in keys}
+        initial = {k: opt.initial_state(group, k) for k in keys}
+        bucket.bind_state(initial, opt.state, opt.uses_step)
+    mode = mode_of(opt)
+    fused = (
+        kernels.use_torch_fused(mode)
+        and opt.fused_covers(group, h)
+        and opt.fused_supports(bucket.param)
+    )
+    for first, last in bucket.runs(active):
+        step = bucket.advance_steps(first, last) if opt.uses_step else 2
+        param = bucket.segment(bucket.param, first, last)
+        grad = bucket.segment(bucket.grad, first, last)
+        state = {k: bucket.segment(v, first, last) for k, v in bucket.state.items()}
+        if fused:
+            count = torch.tensor(float(step), dtype=torch.float32, device=param.device)
+            steps = [count] if opt.uses_step else []
+            opt.fused(group, h, [param], [grad], [state], steps, False)
+        else:
+            apply(opt, group, h, param, grad, state, step, mode)
+
+
+def _fusable(opt: Optimizer, keys: tuple, param: Tensor, grad: Tensor, state: dict) -> bool:
+    """Whether PyTorch's fused kernel can take this tensor: a plain, real tensor on a device
+    it runs on, laid out like its gradient and state (it pairs elements by position)."""
+    return (
+        type(param) in _PLAIN
+        and param.device.type in _FUSED_DEVICES
+        and not param.is_complex()
+        and grad.device == param.device
+        and grad.dtype == param.dtype
+        and _same_layout(param, grad, *(state[k] for k in keys))
+        and opt.fused_supports(param)
+    )
+
+
+def _same_layout(param: Tensor, *others: Tensor) -> bool:
+    """Whether ``others`` are laid out in memory like ``param`` (same strides).
+
+    Kernels pair elements by memory position, so a non-contiguous parameter with a
+    contiguous gradient (one the user assigned) would be updated with the wrong elements;
+    such a step runs the eager rule instead. Flat buffers always qualify.
+    """
+    return all(t.stride() == param.stride() for t in others)

@@ -1,0 +1,85 @@
+"""The options every nnopt optimizer shares with torch.optim, and what they mean here.
+
+One place for: the torch options nnopt honours or refuses, how ``weight_decay`` splits into
+coupled and decoupled terms, and the per-step hyperparameters of a group (:class:`Hyper`).
+
+Regularization of one group, with torch's ``weight_decay`` (wd) and nnopt's extras::
+
+    coupled   = l2 + (wd if not decoupled_weight_decay else 0)   g <- g + coupled * theta
+    decoupled = wd if decoupled_weight_decay else 0              theta <- theta (1 - eta decoupled)
+    l1                                                           proximal soft-threshold
+
+so ``weight_decay`` means exactly what it means in torch for the class of that name (coupled
+for SGD, Adam, Adagrad, RMSprop; decoupled for AdamW and ``Adam(decoupled_weight_decay=True)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nnopt.optim.validation import check_nonnegative, check_type
+
+# Options torch accepts that nnopt cannot honour: value that is refused -> why.
+REFUSED = {
+    "differentiable": "nnopt steps are not differentiable (torch.no_grad); use torch.optim "
+    "for higher-order optimization through the step",
+    "capturable": "nnopt steps read the step count on the host and cannot be captured in a "
+    "CUDA graph; use torch.optim with capturable=True",
+}
+
+# Keyword-only options shared by every nnopt optimizer and their defaults (torch's, plus
+# nnopt's extras l1/l2, which torch does not have).
+COMMON = {"maximize": False, "foreach": None, "differentiable": False, "fused": None}
+EXTRAS = {"l1": 0.0, "l2": 0.0}
+
+
+def scalar(value: Any) -> float:
+    """A Python float from a number or a one-element Tensor (torch accepts Tensor lr/betas)."""
+    return float(value.item()) if isinstance(value, Tensor) else float(value)
+
+
+def check_options(group: dict[str, Any]) -> None:
+    """Validate the options shared by every optimizer; refuse what nnopt cannot honour."""
+    for name, why in REFUSED.items():
+        if group.get(name):
+            raise ValueError(f"{name}=True is not supported: {why}")
+    check_type("maximize", group.get("maximize", False), (bool,))
+    check_type("foreach", group.get("foreach"), (bool, type(None)))
+    check_type("fused", group.get("fused"), (bool, type(None)))
+    check_type("decoupled_weight_decay", group.get("decoupled_weight_decay", False), (bool,))
+    check_nonnegative("lr", group["lr"])
+    for name in ("weight_decay", *EXTRAS):
+        check_nonnegative(name, group.get(name, 0.0))
+
+
+def step_dtype() -> torch.dtype:
+    """The dtype of per-tensor step counters: float32 (float64 under a float64 default), as
+    torch; never the default dtype itself (bfloat16 stops counting at 256)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """What one group's update needs this step, beside the rule's own options."""
+
+    lr: float
+    coupled: float  # added to the gradient: g + coupled * theta
+    decoupled: float  # theta <- theta * (1 - lr * decoupled)
+    l1: float
+    maximize: bool
+
+    @classmethod
+    def of(cls, group: dict[str, Any], lr: float) -> Hyper:
+        wd = scalar(group.get("weight_decay", 0.0))
+        decoupled = bool(group.get("decoupled_weight_decay", False))
+        return cls(
+            lr=lr,
+            coupled=scalar(group.get("l2", 0.0)) + (0.0 if decoupled else wd),
+            decoupled=wd if decoupled else 0.0,
+            l1=scalar(group.get("l1", 0.0)),
+            maximize=bool(group.get("maximize", False)),
+        )

@@ -1,0 +1,90 @@
+"""The one table of optimizers: recipe names, classes, the defaults an alias changes, and the
+torch.optim class each one is a twin of.
+
+The recipe schema (its names, which option applies to which optimizer, the defaults), the
+CLI, ``nnopt bench`` and the tests read this table; option defaults come from the class
+signatures, never from copies. Adding an optimizer is its rule, its class file and one row.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from nnopt.optim.adagrad import Adagrad
+from nnopt.optim.adam import Adam, AdamW
+from nnopt.optim.base import Optimizer
+from nnopt.optim.rmsprop import RMSProp, RMSprop
+from nnopt.optim.sgd import SGD
+
+# Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
+# (always there), regularization (the [regularization] section), storage (``flat``) and
+# torch's implementation hints or options nnopt refuses.
+NOT_OPTIONS = frozenset(
+    {"self", "params", "lr", "flat", "weight_decay", "decoupled_weight_decay", "l1", "l2"}
+    | {"maximize", "foreach", "fused", "differentiable", "capturable"}
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One optimizer under one name."""
+
+    name: str  # the recipe / CLI name
+    cls: type[Optimizer]
+    summary: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # what the alias changes
+    twin: str | None = None  # the torch.optim class computing the same math from the same call
+
+    def options(self) -> dict[str, Any]:
+        """The row's [optimizer] options and their defaults (the class's, then the alias's)."""
+        return {**class_options(self.cls), **self.defaults}
+
+    def build(self, params: Any, lr: Any, **options: Any) -> Optimizer:
+        """The optimizer with the alias's defaults under the given options."""
+        return self.cls(params, lr=lr, **{**self.defaults, **options})
+
+
+ROWS: tuple[Row, ...] = (
+    Row("sgd", SGD, "plain gradient descent", twin="SGD"),
+    Row("momentum", SGD, "heavy-ball momentum", {"momentum": 0.9}, twin="SGD"),
+    Row("nesterov", SGD, "Nesterov momentum", {"momentum": 0.9, "nesterov": True}, twin="SGD"),
+    Row("adagrad", Adagrad, "AdaGrad", twin="Adagrad"),
+    Row("rmsprop", RMSProp, "RMSProp, the seed's form (eps inside the root)"),
+    Row("rmsprop_torch", RMSprop, "RMSProp, torch's form", twin="RMSprop"),
+    Row("adam", Adam, "Adam", twin="Adam"),
+    Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
+)
+BY_NAME: dict[str, Row] = {row.name: row for row in ROWS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+@cache
+def class_options(cls: type[Optimizer]) -> dict[str, Any]:
+    """A class's recipe options and their defaults, read from its constructor signature."""
+    signature = inspect.signature(cls.__init__)
+    return {
+        name: p.default
+        for name, p in signature.parameters.items()
+        if name not in NOT_OPTIONS and p.kind is not p.VAR_KEYWORD
+    }
+
+
+def applies_to() -> dict[str, tuple[str, ...]]:
+    """Each option -> the names of the optimizers that have it."""
+    out: dict[str, list[str]] = {}
+    for row in ROWS:
+        for option in row.options():
+            out.setdefault(option, []).append(row.name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def row(name: str) -> Row:
+    """The row called ``name``, or a ValueError listing the names."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(NAMES)}") from None

@@ -1,0 +1,56 @@
+"""The one table of optimizers: every recipe name builds the class it names, with the class's
+own defaults in every param group (the optax ``alias_test`` way: one row per optimizer)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+import nnopt
+from nnopt.optim import table
+from nnopt.recipe import Recipe
+from nnopt.recipe.schema import APPLIES_TO, OPTION_TYPES
+from nnopt.training.build import build_optimizer
+
+# name -> (class, options every param group of the built optimizer must hold)
+EXPECTED = {
+    "sgd": (nnopt.SGD, {"momentum": 0.0, "nesterov": False, "dampening": 0.0}),
+    "momentum": (nnopt.SGD, {"momentum": 0.9, "nesterov": False}),
+    "nesterov": (nnopt.SGD, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (nnopt.Adagrad, {"eps": 1e-10, "lr_decay": 0.0}),
+    "rmsprop": (nnopt.RMSProp, {"alpha": 0.9, "eps_inside_sqrt": True}),
+    "rmsprop_torch": (nnopt.RMSprop, {"alpha": 0.99, "eps_inside_sqrt": False}),
+    "adam": (nnopt.Adam, {"betas": (0.9, 0.999), "weight_decay": 0.0}),
+    "adamw": (nnopt.AdamW, {"weight_decay": 1e-2, "decoupled_weight_decay": True}),
+}
+
+
+def test_every_row_is_tested():
+    assert set(EXPECTED) == set(table.NAMES)
+
+
+@pytest.mark.parametrize("name", table.NAMES)
+def test_recipe_name_builds_its_class_with_class_defaults(name):
+    recipe = Recipe.from_dict({"data": {"name": "digits"}, "optimizer": {"name": name, "lr": 0.05}})
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    opt = build_optimizer(recipe, model, total_steps=10)
+    cls, expected = EXPECTED[name]
+    assert type(opt) is cls
+    signature = inspect.signature(cls.__init__).parameters
+    decay_group = next(g for g in opt.param_groups if g.get("name") == "decay")
+    for key, value in expected.items():
+        assert decay_group[key] == value, key
+    for group in opt.param_groups:
+        for key, parameter in signature.items():
+            if key in ("self", "params", "lr", "flat") or key in ("weight_decay", "l1", "l2"):
+                continue  # lr is the schedule's; regularization is per group (tested above)
+            default = table.BY_NAME[name].defaults.get(key, parameter.default)
+            if key == "rho":
+                key = "alpha"  # the seed's name, stored under torch's
+            assert group[key] == default, (name, key)
+
+
+def test_every_option_has_a_recipe_type():
+    assert set(APPLIES_TO) <= set(OPTION_TYPES)
