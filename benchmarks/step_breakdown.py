@@ -5,7 +5,7 @@
 Wraps the methods that make up ``Optimizer.step`` with timers and prints, per optimizer, the
 median step time and the mean time spent in each method. The two checks (``is_intact``: has
 any ``p.data`` moved out of the flat buffer? ``prepare``: is every ``.grad`` still the buffer's
-view?) cost Python time per parameter tensor; ``_apply`` is the update kernel over the buffer.
+view?) cost Python time per parameter tensor; ``_step_bucket`` is the whole update of the buffer (``prepare`` included).
 """
 
 from __future__ import annotations
@@ -17,21 +17,19 @@ from collections.abc import Callable
 
 import torch
 
-import nnopt
-from nnopt.bench.step import attached_params, draw
-from nnopt.optim import base, flat
+from nnopt.bench.step import DEFAULT, attached_params, draw
+from nnopt.optim import dispatch, flat, table
 
 TIMED = [
     (flat.FlatBucket, "is_intact"),
     (flat.FlatBucket, "prepare"),
-    (base.Optimizer, "_apply"),
+    (dispatch, "_step_bucket"),
 ]
 
+# The benchmark's optimizers, from the one table, in nnopt's flat layout.
 OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
-    "adam": lambda ps: nnopt.Adam(ps, lr=1e-3),
-    "sgd": lambda ps: nnopt.SGD(ps, lr=1e-2, momentum=0.9),
-    "rmsprop": lambda ps: nnopt.RMSProp(ps, lr=1e-3, eps_inside_sqrt=False),
-    "adagrad": lambda ps: nnopt.AdaGrad(ps, lr=1e-2),
+    row.name: (lambda ps, row=row: row.build(ps, 1e-3, flat=True))
+    for row in map(table.row, DEFAULT)
 }
 
 
