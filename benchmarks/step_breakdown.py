@@ -5,7 +5,8 @@
 Wraps the methods that make up ``Optimizer.step`` with timers and prints, per optimizer, the
 median step time and the mean time spent in each method. The two checks (``is_intact``: has
 any ``p.data`` moved out of the flat buffer? ``prepare``: is every ``.grad`` still the buffer's
-view?) cost Python time per parameter tensor; ``_step_bucket`` is the whole update of the buffer (``prepare`` included).
+view?) cost Python time per parameter tensor; ``_step_bucket`` is the whole update of the
+buffer (``prepare`` included).
 """
 
 from __future__ import annotations

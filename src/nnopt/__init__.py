@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from nnopt.optim import SGD, AdaGrad, Adagrad, Adam, AdamW, Optimizer, RMSProp, RMSprop
+from nnopt import optim
+
+globals().update({name: getattr(optim, name) for name in optim.__all__})
 
 __version__ = "0.1.0"
 
@@ -26,15 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'nnopt' has no attribute {name!r}")
 
 
-__all__ = [
-    "SGD",
-    "AdaGrad",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Optimizer",
-    "RMSProp",
-    "RMSprop",
-    "__version__",
-    *_LAZY,
-]
+__all__ = [*optim.__all__, "__version__", *_LAZY]

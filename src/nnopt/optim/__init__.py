@@ -1,9 +1,14 @@
-"""nnopt optimizers: torch.optim twins over shared update rules, one dispatch, flat buffers."""
+"""nnopt optimizers: torch.optim twins over shared update rules, one dispatch, flat buffers.
 
-from nnopt.optim.adagrad import AdaGrad, Adagrad
-from nnopt.optim.adam import Adam, AdamW
+The classes exported here are those of the one table (``table.py``), plus the seed's
+spelling ``AdaGrad`` (the same class as ``Adagrad``): a new optimizer is exported by its row.
+"""
+
+from nnopt.optim.adagrad import AdaGrad
 from nnopt.optim.base import Optimizer
-from nnopt.optim.rmsprop import RMSProp, RMSprop
-from nnopt.optim.sgd import SGD
+from nnopt.optim.table import ROWS
 
-__all__ = ["SGD", "AdaGrad", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSProp", "RMSprop"]
+CLASSES = {row.cls.__name__: row.cls for row in ROWS}
+globals().update(CLASSES)
+
+__all__ = ["AdaGrad", "Optimizer", *CLASSES]

@@ -37,13 +37,25 @@ def mode_of(opt: Optimizer) -> str:
     return kernels.check_mode(opt.kernels)
 
 
-def init_state(opt: Optimizer, group: dict[str, Any], param: Tensor, state: dict) -> bool:
+def init_state(
+    opt: Optimizer,
+    group: dict[str, Any],
+    param: Tensor,
+    state: dict,
+    keys: tuple[str, ...] | None = None,
+) -> bool:
     """Create the missing state of one parameter (lazily, as torch); True if any was new.
 
     State moved or cast with its parameter (``model.to()``) follows it, as torch does.
     """
+    keys = opt.state_keys(group) if keys is None else keys
+    if keys and len(state) == len(keys) + opt.uses_step and keys[-1] in state:
+        # The common case, checked cheaply: complete state, laid out like the parameter.
+        held = state[keys[0]]
+        if held is not None and held.dtype == param.dtype and held.device == param.device:
+            return False
     fresh = False
-    for key in opt.state_keys(group):
+    for key in keys:
         held = state.get(key)
         if held is None:
             start = opt.initial_state(group, key)
@@ -64,15 +76,17 @@ def step_group(
 ) -> None:
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
     mode = mode_of(opt)
+    keys = opt.state_keys(group)
     items = []
+    all_state = opt.state
     for p in group["params"] if params is None else params:
         grad = p.grad
         if grad is None:
             continue
         if grad.is_sparse:
             grad = grad.to_dense()
-        state = opt.state[p]
-        items.append((p, grad, state, init_state(opt, group, p, state)))
+        state = all_state[p]
+        items.append((p, grad, state, init_state(opt, group, p, state, keys)))
     if not items:
         return
     # A parameter listed twice is stepped twice, one after the other, as torch's for-loop.
@@ -84,7 +98,7 @@ def step_group(
     if kernels.use_torch_fused(mode) and not sequential and opt.fused_covers(group, h):
         rest = []
         for item in items:
-            if _fusable(opt, opt.state_keys(group), *item[:3]):
+            if _fusable(opt, keys, *item[:3]):
                 key = (item[0].device, item[0].dtype, item[3])
                 batches.setdefault(key, []).append(item)
             else:
@@ -95,7 +109,6 @@ def step_group(
             [s["step"].to(p.device) for p, s in zip(ps, ss, strict=True)] if opt.uses_step else []
         )
         opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
-    keys = opt.state_keys(group)
     for param, grad, state, fresh in rest:
         if opt.uses_step:
             if sequential:
@@ -190,6 +203,11 @@ def _fusable(opt: Optimizer, keys: tuple, param: Tensor, grad: Tensor, state: di
         and _same_layout(param, grad, *(state[k] for k in keys))
         and opt.fused_supports(param)
     )
+
+
+def _on(step: Tensor, device: torch.device) -> Tensor:
+    """The step counter where a fused kernel reads it: on the CPU it is used in place."""
+    return step if device.type == "cpu" else step.to(device)
 
 
 def _same_layout(param: Tensor, *others: Tensor) -> bool:
