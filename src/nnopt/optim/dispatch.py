@@ -97,17 +97,20 @@ def step_group(
     rest = items
     if kernels.use_torch_fused(mode) and not sequential and opt.fused_covers(group, h):
         rest = []
+        kinds: dict[tuple, bool] = {}  # (device, dtype) -> does the fused kernel take it
         for item in items:
-            if _fusable(opt, keys, *item[:3]):
-                key = (item[0].device, item[0].dtype, item[3])
-                batches.setdefault(key, []).append(item)
+            param, grad, state, fresh = item
+            kind = (param.device, param.dtype)
+            supported = kinds.get(kind)
+            if supported is None:
+                supported = kinds[kind] = _fused_kind(opt, param)
+            if supported and _fusable(keys, param, grad, state):
+                batches.setdefault((*kind, fresh), []).append(item)
             else:
                 rest.append(item)
-    for (_, _, first), batch in batches.items():
+    for (device, _, first), batch in batches.items():
         ps, gs, ss, _ = zip(*batch, strict=True)
-        steps = (
-            [s["step"].to(p.device) for p, s in zip(ps, ss, strict=True)] if opt.uses_step else []
-        )
+        steps = [_on(s["step"], device) for s in ss] if opt.uses_step else []
         opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
     for param, grad, state, fresh in rest:
         if opt.uses_step:
@@ -191,18 +194,26 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
             apply(opt, group, h, param, grad, state, step, mode)
 
 
-def _fusable(opt: Optimizer, keys: tuple, param: Tensor, grad: Tensor, state: dict) -> bool:
-    """Whether PyTorch's fused kernel can take this tensor: a plain, real tensor on a device
-    it runs on, laid out like its gradient and state (it pairs elements by position)."""
+def _fused_kind(opt: Optimizer, param: Tensor) -> bool:
+    """Whether PyTorch's fused kernel runs on this (device, dtype), exactly the rule."""
     return (
-        type(param) in _PLAIN
-        and param.device.type in _FUSED_DEVICES
+        param.device.type in _FUSED_DEVICES
         and not param.is_complex()
-        and grad.device == param.device
-        and grad.dtype == param.dtype
-        and _same_layout(param, grad, *(state[k] for k in keys))
         and opt.fused_supports(param)
     )
+
+
+def _fusable(keys: tuple, param: Tensor, grad: Tensor, state: dict) -> bool:
+    """Whether PyTorch's fused kernel can take this tensor: a plain tensor, laid out like its
+    gradient and state (it pairs elements by position), the gradient of its dtype and device.
+    Checked cheaply first (all contiguous), the strides only otherwise."""
+    if type(param) not in _PLAIN or grad.dtype != param.dtype:
+        return False
+    if grad.get_device() != param.get_device():
+        return False
+    if param.is_contiguous() and grad.is_contiguous():
+        return all(state[k].is_contiguous() for k in keys)
+    return _same_layout(param, grad, *(state[k] for k in keys))
 
 
 def _on(step: Tensor, device: torch.device) -> Tensor:
