@@ -4,6 +4,11 @@ A tiny GPT-2 built from ``GPT2Config`` (2 layers, 32 wide, vocabulary 100; nothi
 downloaded) trains on random tokens twice: with ``torch.optim.X(...)`` and ``nnopt.X(...)``
 handed to the Trainer with a linear warmup schedule. Trainer clips gradients
 (max_grad_norm=1.0) before each step. Final parameters and logged losses are compared.
+
+One slice is left out of the parameter comparison: the key part of each ``attn.c_attn.bias``.
+Softmax is invariant to adding one constant to every score of a query, so the key bias has
+a zero gradient in exact arithmetic and gets rounding noise, which Adam turns into full-size
+steps (measured, AdamW: 3e-6 absolute on the key bias, 4e-9 on the query and value parts).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.clients.helpers import make_optimizer
+from tests.clients.helpers import make_optimizer, tensors_of
 
 transformers = pytest.importorskip("transformers")
 
@@ -71,10 +76,20 @@ def _train(lib: str, name: str, out_dir) -> tuple[torch.nn.Module, list[float]]:
     return model, losses
 
 
+def _comparable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters, each ``c_attn.bias`` without its key slice (see the module doc)."""
+    out = tensors_of(model)
+    width = model.config.n_embd
+    for k, t in out.items():
+        if k.endswith("attn.c_attn.bias"):
+            out[k] = torch.cat([t[:width], t[2 * width :]])  # query and value parts
+    return out
+
+
 @pytest.mark.parametrize("name", ["AdamW", "Adam", "SGD"])
 def test_trainer_tiny_gpt2(name, record, tmp_path):
     """Repro 2: transformers.Trainer with optimizers=(opt, get_linear_schedule_with_warmup)."""
     ref, ref_losses = _train("torch", name, tmp_path / "torch")
     got, got_losses = _train("nnopt", name, tmp_path / "nnopt")
-    record.close("final params", ref, got)
+    record.close("final params", _comparable(ref), _comparable(got))
     record.close("logged losses", ref_losses, got_losses)
