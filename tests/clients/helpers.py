@@ -53,10 +53,7 @@ def tensors_of(obj: Any) -> dict[str, torch.Tensor]:
         obj = dict(obj.named_parameters())
     if isinstance(obj, list | tuple) and all(isinstance(v, float | int) for v in obj):
         obj = {"values": torch.tensor(obj, dtype=torch.float64)}
-    if isinstance(obj, Mapping):
-        items = obj.items()
-    else:
-        items = ((str(i), t) for i, t in enumerate(obj))
+    items = obj.items() if isinstance(obj, Mapping) else ((str(i), t) for i, t in enumerate(obj))
     out = {}
     for k, t in items:
         if hasattr(t, "full_tensor"):  # DTensor (FSDP2)

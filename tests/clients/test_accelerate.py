@@ -79,7 +79,9 @@ def test_prepare_save_model_save_load_state(name, record, tmp_path):
     got = _run("nnopt", name, tmp_path)
     record.bitwise("nnopt: load_state then same steps", got["continued"], got["reloaded_continued"])
     record.close("params after 6 steps", ref["trained"], got["trained"])
-    record.close("params after load_state + 4", ref["reloaded_continued"], got["reloaded_continued"])
+    record.close(
+        "params after load_state + 4", ref["reloaded_continued"], got["reloaded_continued"]
+    )
     assert not ref["problems"]
     record.note("save_model file", "; ".join(got["problems"]) or "all tensors, equal")
     assert not got["problems"]

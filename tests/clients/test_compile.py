@@ -23,7 +23,9 @@ def _run(lib: str, name: str, mode: str):
     model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 4))
     opt = make_optimizer(lib, name, model.parameters())
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(8, 16, generator=g), torch.randn(8, 4, generator=g)) for _ in range(STEPS)]
+    batches = [
+        (torch.randn(8, 16, generator=g), torch.randn(8, 4, generator=g)) for _ in range(STEPS)
+    ]
     losses = []
     if mode == "train_step":
 

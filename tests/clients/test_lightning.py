@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.clients.helpers import NAMES, RTOL, make_optimizer, tensors_of
+from tests.clients.helpers import NAMES, make_optimizer, tensors_of
 
 L = pytest.importorskip("lightning")
 
@@ -103,7 +103,9 @@ def test_bf16_true_sgd(record):
     that moved must match torch's."""
     kwargs = dict(module_kwargs=dict(lr=0.05, momentum=0.0, weight_decay=0.0))
     torch.manual_seed(0)
-    start = {k: v for k, v in tensors_of(Net("torch", "SGD").bfloat16()).items() if "extra" not in k}
+    start = {
+        k: v for k, v in tensors_of(Net("torch", "SGD").bfloat16()).items() if "extra" not in k
+    }
     moved = {}
     for lib in ("torch", "nnopt"):
         one = _fit(lib, "SGD", precision="bf16-true", max_steps=1, **kwargs)
@@ -155,11 +157,17 @@ def test_checkpoint_then_resume(name, record, tmp_path):
     for lib in ("torch", "nnopt"):
         ckpt_dir = tmp_path / lib
         callback = L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_last=True)
-        _fit(lib, name, module_kwargs=dict(scheduler=True), max_epochs=1,
-             enable_checkpointing=True, callbacks=[callback])
+        _fit(
+            lib,
+            name,
+            module_kwargs=dict(scheduler=True),
+            max_epochs=1,
+            enable_checkpointing=True,
+            callbacks=[callback],
+        )
         L.seed_everything(0, verbose=False)
         resumed = Net(lib, name, scheduler=True)
-        _trainer(max_epochs=2, enable_checkpointing=True).fit(
+        _trainer(max_epochs=2, enable_checkpointing=True, default_root_dir=tmp_path).fit(
             resumed, ckpt_path=str(ckpt_dir / "last.ckpt")
         )
         whole = _fit(lib, name, module_kwargs=dict(scheduler=True), max_epochs=2)
