@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test demo bench lint format clean
+.PHONY: setup test test-clients demo bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ setup: $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# nnopt vs torch.optim inside Lightning, transformers, accelerate, timm, peft, torch.compile
+# and torch.distributed (tests/clients, left out of `make test`; ~5-10 min on 2 cores).
+# timm goes in without its torchvision dependency (see the clients extra in pyproject.toml).
+TIMM := timm==1.0.31
+CLIENTS_STAMP := $(VENV)/.clients-installed
+
+$(CLIENTS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,clients]'
+	$(BIN)/pip install -q --no-deps torch==2.13.0 $(TIMM)
+	touch $@
+
+test-clients: $(CLIENTS_STAMP)
+	$(BIN)/python -m pytest -q tests/clients
 
 # The seed's optimizers compared on MNIST-1D with the paper's CNN, 3 seeds (~2-3 min, 2 cores).
 DEMO_RECIPES := examples/demo/sgd.toml examples/demo/momentum.toml \
