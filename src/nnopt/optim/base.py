@@ -43,7 +43,8 @@ class Optimizer(torch.optim.Optimizer):
     computes exactly the rule).
     """
 
-    uses_step: bool = False
+    uses_step: bool = False  # keep torch's per-tensor "step" counter in the state
+    rule_reads_step: bool = True  # whether update/native read it (RMSprop only keeps it)
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):

@@ -79,6 +79,8 @@ def step_group(
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
+    complete = len(keys) + opt.uses_step  # the state's size once it is all there
+    last = keys[-1] if keys else None
     for p in group["params"] if params is None else params:
         grad = p.grad
         if grad is None:
@@ -86,11 +88,17 @@ def step_group(
         if grad.is_sparse:
             grad = grad.to_dense()
         state = all_state[p]
+        if last is not None and len(state) == complete and last in state:
+            # The common case, checked inline (this loop runs per tensor, every step).
+            held = state[keys[0]]
+            if held.dtype == p.dtype and held.get_device() == p.get_device():
+                items.append((p, grad, state, False))
+                continue
         items.append((p, grad, state, init_state(opt, group, p, state, keys)))
     if not items:
         return
     # A parameter listed twice is stepped twice, one after the other, as torch's for-loop.
-    sequential = len({id(item[0]) for item in items}) != len(items)
+    sequential = len(set(map(id, (item[0] for item in items)))) != len(items)
     if opt.uses_step and not sequential:
         torch._foreach_add_([item[2]["step"] for item in items], 1.0)
     batches: dict[tuple, list] = {}
@@ -100,7 +108,8 @@ def step_group(
         kinds: dict[tuple, bool] = {}  # (device, dtype) -> does the fused kernel take it
         for item in items:
             param, grad, state, fresh = item
-            kind = (param.device, param.dtype)
+            # (device type and index, dtype) without building a torch.device per tensor
+            kind = (param.is_cpu, param.is_cuda, param.get_device(), param.dtype)
             supported = kinds.get(kind)
             if supported is None:
                 supported = kinds[kind] = _fused_kind(opt, param)
@@ -108,14 +117,18 @@ def step_group(
                 batches.setdefault((*kind, fresh), []).append(item)
             else:
                 rest.append(item)
-    for (device, _, first), batch in batches.items():
+    for kind, batch in batches.items():
         ps, gs, ss, _ = zip(*batch, strict=True)
-        steps = [_on(s["step"], device) for s in ss] if opt.uses_step else []
+        device, first = ps[0].device, kind[-1]
+        steps = []
+        if opt.uses_step:
+            on_cpu = device.type == "cpu"  # the counters are used in place there
+            steps = [s["step"] if on_cpu else s["step"].to(device) for s in ss]
         opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
     for param, grad, state, fresh in rest:
-        if opt.uses_step:
-            if sequential:
-                state["step"] += 1
+        if opt.uses_step and sequential:
+            state["step"] += 1
+        if opt.uses_step and opt.rule_reads_step:
             step = int(state["step"].item())
         else:
             step = 1 if fresh else 2
@@ -214,11 +227,6 @@ def _fusable(keys: tuple, param: Tensor, grad: Tensor, state: dict) -> bool:
     if param.is_contiguous() and grad.is_contiguous():
         return all(state[k].is_contiguous() for k in keys)
     return _same_layout(param, grad, *(state[k] for k in keys))
-
-
-def _on(step: Tensor, device: torch.device) -> Tensor:
-    """The step counter where a fused kernel reads it: on the CPU it is used in place."""
-    return step if device.type == "cpu" else step.to(device)
 
 
 def _same_layout(param: Tensor, *others: Tensor) -> bool:

@@ -25,6 +25,7 @@ class RMSprop(Optimizer):
     """
 
     uses_step = True  # unused by the rule; kept so state dicts match torch.optim.RMSprop's
+    rule_reads_step = False
     decay_name = "alpha"  # what error messages call the decay (the seed's class says rho)
 
     def __init__(
