@@ -12,7 +12,6 @@ import itertools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,6 @@ from nnopt.training.checkpoint import CHECKPOINT_NAME, atomic_write_text
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
-
-
-@dataclass
-class Comparison:
-    """The outcome of ``compare``: every run, the statistics per variant, the output files."""
-
-    records: list[RunRecord]
-    stats: list[VariantStats]
-    out: Path
-    files: dict[str, Path]
 
 
 def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]:

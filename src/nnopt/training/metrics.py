@@ -44,13 +44,6 @@ def metrics_from_sums(sums: list[float], classification: bool) -> dict[str, floa
     }
 
 
-def evaluate(
-    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, classification: bool
-) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over a whole split."""
-    return metrics_from_sums(list(evaluation_sums(model, loss_fn, x, y)), classification)
-
-
 class MetricsLog:
     """One row per evaluation, rewritten atomically as ``metrics.csv`` after each row."""
 
