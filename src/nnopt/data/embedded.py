@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nnopt.cache import cache_dir
 from nnopt.data.dataset import Arrays, split_indices
 
 MNIST1D_SIZES = "4000 train + 1000 test, 40 features, 10 classes"
@@ -72,10 +73,6 @@ def _digits(seed: int) -> Arrays:
 
 
 _MNIST1D_MEMORY: dict[str, dict[str, np.ndarray]] = {}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("NNOPT_CACHE_DIR") or Path.home() / ".cache" / "nnopt")
 
 
 def _mnist1d_arrays() -> dict[str, np.ndarray]:
