@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import types
@@ -237,18 +236,6 @@ def test_cli_datasets_lists_every_embedded_set_with_its_size(capsys):
     for name in ("digits", "mnist1d", "quadratic", "spirals", "regression"):
         assert name in out
     assert "4000" in out and "1797" in out  # mnist1d train size, digits size
-
-
-def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
-    old = os.umask(0o027)
-    try:
-        checkpoint_module.atomic_write_text(tmp_path / "a.txt", "x")
-        plain = tmp_path / "plain.txt"
-        plain.write_text("x")
-    finally:
-        os.umask(old)
-    mode = (tmp_path / "a.txt").stat().st_mode & 0o777
-    assert mode == plain.stat().st_mode & 0o777 == 0o640
 
 
 def test_tensorboard_gets_every_metric_when_installed(tmp_path, monkeypatch):

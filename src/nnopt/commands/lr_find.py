@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnopt import atomic
     from nnopt.data.batches import Batches
     from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
     from nnopt.recipe import Recipe
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lr_find.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic.write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2) + "\n")
     plot_lr_find(result, str(out / "lr_find.png"))
     if result.suggestion is None:
         print(f"too few points for a suggestion ({len(result.lrs)}); raise --steps or --max-lr")

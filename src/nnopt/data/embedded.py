@@ -6,11 +6,11 @@ is allowed, and so that `nnopt datasets` can describe every set without building
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from nnopt import atomic
 from nnopt.cache import cache_dir
 from nnopt.data.dataset import Arrays, split_indices
 
@@ -103,25 +104,18 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
             random.setstate(py_state)
             np.random.set_state(np_state)
         arrays = {name: np.asarray(made[name]) for name in names}
-        _write_atomic(path, arrays)
+        _store(path, arrays)
     _MNIST1D_MEMORY[key] = arrays
     return arrays
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file and rename, so a reader never sees a half-written cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        pass  # a read-only home or full disk: the in-memory copy still serves this process
+def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Keep the arrays on disk (atomically); a read-only home or a full disk is no error."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    # On failure the in-memory copy still serves this process; the next one generates again.
+    with contextlib.suppress(OSError):
+        atomic.write_bytes(path, buffer.getvalue())
 
 
 def _mnist1d(seed: int) -> Arrays:

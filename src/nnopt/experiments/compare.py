@@ -8,6 +8,7 @@ halfway resumes: finished runs are read back, unfinished ones continue from thei
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
@@ -15,9 +16,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nnopt import atomic
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
-from nnopt.training.checkpoint import CHECKPOINT_NAME, atomic_write_text
+from nnopt.training.checkpoint import CHECKPOINT_NAME
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
@@ -164,11 +166,12 @@ def write_summaries(out: Path, records: list[RunRecord], stats: list[VariantStat
             "run_dir": r.run_dir,
         })  # fmt: skip
     csv_path = out / "summary.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(csv_path, buffer.getvalue())
     json_path = out / "summary.json"
     payload = {"runs": rows, "variants": [stats_dict(s) for s in stats]}
-    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
+    atomic.write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
     return {"summary.csv": csv_path, "summary.json": json_path}

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from nnopt import atomic
 from nnopt.recipe.errors import RecipeError, from_validation
-from nnopt.recipe.io import dump_toml, parse_toml, read_text, write_atomic
+from nnopt.recipe.io import dump_toml, parse_toml, read_text
 from nnopt.recipe.overrides import apply_overrides
 from nnopt.recipe.schema import (
     DataSpec,
@@ -96,7 +97,7 @@ class Recipe(Section):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_toml` to ``path`` atomically (temp file, then rename)."""
-        write_atomic(path, self.to_toml())
+        atomic.write_text(path, self.to_toml())
 
     # -- resolving against the data ----------------------------------------------------------
 

@@ -17,18 +17,14 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from nnopt import atomic
 from nnopt.data.batches import Batches
 from nnopt.distributed import ShardedOptimizer, setup
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training.build import RunParts, build_run
-from nnopt.training.checkpoint import (
-    CHECKPOINT_NAME,
-    atomic_write_text,
-    load_checkpoint,
-    save_checkpoint,
-)
+from nnopt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
 from nnopt.training.progress import Progress
 
@@ -215,7 +211,7 @@ class Trainer:
         log.close()
         summary = self._summary(log.rows, step, time.perf_counter() - started, status, message)
         if self.run_dir is not None and main:
-            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+            atomic.write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return Result(history=log.rows, summary=summary, run_dir=self.run_dir, model=model)
 
     def _evaluate(self, step: int, per_epoch: int, started: float, window: list) -> dict:

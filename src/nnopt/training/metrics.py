@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nnopt.training.checkpoint import atomic_write_text
+from nnopt import atomic
 
 COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
 
@@ -65,7 +65,7 @@ class MetricsLog:
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
-        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        atomic.write_text(self.run_dir / "metrics.csv", buffer.getvalue())
         if self._tensorboard is not None:
             for key in ("lr", "train_loss", "val_loss", "val_accuracy"):
                 value = row.get(key)
