@@ -28,7 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnopt import atomic
-    from nnopt.data.batches import Batches
     from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
     from nnopt.recipe import Recipe
     from nnopt.training.build import build_run
@@ -37,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     parts = build_run(recipe)
     data, device = parts.dataset, parts.device
     x, y = data.x_train.to(device), data.y_train.to(device)
-    batches = Batches(len(x), mode="minibatch", batch_size=parts.batch_size, seed=recipe.seed)
-    order = batches.iter_from(0, 0)
+    order = iter(parts.batches)  # the recipe's own batches, in the order training sees them
 
     def next_batch(_: int):
         index = next(order)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from nnopt import atomic
+from nnopt.data.batches import Batches, BatchSizeTooLarge
 from nnopt.recipe.errors import RecipeError, from_validation
 from nnopt.recipe.io import dump_toml, parse_toml, read_text
 from nnopt.recipe.overrides import apply_overrides
@@ -101,39 +101,29 @@ class Recipe(Section):
 
     # -- resolving against the data ----------------------------------------------------------
 
-    def batches_per_epoch(self, n_train: int) -> int:
-        """Optimizer steps in one pass over ``n_train`` samples for ``train.mode``."""
-        _check_n(n_train)
-        mode = self.train.mode
-        if mode == "batch":
-            return 1
-        if mode == "stochastic":
-            return n_train
-        return math.ceil(n_train / self.resolved_batch_size(n_train))
+    def batches(self, n_train: int) -> Batches:
+        """The run's index batches over ``n_train`` samples: ``train.mode``, seeded by ``seed``."""
+        if n_train < 1:
+            raise RecipeError(f"the training set is empty (n_train = {n_train})")
+        train = self.train
+        try:
+            return Batches(n_train, mode=train.mode, batch_size=train.batch_size, seed=self.seed)
+        except BatchSizeTooLarge:
+            raise RecipeError(
+                f"train.batch_size ({train.batch_size}) is larger than the training set "
+                f"({n_train} samples); lower it or use train.mode = 'batch'"
+            ) from None
 
-    def total_steps(self, n_train: int) -> int:
-        """``train.steps``, else epochs (default 10) times the steps in one epoch."""
+    def steps_over(self, batches: Batches) -> int:
+        """``train.steps``, else epochs (default 10) times the batches in one epoch."""
         if self.train.steps is not None:
             return self.train.steps
-        epochs = self.train.epochs or TrainSpec.DEFAULT_EPOCHS
-        return epochs * self.batches_per_epoch(n_train)
+        return (self.train.epochs or TrainSpec.DEFAULT_EPOCHS) * batches.batches_per_epoch
+
+    def total_steps(self, n_train: int) -> int:
+        """:meth:`steps_over` the batches of ``n_train`` samples."""
+        return self.steps_over(self.batches(n_train))
 
     def resolved_batch_size(self, n_train: int) -> int:
         """Samples per step: all of them (batch), one (stochastic) or ``train.batch_size``."""
-        _check_n(n_train)
-        mode, size = self.train.mode, self.train.batch_size
-        if mode == "batch":
-            return n_train
-        if mode == "stochastic":
-            return 1
-        if size > n_train:
-            raise RecipeError(
-                f"train.batch_size ({size}) is larger than the training set ({n_train} samples); "
-                "lower it or use train.mode = 'batch'"
-            )
-        return size
-
-
-def _check_n(n_train: int) -> None:
-    if n_train < 1:
-        raise RecipeError(f"the training set is empty (n_train = {n_train})")
+        return self.batches(n_train).batch_size

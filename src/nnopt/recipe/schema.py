@@ -12,6 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from nnopt.data.batches import Mode
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
 # Which optimizer names each optional [optimizer] key applies to. Keys not listed (name, lr,
@@ -238,7 +240,7 @@ class TrainSpec(Section):
 
     DEFAULT_EPOCHS: ClassVar[int] = 10
 
-    mode: Literal["batch", "stochastic", "minibatch"] = "minibatch"
+    mode: Mode = "minibatch"
     batch_size: int = Field(100, ge=1)
     epochs: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)

@@ -11,6 +11,7 @@ from torch import nn
 import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
+from nnopt.data.batches import Batches
 from nnopt.init import initialize
 from nnopt.models import build_model
 from nnopt.regularization import param_groups
@@ -26,6 +27,7 @@ class RunParts:
     optimizer: nnopt.Optimizer
     plateau: ReduceOnPlateau | None
     loss_fn: nn.Module
+    batches: Batches  # the run's data order: built once, here, from the recipe
     total_steps: int
     batch_size: int
     device: torch.device
@@ -120,7 +122,8 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
     )
     decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     model.to(device)
-    total_steps = recipe.total_steps(len(dataset.x_train))
+    batches = recipe.batches(len(dataset.x_train))
+    total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps)
     plateau = build_plateau(recipe)
     optimizer.plateau = plateau
@@ -135,8 +138,9 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
         optimizer=optimizer,
         plateau=plateau,
         loss_fn=loss_fn,
+        batches=batches,
         total_steps=total_steps,
-        batch_size=recipe.resolved_batch_size(len(dataset.x_train)),
+        batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
     )

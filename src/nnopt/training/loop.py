@@ -18,7 +18,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nnopt import atomic
-from nnopt.data.batches import Batches
 from nnopt.distributed import ShardedOptimizer, setup
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
@@ -78,12 +77,7 @@ class Trainer:
         self.y_val = y_val.tensor_split(self.ctx.world)[self.ctx.rank]
         self.classification = dataset.task == "classification"
         self.net, self.optimizer = self._distribute()
-        self.batches = Batches(
-            len(self.x_train),
-            mode=recipe.train.mode,
-            batch_size=self.parts.batch_size,
-            seed=recipe.seed,
-        )
+        self.batches = self.parts.batches
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
         """DDP (or sharded optimizer state) when torchrun started several processes."""
