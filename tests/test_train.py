@@ -110,7 +110,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     # Interrupted at step 33 (between checkpoints 28 and 35), then resumed from step 28.
     train(recipe, tmp_path / "cut", stop_after=33)
     payload = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    assert payload["step"] == 33
+    assert payload["run"]["step"] == 33
     resumed = train(recipe, tmp_path / "cut", resume=True)
     for a, b in zip(params_of(full), params_of(resumed), strict=True):
         assert torch.equal(a, b)
@@ -119,6 +119,36 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     cut_rows = read_metrics(tmp_path / "cut" / "metrics.csv")
     drop_time = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
     assert drop_time(full_rows) == drop_time(cut_rows)
+
+
+def test_the_checkpoint_holds_the_run_state(tmp_path):
+    recipe = digits_recipe("train.checkpoint_every=7")
+    train(recipe, tmp_path, stop_after=33)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert payload["format"] == checkpoint_module.CHECKPOINT_FORMAT
+    state = checkpoint_module.RunState.from_checkpoint(payload)
+    assert payload["run"] == state.to_checkpoint()
+    # Stopped at 33: one evaluation (step 20) behind it, the 13 losses since then pending.
+    assert (state.step, [row["step"] for row in state.history]) == (33, [20])
+    assert state.loss_count == 13 and math.isfinite(state.loss_sum) and state.elapsed > 0
+    assert state.take_train_loss() == pytest.approx(payload["run"]["loss_sum"] / 13)
+    assert (state.loss_sum, state.loss_count) == (0.0, 0)
+    assert math.isnan(state.take_train_loss())
+
+
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path):
+    recipe = digits_recipe("train.checkpoint_every=7")
+    full = train(recipe, tmp_path / "full")
+    train(recipe, tmp_path / "old", stop_after=33)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    run = payload.pop("run")
+    window = [run.pop("loss_sum"), run.pop("loss_count")]
+    torch.save({**payload, "format": 1, **run, "window": window}, path)  # as nnopt 0.1 wrote
+    resumed = train(recipe, tmp_path / "old", resume=True)
+    for a, b in zip(params_of(full), params_of(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -155,7 +185,7 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_pat
     message = result.summary["message"]
     assert "step" in message and "lr 1e+06" in message
     payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert payload["step"] < result.summary["steps"]
+    assert payload["run"]["step"] < result.summary["steps"]
     assert all(torch.isfinite(t).all() for t in payload["model"].values())
 
 

@@ -49,7 +49,8 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path | None, rows: list[dict[str, Any]] | None = None) -> None:
         self.run_dir = run_dir
-        self.rows: list[dict[str, Any]] = list(rows or [])
+        # The list given is extended in place: a run's state holds the same rows.
+        self.rows: list[dict[str, Any]] = rows if rows is not None else []
         self._tensorboard = None
         if run_dir is not None and importlib.util.find_spec("tensorboard") is not None:
             from torch.utils.tensorboard import SummaryWriter
