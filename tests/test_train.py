@@ -79,6 +79,22 @@ def test_a_run_writes_its_outputs_and_learns(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_the_run_directory_says_how_each_layer_was_initialized(tmp_path):
+    train(digits_recipe("train.steps=2"), tmp_path / "auto")
+    lines = (tmp_path / "auto" / "init.txt").read_text().splitlines()
+    assert lines[0].split() == ["layer", "kind", "activation", "scheme", "gain", "std", "why"]
+    # One line per layer of the mlp (64 -> 32 -> 10, ReLU between): name, scheme, why.
+    assert [line.split()[:4] for line in lines[1:]] == [
+        ["0", "Linear(64->32)", "ReLU", "he"],
+        ["3", "Linear(32->10)", "linear", "xavier"],
+    ]
+    assert lines[1].endswith("auto: He, for the ReLU that follows")
+    assert lines[2].endswith("auto: Xavier, no activation follows")
+    train(digits_recipe("train.steps=2", "model.init=xavier"), tmp_path / "forced")
+    forced = (tmp_path / "forced" / "init.txt").read_text().splitlines()
+    assert forced[1].endswith("scheme='xavier' asked for: Xavier, for the ReLU that follows")
+
+
 @pytest.mark.parametrize(
     ("mode", "per_step", "steps"), [("batch", None, 4), ("stochastic", 1, 30), ("minibatch", 50, 8)]
 )

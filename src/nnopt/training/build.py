@@ -12,7 +12,7 @@ import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
-from nnopt.init import initialize
+from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
@@ -31,7 +31,7 @@ class RunParts:
     total_steps: int
     batch_size: int
     device: torch.device
-    init_decisions: list[Any]
+    init_decisions: list[InitDecision]  # saved as the run directory's init.txt
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

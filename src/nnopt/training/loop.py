@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnopt import atomic
 from nnopt.distributed import ShardedOptimizer, setup
+from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
@@ -212,6 +213,8 @@ class Trainer:
         if self.run_dir is not None and self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.run_dir / "recipe.toml")
+            init = format_decisions(self.parts.init_decisions)  # how each layer was drawn
+            atomic.write_text(self.run_dir / "init.txt", init + "\n")
         return RunState()
 
     def _checkpoint(self, state: RunState) -> None:
