@@ -21,6 +21,7 @@ import numpy as np
 from nnopt import atomic
 from nnopt.cache import cache_dir
 from nnopt.data.dataset import Arrays, split_indices
+from nnopt.errors import DataError
 
 MNIST1D_SIZES = "4000 train + 1000 test, 40 features, 10 classes"
 
@@ -39,7 +40,7 @@ def _check_options(entry: Embedded, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(entry.defaults))
     if unknown:
         allowed = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items()) or "none"
-        raise ValueError(
+        raise DataError(
             f"unknown option(s) {', '.join(unknown)} for data set {entry.name!r}; "
             f"its options are: {allowed}"
         )
@@ -48,16 +49,16 @@ def _check_options(entry: Embedded, options: dict[str, Any]) -> dict[str, Any]:
         default = merged[key]
         # bool is an int subclass; `n = true` in a recipe is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"option {key} of {entry.name!r} must be a number; got {value!r}")
+            raise DataError(f"option {key} of {entry.name!r} must be a number; got {value!r}")
         if isinstance(default, int) and value != int(value):
-            raise ValueError(f"option {key} of {entry.name!r} must be an integer; got {value!r}")
+            raise DataError(f"option {key} of {entry.name!r} must be an integer; got {value!r}")
         merged[key] = type(default)(value)
     return merged
 
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise DataError(message)
 
 
 # --- shipped data ----------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field, ValidationError
+import torch
+from pydantic import Field, ValidationError, model_validator
 
+import nnopt
 from nnopt import atomic
 from nnopt.data.batches import Batches, BatchSizeTooLarge
 from nnopt.recipe.errors import RecipeError, from_validation
@@ -22,6 +25,7 @@ from nnopt.recipe.schema import (
     ScheduleSpec,
     Section,
     TrainSpec,
+    problem,
 )
 
 
@@ -41,6 +45,36 @@ class Recipe(Section):
     plateau: PlateauSpec | None = None
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _optimizer_accepts(self) -> Recipe:
+        """What the schema lets through, the optimizer must accept as well.
+
+        Its constructor raises ValueError for a bad hyperparameter (as torch's do); asked here,
+        on one tensor, a recipe fails when it is loaded, with the field named, rather than when
+        the run starts, as an error that reads like a bug.
+        """
+        class_name, kwargs = self.optimizer.kwargs()
+        reg = self.regularization
+        group = {
+            "params": [torch.zeros(1, requires_grad=True)],
+            **{"l1": reg.l1, "l2": reg.l2, "weight_decay": reg.weight_decay},
+        }
+        try:  # flat=False: one tensor needs no packing, only the hyperparameters are asked
+            getattr(nnopt, class_name)([group], **{**kwargs, "flat": False})
+        except ValueError as exc:
+            raise problem(self._field_line(str(exc))) from None
+        return self
+
+    def _field_line(self, message: str) -> str:
+        """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field."""
+        match = re.match(r"[a-z_0-9]+", message)
+        name = match.group(0) if match else ""
+        if name in RegularizationSpec.model_fields:
+            return f"regularization.{message}"
+        if name in OptimizerSpec.model_fields:
+            return f"optimizer.{message}"
+        return f"optimizer ({self.optimizer.name}): {message}"
 
     # -- building ----------------------------------------------------------------------------
 

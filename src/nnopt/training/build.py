@@ -12,6 +12,7 @@ import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
+from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model
 from nnopt.regularization import param_groups
@@ -40,7 +41,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
+            raise RecipeError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
         return torch.device("cuda", local_rank)
     return torch.device(name)
 

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnopt import atomic
 from nnopt.distributed import ShardedOptimizer, setup
+from nnopt.errors import RecipeError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
@@ -94,13 +95,13 @@ class Trainer:
         world, shard = self.ctx.world, self.recipe.train.shard_state
         if not self.ctx.enabled:
             if shard:
-                raise ValueError(
+                raise RecipeError(
                     "train.shard_state = true needs several processes: launch with "
                     "`torchrun --nproc_per_node N -m nnopt train RECIPE`"
                 )
             return model, optimizer
         if self.parts.batch_size % world:
-            raise ValueError(
+            raise RecipeError(
                 f"the global batch size {self.parts.batch_size} is not divisible by the world "
                 f"size {world}: every rank takes an equal slice of each batch; set "
                 f"train.batch_size to a multiple of {world}"
