@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import typing
 from itertools import islice
 
 import pytest
 import torch
+from recipe_helpers import make
 
-from nnopt.data.batches import Batches
+from nnopt.cli import main
+from nnopt.data.batches import MODES, Batches
+from nnopt.recipe import RecipeError
+from nnopt.recipe.schema import TrainSpec
+from nnopt.training import train
 
 
 def _take(batches: Batches, count: int, epoch: int = 0, position: int = 0) -> list[list[int]]:
@@ -79,3 +85,35 @@ def test_errors():
         Batches(10, mode="batch").iter_from(-1, 0)
     # Batch size is irrelevant outside minibatch mode (a recipe default must not break it).
     assert Batches(10, mode="batch", batch_size=64).batches_per_epoch == 1
+
+
+# --- one list of modes, one Batches per run ------------------------------------------------
+
+
+def test_the_recipe_takes_its_modes_from_batches():
+    assert typing.get_args(TrainSpec.model_fields["mode"].annotation) == MODES
+    with pytest.raises(RecipeError, match="train.mode must be one of " + ", ".join(MODES)):
+        make(train={"mode": "online"})
+    for mode in MODES:
+        batches = make(train={"mode": mode, "batch_size": 7}).batches(20)
+        assert (batches.mode, batches.n, batches.seed) == (mode, 20, 0)
+        assert batches.batch_size == Batches(20, mode=mode, batch_size=7).batch_size
+
+
+def test_a_run_and_an_lr_find_build_their_batches_once(tmp_path, monkeypatch, capsys):
+    built: list[Batches] = []
+    real_init = Batches.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Batches, "__init__", counting_init)
+    recipe = make(seed=5, model={"hidden": [8]}, train={"mode": "batch", "steps": 3})
+    train(recipe)
+    assert [(b.mode, b.seed) for b in built] == [("batch", 5)]
+    built.clear()
+    path = tmp_path / "tiny.toml"
+    recipe.save(path)
+    main(["lr-find", str(path), "--steps", "4", "--out", str(tmp_path / "lr")])
+    assert [(b.mode, b.seed) for b in built] == [("batch", 5)]  # the recipe's own batches

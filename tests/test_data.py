@@ -80,6 +80,30 @@ def test_mnist1d_disk_cache(monkeypatch, tmp_path):
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
 
+def test_one_cache_dir_for_data_and_kernels(monkeypatch, tmp_path):
+    import mnist1d.data
+
+    from nnopt.cache import cache_dir
+    from nnopt.optim.kernels import build
+
+    monkeypatch.delenv("NNOPT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_dir() == tmp_path / "home" / ".cache" / "nnopt"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG spec: ignore a relative one
+    assert cache_dir() == tmp_path / "home" / ".cache" / "nnopt"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "nnopt"
+    # The built kernels and the generated data sets both land there.
+    assert build.library_path("c++", []).parent == tmp_path / "xdg" / "nnopt"
+    monkeypatch.setattr(embedded, "_MNIST1D_MEMORY", {})
+    monkeypatch.setattr(mnist1d.data, "make_dataset", _fake_mnist1d)
+    embedded._mnist1d_arrays()
+    assert [p.suffix for p in (tmp_path / "xdg" / "nnopt").iterdir()] == [".npz"]
+    monkeypatch.setenv("NNOPT_CACHE_DIR", str(tmp_path / "explicit"))
+    assert cache_dir() == build.library_path("c++", []).parent == tmp_path / "explicit"
+
+
 def test_mnist1d_unwritable_cache_is_tolerated(monkeypatch, tmp_path):
     import mnist1d.data
 

@@ -85,6 +85,7 @@ def test_two_ranks_match_one_process(recipe_file, single, tmp_path, shard):
     # Only rank 0 writes: one metrics file, one summary.
     assert sorted(p.name for p in out.iterdir()) == [
         "checkpoint.pt",
+        "init.txt",
         "metrics.csv",
         "recipe.toml",
         "summary.json",

@@ -157,8 +157,10 @@ def test_generator_makes_draws_reproducible():
 def test_format_decisions_is_an_aligned_table():
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
     lines = format_decisions(initialize(model)).splitlines()
-    assert lines[0].split() == ["layer", "kind", "activation", "scheme", "gain", "std"]
-    assert lines[1].split() == ["0", "Linear(64->32)", "ReLU", "he", "1.414", "0.1768"]
+    assert lines[0].split() == ["layer", "kind", "activation", "scheme", "gain", "std", "why"]
+    assert lines[1].split()[:6] == ["0", "Linear(64->32)", "ReLU", "he", "1.414", "0.1768"]
+    assert lines[1].endswith("auto: He, for the ReLU that follows")
+    assert lines[2].endswith("auto: Xavier, no activation follows")
     assert len(lines) == 3
     assert lines[0].index("kind") == lines[1].index("Linear") == lines[2].index("Linear")
 

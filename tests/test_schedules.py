@@ -1,11 +1,15 @@
 import math
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.optim import lr_scheduler
 
+import nnopt
+from nnopt import schedules
 from nnopt.schedules import (
     ReduceOnPlateau,
     constant,
@@ -249,3 +253,14 @@ def test_plateau_load_rejects_bad_state():
 def test_validation_names_the_argument(make, name):
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         make()
+
+
+def test_the_schedule_type_is_defined_once_in_schedules():
+    src = Path(nnopt.__file__).parent
+    defined = {
+        path.relative_to(src).as_posix()
+        for path in src.rglob("*.py")
+        if re.search(r"^Schedule\s*[:=]", path.read_text(), re.MULTILINE)
+    }
+    assert defined == {"schedules.py"}, defined
+    assert "Schedule" in schedules.__all__

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import types
@@ -80,6 +79,22 @@ def test_a_run_writes_its_outputs_and_learns(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_the_run_directory_says_how_each_layer_was_initialized(tmp_path):
+    train(digits_recipe("train.steps=2"), tmp_path / "auto")
+    lines = (tmp_path / "auto" / "init.txt").read_text().splitlines()
+    assert lines[0].split() == ["layer", "kind", "activation", "scheme", "gain", "std", "why"]
+    # One line per layer of the mlp (64 -> 32 -> 10, ReLU between): name, scheme, why.
+    assert [line.split()[:4] for line in lines[1:]] == [
+        ["0", "Linear(64->32)", "ReLU", "he"],
+        ["3", "Linear(32->10)", "linear", "xavier"],
+    ]
+    assert lines[1].endswith("auto: He, for the ReLU that follows")
+    assert lines[2].endswith("auto: Xavier, no activation follows")
+    train(digits_recipe("train.steps=2", "model.init=xavier"), tmp_path / "forced")
+    forced = (tmp_path / "forced" / "init.txt").read_text().splitlines()
+    assert forced[1].endswith("scheme='xavier' asked for: Xavier, for the ReLU that follows")
+
+
 @pytest.mark.parametrize(
     ("mode", "per_step", "steps"), [("batch", None, 4), ("stochastic", 1, 30), ("minibatch", 50, 8)]
 )
@@ -111,7 +126,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     # Interrupted at step 33 (between checkpoints 28 and 35), then resumed from step 28.
     train(recipe, tmp_path / "cut", stop_after=33)
     payload = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
-    assert payload["step"] == 33
+    assert payload["run"]["step"] == 33
     resumed = train(recipe, tmp_path / "cut", resume=True)
     for a, b in zip(params_of(full), params_of(resumed), strict=True):
         assert torch.equal(a, b)
@@ -120,6 +135,36 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     cut_rows = read_metrics(tmp_path / "cut" / "metrics.csv")
     drop_time = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]  # noqa: E731
     assert drop_time(full_rows) == drop_time(cut_rows)
+
+
+def test_the_checkpoint_holds_the_run_state(tmp_path):
+    recipe = digits_recipe("train.checkpoint_every=7")
+    train(recipe, tmp_path, stop_after=33)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert payload["format"] == checkpoint_module.CHECKPOINT_FORMAT
+    state = checkpoint_module.RunState.from_checkpoint(payload)
+    assert payload["run"] == state.to_checkpoint()
+    # Stopped at 33: one evaluation (step 20) behind it, the 13 losses since then pending.
+    assert (state.step, [row["step"] for row in state.history]) == (33, [20])
+    assert state.loss_count == 13 and math.isfinite(state.loss_sum) and state.elapsed > 0
+    assert state.take_train_loss() == pytest.approx(payload["run"]["loss_sum"] / 13)
+    assert (state.loss_sum, state.loss_count) == (0.0, 0)
+    assert math.isnan(state.take_train_loss())
+
+
+def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path):
+    recipe = digits_recipe("train.checkpoint_every=7")
+    full = train(recipe, tmp_path / "full")
+    train(recipe, tmp_path / "old", stop_after=33)
+    path = tmp_path / "old" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    run = payload.pop("run")
+    window = [run.pop("loss_sum"), run.pop("loss_count")]
+    torch.save({**payload, "format": 1, **run, "window": window}, path)  # as nnopt 0.1 wrote
+    resumed = train(recipe, tmp_path / "old", resume=True)
+    for a, b in zip(params_of(full), params_of(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -156,7 +201,7 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_pat
     message = result.summary["message"]
     assert "step" in message and "lr 1e+06" in message
     payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert payload["step"] < result.summary["steps"]
+    assert payload["run"]["step"] < result.summary["steps"]
     assert all(torch.isfinite(t).all() for t in payload["model"].values())
 
 
@@ -237,18 +282,6 @@ def test_cli_datasets_lists_every_embedded_set_with_its_size(capsys):
     for name in ("digits", "mnist1d", "quadratic", "spirals", "regression"):
         assert name in out
     assert "4000" in out and "1797" in out  # mnist1d train size, digits size
-
-
-def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
-    old = os.umask(0o027)
-    try:
-        checkpoint_module.atomic_write_text(tmp_path / "a.txt", "x")
-        plain = tmp_path / "plain.txt"
-        plain.write_text("x")
-    finally:
-        os.umask(old)
-    mode = (tmp_path / "a.txt").stat().st_mode & 0o777
-    assert mode == plain.stat().st_mode & 0o777 == 0o640
 
 
 def test_tensorboard_gets_every_metric_when_installed(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ _LAZY = {
     "Trainer": ("nnopt.training", "Trainer"),
     "Result": ("nnopt.training", "Result"),
     "Recipe": ("nnopt.recipe", "Recipe"),
-    "RecipeError": ("nnopt.recipe", "RecipeError"),
+    "RecipeError": ("nnopt.errors", "RecipeError"),
+    "UserError": ("nnopt.errors", "UserError"),
     "ShardedOptimizer": ("nnopt.distributed", "ShardedOptimizer"),
 }
 

@@ -1,17 +1,20 @@
 """The `nnopt` command line: train | compare | lr-find | bench | datasets.
 
-User errors (a bad recipe, a missing file, a bad value) end with exit status 2 and one
-readable line on stderr; set NNOPT_DEBUG=1 to see the traceback instead.
+User errors (`nnopt.errors.UserError`: a bad recipe, a missing file, a bad value) end with
+exit status 2 and their message on stderr; set NNOPT_DEBUG=1 to see the traceback instead.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable
 
 from nnopt import __version__
+from nnopt.errors import UserError
 
 # Each subcommand module has register(subparsers) that adds its parser with a `run` default.
 SUBCOMMANDS = (
@@ -23,18 +26,12 @@ SUBCOMMANDS = (
 )
 
 
-class UserError(Exception):
-    """A mistake in what the user asked for; printed as one line, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnopt", description="Train neural networks with well-chosen optimization."
     )
     parser.add_argument("--version", action="version", version=f"nnopt {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
-
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(subparsers)
     return parser
@@ -52,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnopt: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except UserError as error:
         if os.environ.get("NNOPT_DEBUG"):
             raise
         print(f"nnopt {args.command}: error: {error}", file=sys.stderr)

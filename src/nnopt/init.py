@@ -69,6 +69,18 @@ class InitDecision:
     scheme: str  # "he" or "xavier"
     gain: float
     std: float  # std of the distribution the weights were drawn from
+    forced: bool = False  # the scheme was asked for (scheme="he"/"xavier"), not chosen
+
+    @property
+    def why(self) -> str:
+        """The reason for the scheme, in a few words: "auto: He, for the ReLU that follows"."""
+        name = {"he": "He", "xavier": "Xavier"}.get(self.scheme, self.scheme)
+        if self.activation == "linear":
+            after = "no activation follows"
+        else:
+            after = f"for the {self.activation} that follows"
+        how = f"scheme={self.scheme!r} asked for" if self.forced else "auto"
+        return f"{how}: {name}, {after}"
 
 
 @dataclass(frozen=True)
@@ -186,15 +198,18 @@ def initialize(
             draw(weight, gain=gain, generator=generator)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-        decisions.append(InitDecision(name, _kind(module), activation.label, chosen, gain, std))
+        decision = InitDecision(
+            name, _kind(module), activation.label, chosen, gain, std, forced=scheme != "auto"
+        )
+        decisions.append(decision)
     return decisions
 
 
 def format_decisions(decisions: Sequence[InitDecision]) -> str:
-    """An aligned text table of ``initialize``'s decisions, one row per layer."""
-    header = ("layer", "kind", "activation", "scheme", "gain", "std")
+    """An aligned text table of ``initialize``'s decisions, one row per layer, with the why."""
+    header = ("layer", "kind", "activation", "scheme", "gain", "std", "why")
     rows = [header] + [
-        (d.layer, d.kind, d.activation, d.scheme, f"{d.gain:.4g}", f"{d.std:.4g}")
+        (d.layer, d.kind, d.activation, d.scheme, f"{d.gain:.4g}", f"{d.std:.4g}", d.why)
         for d in decisions
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from nnopt.errors import DataError
+
 KINDS = ("linear", "mlp", "cnn1d")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -77,7 +79,7 @@ def cnn1d(
         raise ValueError(f"channels must be >= 1; got {channels}")
     length = _conv_length(_conv_length(_conv_length(input_dim, 5), 3), 3)
     if length < 1:
-        raise ValueError(f"cnn1d needs at least 3 input features; got {input_dim}")
+        raise DataError(f"cnn1d needs at least 3 input features; the data has {input_dim}")
     layers: list[nn.Module] = [
         nn.Unflatten(1, (1, input_dim)),  # (n, features) -> (n, 1 channel, length)
         nn.Conv1d(1, channels, 5, stride=2, padding=1),
@@ -108,7 +110,7 @@ def build_model(
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if input_dim < 1 or output_dim < 1:
-        raise ValueError(f"input_dim and output_dim must be >= 1; got {input_dim}, {output_dim}")
+        raise DataError(f"input_dim and output_dim must be >= 1; got {input_dim}, {output_dim}")
     activation_module(activation)  # validate even for kinds that do not use it
     if kind == "linear":
         return nn.Linear(input_dim, output_dim)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# The one definition of the schedule type (step -> lr); optimizers import it from here.
 Schedule = Callable[[int], float]
 
 __all__ = [

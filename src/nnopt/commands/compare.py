@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from nnopt.commands import output_dir
 from nnopt.console import console as make_console
 
 
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     total = len(variants) * args.seeds
     done = 0
 

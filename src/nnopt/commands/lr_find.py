@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from nnopt.commands import output_dir
+from nnopt.errors import UsageError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,17 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnopt.data.batches import Batches
+    from nnopt import atomic
     from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
     from nnopt.recipe import Recipe
     from nnopt.training.build import build_run
 
+    if not 0 < args.min_lr < args.max_lr:
+        raise UsageError(f"need 0 < --min-lr < --max-lr, got {args.min_lr:g} and {args.max_lr:g}")
+    if args.steps < 2:
+        raise UsageError(f"--steps must be >= 2, got {args.steps}")
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
+    out = output_dir(args.out)
     parts = build_run(recipe)
     data, device = parts.dataset, parts.device
     x, y = data.x_train.to(device), data.y_train.to(device)
-    batches = Batches(len(x), mode="minibatch", batch_size=parts.batch_size, seed=recipe.seed)
-    order = batches.iter_from(0, 0)
+    order = iter(parts.batches)  # the recipe's own batches, in the order training sees them
 
     def next_batch(_: int):
         index = next(order)
@@ -52,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         max_lr=args.max_lr,
         steps=args.steps,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lr_find.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic.write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2) + "\n")
     plot_lr_find(result, str(out / "lr_find.png"))
     if result.suggestion is None:
         print(f"too few points for a suggestion ({len(result.lrs)}); raise --steps or --max-lr")

@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from nnopt.cli import UserError
+from nnopt.commands import output_dir
+from nnopt.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
         resume = False
+        output_dir(run_dir)
     try:
         result = train(recipe, run_dir, resume=resume, quiet=args.quiet)
     finally:

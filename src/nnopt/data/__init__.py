@@ -8,6 +8,7 @@ from typing import Any
 from nnopt.data.dataset import Dataset, finalize
 from nnopt.data.embedded import REGISTRY, load_embedded
 from nnopt.data.files import SUFFIXES, load_file
+from nnopt.errors import DataError
 
 __all__ = ["Dataset", "available_datasets", "load_dataset"]
 
@@ -38,7 +39,7 @@ def load_dataset(
     elif Path(text).suffix.lower() in SUFFIXES:
         arrays, name = load_file(Path(text), options), Path(text).stem
     else:
-        raise ValueError(
+        raise DataError(
             f"unknown data set {text!r}; available: {', '.join(REGISTRY)}; "
             f"or give a path to a {' or '.join(SUFFIXES)} file"
         )

@@ -9,13 +9,27 @@ seen (``iter_from``) without saving any sampler state.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-MODES = ("batch", "stochastic", "minibatch")
+# The one list of batching modes: the recipe schema's train.mode takes its values from here.
+Mode = Literal["batch", "stochastic", "minibatch"]
+MODES: tuple[str, ...] = get_args(Mode)
 # Mixes (seed, epoch) into one generator seed; the prime keeps nearby seeds' epochs apart.
 _SEED_STRIDE = 1_000_003
+
+
+class BatchSizeTooLarge(ValueError):
+    """A mini-batch larger than the data: the caller may say which setting to change."""
+
+    def __init__(self, batch_size: int, n: int) -> None:
+        self.batch_size, self.n = batch_size, n
+        super().__init__(
+            f"batch_size {batch_size} is larger than the {n} training examples; "
+            f"use at most {n} (or mode 'batch')"
+        )
 
 
 class Batches:
@@ -40,10 +54,7 @@ class Batches:
             if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
                 raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
             if batch_size > n:
-                raise ValueError(
-                    f"batch_size {batch_size} is larger than the {n} training examples; "
-                    f"use at most {n} (or mode 'batch')"
-                )
+                raise BatchSizeTooLarge(batch_size, n)
         self.n, self.mode, self.seed = n, mode, int(seed)
         self.batch_size = {"batch": n, "stochastic": 1}.get(mode, batch_size)
         assert self.batch_size is not None

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nnopt.errors import DataError
+
 TASKS = ("classification", "regression")
 # Integer-valued targets with at most this many distinct values are read as class labels.
 MAX_CLASSES = 50
@@ -101,11 +103,11 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation index split; stratified (per-class proportions) given labels."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(
+        raise DataError(
             f"val_fraction must be in (0, 1) when the data has no test split; got {val_fraction}"
         )
     if n < 2:
-        raise ValueError(f"need at least 2 examples to split off a validation set; got {n}")
+        raise DataError(f"need at least 2 examples to split off a validation set; got {n}")
     rng = np.random.default_rng(seed)
     if labels is None:
         order = rng.permutation(n)
@@ -141,23 +143,21 @@ def _check_arrays(name: str, x: np.ndarray, y: np.ndarray, split: str) -> np.nda
     if x.ndim == 1:
         x = x[:, None]  # a single feature given as a vector
     if x.ndim != 2:
-        raise ValueError(
-            f"{name}: {split} features must be 2-D (examples, features); got {x.shape}"
-        )
+        raise DataError(f"{name}: {split} features must be 2-D (examples, features); got {x.shape}")
     if len(x) != len(y):
-        raise ValueError(
+        raise DataError(
             f"{name}: {split} features have {len(x)} rows but targets have {len(y)}; "
             "they must match"
         )
     if len(x) == 0:
-        raise ValueError(f"{name}: the {split} split is empty")
+        raise DataError(f"{name}: the {split} split is empty")
     try:
         x = x.astype(np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: {split} features are not numeric ({err})") from None
+        raise DataError(f"{name}: {split} features are not numeric ({err})") from None
     bad = int(np.count_nonzero(~np.isfinite(x)))
     if bad:
-        raise ValueError(f"{name}: {split} features contain {bad} NaN or infinite value(s)")
+        raise DataError(f"{name}: {split} features contain {bad} NaN or infinite value(s)")
     return x
 
 
@@ -165,7 +165,7 @@ def _targets(name: str, y: np.ndarray, split: str) -> np.ndarray:
     if np.issubdtype(y.dtype, np.number):
         bad = int(np.count_nonzero(~np.isfinite(y.astype(np.float64))))
         if bad:
-            raise ValueError(f"{name}: {split} targets contain {bad} NaN or infinite value(s)")
+            raise DataError(f"{name}: {split} targets contain {bad} NaN or infinite value(s)")
     return y
 
 
@@ -179,9 +179,9 @@ def finalize(
 ) -> Dataset:
     """Check, split (when the source has no test split), encode, standardize, convert."""
     if arrays.task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {arrays.task!r}")
+        raise DataError(f"task must be one of {', '.join(TASKS)}; got {arrays.task!r}")
     if (arrays.x_test is None) != (arrays.y_test is None):
-        raise ValueError(f"{name}: a test split needs both x_test and y_test")
+        raise DataError(f"{name}: a test split needs both x_test and y_test")
     x = _check_arrays(name, np.asarray(arrays.x), np.asarray(arrays.y), "training")
     y = _targets(name, np.asarray(arrays.y), "training")
     has_test = arrays.x_test is not None
@@ -189,7 +189,7 @@ def finalize(
         x_test = _check_arrays(name, np.asarray(arrays.x_test), np.asarray(arrays.y_test), "test")
         y_test = _targets(name, np.asarray(arrays.y_test), "test")
         if x_test.shape[1] != x.shape[1]:
-            raise ValueError(
+            raise DataError(
                 f"{name}: test features have {x_test.shape[1]} columns, training {x.shape[1]}"
             )
     classes = arrays.classes
@@ -197,7 +197,7 @@ def finalize(
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
-            raise ValueError(f"{name}: classification needs one label per example; got {y.shape}")
+            raise DataError(f"{name}: classification needs one label per example; got {y.shape}")
         if has_test:
             y_test = y_test.reshape(-1)
         if classes is None:  # remap whatever labels were given to 0..K-1, keep the originals
@@ -212,7 +212,7 @@ def finalize(
             if has_test:
                 y_test = y_test.astype(np.float64).reshape(len(y_test), -1)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{name}: regression targets must be numeric ({err})") from None
+            raise DataError(f"{name}: regression targets must be numeric ({err})") from None
         num_classes = None
     if not has_test:
         strata = y if arrays.task == "classification" else None

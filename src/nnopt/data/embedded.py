@@ -6,11 +6,11 @@ is allowed, and so that `nnopt datasets` can describe every set without building
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
-import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from nnopt import atomic
+from nnopt.cache import cache_dir
 from nnopt.data.dataset import Arrays, split_indices
+from nnopt.errors import DataError
 
 MNIST1D_SIZES = "4000 train + 1000 test, 40 features, 10 classes"
 
@@ -37,7 +40,7 @@ def _check_options(entry: Embedded, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(entry.defaults))
     if unknown:
         allowed = ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items()) or "none"
-        raise ValueError(
+        raise DataError(
             f"unknown option(s) {', '.join(unknown)} for data set {entry.name!r}; "
             f"its options are: {allowed}"
         )
@@ -46,16 +49,16 @@ def _check_options(entry: Embedded, options: dict[str, Any]) -> dict[str, Any]:
         default = merged[key]
         # bool is an int subclass; `n = true` in a recipe is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"option {key} of {entry.name!r} must be a number; got {value!r}")
+            raise DataError(f"option {key} of {entry.name!r} must be a number; got {value!r}")
         if isinstance(default, int) and value != int(value):
-            raise ValueError(f"option {key} of {entry.name!r} must be an integer; got {value!r}")
+            raise DataError(f"option {key} of {entry.name!r} must be an integer; got {value!r}")
         merged[key] = type(default)(value)
     return merged
 
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise DataError(message)
 
 
 # --- shipped data ----------------------------------------------------------------------------
@@ -72,10 +75,6 @@ def _digits(seed: int) -> Arrays:
 
 
 _MNIST1D_MEMORY: dict[str, dict[str, np.ndarray]] = {}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("NNOPT_CACHE_DIR") or Path.home() / ".cache" / "nnopt")
 
 
 def _mnist1d_arrays() -> dict[str, np.ndarray]:
@@ -106,25 +105,18 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
             random.setstate(py_state)
             np.random.set_state(np_state)
         arrays = {name: np.asarray(made[name]) for name in names}
-        _write_atomic(path, arrays)
+        _store(path, arrays)
     _MNIST1D_MEMORY[key] = arrays
     return arrays
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file and rename, so a reader never sees a half-written cache."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        pass  # a read-only home or full disk: the in-memory copy still serves this process
+def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Keep the arrays on disk (atomically); a read-only home or a full disk is no error."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    # On failure the in-memory copy still serves this process; the next one generates again.
+    with contextlib.suppress(OSError):
+        atomic.write_bytes(path, buffer.getvalue())
 
 
 def _mnist1d(seed: int) -> Arrays:

@@ -3,13 +3,17 @@ column, numeric feature columns). Read with numpy and the csv module only."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnopt.data.dataset import TASKS, Arrays, infer_task
+from nnopt.errors import DataError, DataFileNotFound
 
 SUFFIXES = (".npz", ".csv")
 _OPTIONS = {".npz": ("task",), ".csv": ("target", "task")}
@@ -19,13 +23,13 @@ def _check_file_options(path: Path, options: dict[str, Any]) -> str | None:
     allowed = _OPTIONS[path.suffix.lower()]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"unknown option(s) {', '.join(unknown)} for {path.suffix} file {path}; "
             f"allowed: {', '.join(allowed)}"
         )
     task = options.get("task")
     if task is not None and task not in TASKS:
-        raise ValueError(f"option task must be one of {', '.join(TASKS)}; got {task!r}")
+        raise DataError(f"option task must be one of {', '.join(TASKS)}; got {task!r}")
     return task
 
 
@@ -45,11 +49,14 @@ def _task_and_labels(y: np.ndarray, y_test: np.ndarray | None, task: str | None)
 
 def load_npz(path: Path, options: dict[str, Any]) -> Arrays:
     task = _check_file_options(path, options)
-    with np.load(path, allow_pickle=False) as stored:
+    with (
+        _unreadable(path, "an .npz archive of arrays"),
+        np.load(path, allow_pickle=False) as stored,
+    ):
         found = sorted(stored.files)
         for required in ("x", "y"):
             if required not in stored.files:
-                raise ValueError(
+                raise DataError(
                     f"{path}: no array named {required!r}; found {', '.join(found) or 'none'}. "
                     "An .npz needs arrays x and y (optionally x_test and y_test)"
                 )
@@ -57,7 +64,7 @@ def load_npz(path: Path, options: dict[str, Any]) -> Arrays:
         x_test = stored["x_test"] if "x_test" in stored.files else None
         y_test = stored["y_test"] if "y_test" in stored.files else None
     if (x_test is None) != (y_test is None):
-        raise ValueError(f"{path}: has only one of x_test, y_test; give both or neither")
+        raise DataError(f"{path}: has only one of x_test, y_test; give both or neither")
     task, y, y_test = _task_and_labels(y, y_test, task)
     return Arrays(x, y, task, x_test, y_test)
 
@@ -70,30 +77,30 @@ def _number(text: str) -> float:
 def load_csv(path: Path, options: dict[str, Any]) -> Arrays:
     task = _check_file_options(path, options)
     target = options.get("target")
-    with path.open(newline="") as handle:
+    with _unreadable(path, "UTF-8 CSV text"), path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows:
-        raise ValueError(f"{path}: the file is empty; a header row is expected")
+        raise DataError(f"{path}: the file is empty; a header row is expected")
     header = [name.strip() for name in rows[0]]
     if target is None or target not in header:
         what = "needs option target=COLUMN" if target is None else f"has no column {target!r}"
-        raise ValueError(f"{path} {what}; columns: {', '.join(header)}")
+        raise DataError(f"{path} {what}; columns: {', '.join(header)}")
     body = [row for row in rows[1:] if any(cell.strip() for cell in row)]
     if not body:
-        raise ValueError(f"{path}: no data rows under the header")
+        raise DataError(f"{path}: no data rows under the header")
     col = header.index(target)
     features = [i for i in range(len(header)) if i != col]
     x = np.empty((len(body), len(features)))
     labels: list[str] = []
     for r, row in enumerate(body, start=2):  # line numbers as an editor shows them
         if len(row) != len(header):
-            raise ValueError(f"{path}:{r}: {len(row)} values but the header has {len(header)}")
+            raise DataError(f"{path}:{r}: {len(row)} values but the header has {len(header)}")
         labels.append(row[col].strip())
         for j, i in enumerate(features):
             try:
                 x[r - 2, j] = _number(row[i])
             except ValueError:
-                raise ValueError(
+                raise DataError(
                     f"{path}:{r}: column {header[i]!r} has non-numeric value {row[i]!r}"
                 ) from None
     try:
@@ -104,9 +111,20 @@ def load_csv(path: Path, options: dict[str, Any]) -> Arrays:
     return Arrays(x, y, task)
 
 
+@contextlib.contextmanager
+def _unreadable(path: Path, expected: str) -> Iterator[None]:
+    """A file that cannot be read as ``expected`` is the user's to fix: a DataError naming it."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, csv.Error, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: cannot be read as {expected} ({exc})") from exc
+
+
 def load_file(path: Path, options: dict[str, Any]) -> Arrays:
     if not path.exists():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise DataFileNotFound(f"data file not found: {path}")
     if path.suffix.lower() == ".npz":
         return load_npz(path, options)
     return load_csv(path, options)

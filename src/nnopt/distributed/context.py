@@ -25,15 +25,8 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def mean(self, values: list[float]) -> list[float]:
-        """The mean of each value over all ranks (identity on one process)."""
-        if not self.enabled:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(tensor)
-        return (tensor / self.world).tolist()
-
     def sum(self, values: list[float]) -> list[float]:
+        """The sum of each value over all ranks (identity on one process)."""
         if not self.enabled:
             return values
         tensor = torch.tensor(values, dtype=torch.float64)

@@ -8,30 +8,22 @@ halfway resumes: finished runs are read back, unfinished ones continue from thei
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnopt import atomic
+from nnopt.errors import UsageError, UserError
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
-from nnopt.training.checkpoint import CHECKPOINT_NAME, atomic_write_text
+from nnopt.training.checkpoint import CHECKPOINT_NAME
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
-
-
-@dataclass
-class Comparison:
-    """The outcome of ``compare``: every run, the statistics per variant, the output files."""
-
-    records: list[RunRecord]
-    stats: list[VariantStats]
-    out: Path
-    files: dict[str, Path]
 
 
 def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]:
@@ -40,7 +32,7 @@ def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]
     for spec in vary:
         key, sep, values = spec.partition("=")
         if not sep or not values:
-            raise ValueError(f"--vary needs KEY=V1,V2,..., got {spec!r}")
+            raise UsageError(f"--vary needs KEY=V1,V2,..., got {spec!r}")
         axes.append([f"{key.strip()}={v.strip()}" for v in values.split(",") if v.strip()])
     variants: dict[str, Recipe] = {}
     for recipe in recipes:
@@ -49,7 +41,7 @@ def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]
             if len(recipes) > 1 or not label:
                 label = f"{recipe.name}[{label}]" if label else recipe.name
             if label in variants:
-                raise ValueError(
+                raise UsageError(
                     f"two variants are both called {label!r}: give recipes distinct names"
                 )
             variants[label] = recipe.with_overrides(list(combo)) if combo else recipe
@@ -78,7 +70,7 @@ def _check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
     """Picking up a run is only right if it is a run of this very recipe."""
     saved = run_dir / "recipe.toml"
     if saved.is_file() and Recipe.load(saved) != recipe:
-        raise ValueError(
+        raise UserError(
             f"{run_dir} holds a run of a different recipe (the recipe changed since): "
             "use another --out, or delete that directory to run it again"
         )
@@ -107,9 +99,9 @@ def run_comparison(
 ) -> list[RunRecord]:
     """Run (or pick up) every (variant, seed) and return their records, in a stable order."""
     if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+        raise UsageError(f"--jobs must be >= 1, got {jobs}")
     plan = []
     for variant, recipe in variants.items():
         for i in range(seeds):
@@ -175,11 +167,12 @@ def write_summaries(out: Path, records: list[RunRecord], stats: list[VariantStat
             "run_dir": r.run_dir,
         })  # fmt: skip
     csv_path = out / "summary.csv"
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(csv_path, buffer.getvalue())
     json_path = out / "summary.json"
     payload = {"runs": rows, "variants": [stats_dict(s) for s in stats]}
-    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
+    atomic.write_text(json_path, json.dumps(payload, indent=2, default=str) + "\n")
     return {"summary.csv": csv_path, "summary.json": json_path}

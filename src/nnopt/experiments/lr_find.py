@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nnopt import atomic
 from nnopt.rng import rng_state, set_rng_state
 
 
@@ -224,5 +225,5 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.grid(True, which="minor", alpha=0.1)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic.save_figure(path, fig)
     plt.close(fig)

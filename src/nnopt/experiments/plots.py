@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nnopt import atomic  # noqa: E402
 from nnopt.experiments.stats import RunRecord  # noqa: E402
 
 LABELS = {
@@ -78,7 +79,7 @@ def plot_metric(
     elif entries:
         ax.legend(loc="best", fontsize=9, framealpha=0.85)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic.save_figure(path, fig)
     plt.close(fig)
     return path
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from nnopt import atomic
 from nnopt.experiments.stats import Spread, VariantStats
 
 
@@ -101,7 +102,7 @@ def write_reports(
     for variant, text in recipes.items():
         md += [f"### {variant}", "", "```toml", text.rstrip(), "```", ""]
     md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
+    atomic.write_text(md_path, "\n".join(md))
 
     header, rows = table_rows(stats, target)
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -135,5 +136,5 @@ pre {{ background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }}
 </body></html>
 """
     html_path = out / "report.html"
-    html_path.write_text(page)
+    atomic.write_text(html_path, page)
     return md_path, html_path

@@ -30,8 +30,7 @@ from nnopt.optim import dispatch, rules
 from nnopt.optim.flat import FlatLayout
 from nnopt.optim.options import Hyper, check_options, scalar, step_dtype
 from nnopt.optim.validation import check_type
-
-Schedule = Callable[[int], float]
+from nnopt.schedules import Schedule
 
 
 class Optimizer(torch.optim.Optimizer):

@@ -210,9 +210,7 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
 def _fused_kind(opt: Optimizer, param: Tensor) -> bool:
     """Whether PyTorch's fused kernel runs on this (device, dtype), exactly the rule."""
     return (
-        param.device.type in _FUSED_DEVICES
-        and not param.is_complex()
-        and opt.fused_supports(param)
+        param.device.type in _FUSED_DEVICES and not param.is_complex() and opt.fused_supports(param)
     )
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import Field, ValidationError
+import torch
+from pydantic import Field, ValidationError, model_validator
 
+from nnopt import atomic
+from nnopt.data.batches import Batches, BatchSizeTooLarge
 from nnopt.recipe.errors import RecipeError, from_validation
-from nnopt.recipe.io import dump_toml, parse_toml, read_text, write_atomic
+from nnopt.recipe.io import dump_toml, parse_toml, read_text
 from nnopt.recipe.overrides import apply_overrides
 from nnopt.recipe.schema import (
     DataSpec,
@@ -21,6 +24,7 @@ from nnopt.recipe.schema import (
     ScheduleSpec,
     Section,
     TrainSpec,
+    problem,
 )
 
 
@@ -40,6 +44,38 @@ class Recipe(Section):
     plateau: PlateauSpec | None = None
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _optimizer_accepts(self) -> Recipe:
+        """What the schema lets through, the optimizer must accept as well.
+
+        Its constructor raises ValueError for a bad hyperparameter (as torch's do); asked here,
+        on one tensor, a recipe fails when it is loaded, with the field named, rather than when
+        the run starts, as an error that reads like a bug.
+        """
+        row, options = self.optimizer.resolved()
+        reg = self.regularization
+        group: dict[str, Any] = {
+            "params": [torch.zeros(1, requires_grad=True)],
+            **{"l1": reg.l1, "l2": reg.l2},
+        }
+        if reg.weight_decay is not None:
+            group |= {"weight_decay": reg.weight_decay, "decoupled_weight_decay": True}
+        try:  # flat=False: one tensor needs no packing, only the hyperparameters are asked
+            row.build([group], self.optimizer.lr, **{**options, "flat": False})
+        except ValueError as exc:
+            raise problem(self._field_line(str(exc))) from None
+        return self
+
+    def _field_line(self, message: str) -> str:
+        """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field."""
+        match = re.match(r"[a-z_0-9]+", message)
+        name = match.group(0) if match else ""
+        if name in RegularizationSpec.model_fields:
+            return f"regularization.{message}"
+        if name in OptimizerSpec.model_fields:
+            return f"optimizer.{message}"
+        return f"optimizer ({self.optimizer.name}): {message}"
 
     # -- building ----------------------------------------------------------------------------
 
@@ -96,43 +132,33 @@ class Recipe(Section):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_toml` to ``path`` atomically (temp file, then rename)."""
-        write_atomic(path, self.to_toml())
+        atomic.write_text(path, self.to_toml())
 
     # -- resolving against the data ----------------------------------------------------------
 
-    def batches_per_epoch(self, n_train: int) -> int:
-        """Optimizer steps in one pass over ``n_train`` samples for ``train.mode``."""
-        _check_n(n_train)
-        mode = self.train.mode
-        if mode == "batch":
-            return 1
-        if mode == "stochastic":
-            return n_train
-        return math.ceil(n_train / self.resolved_batch_size(n_train))
+    def batches(self, n_train: int) -> Batches:
+        """The run's index batches over ``n_train`` samples: ``train.mode``, seeded by ``seed``."""
+        if n_train < 1:
+            raise RecipeError(f"the training set is empty (n_train = {n_train})")
+        train = self.train
+        try:
+            return Batches(n_train, mode=train.mode, batch_size=train.batch_size, seed=self.seed)
+        except BatchSizeTooLarge:
+            raise RecipeError(
+                f"train.batch_size ({train.batch_size}) is larger than the training set "
+                f"({n_train} samples); lower it or use train.mode = 'batch'"
+            ) from None
 
-    def total_steps(self, n_train: int) -> int:
-        """``train.steps``, else epochs (default 10) times the steps in one epoch."""
+    def steps_over(self, batches: Batches) -> int:
+        """``train.steps``, else epochs (default 10) times the batches in one epoch."""
         if self.train.steps is not None:
             return self.train.steps
-        epochs = self.train.epochs or TrainSpec.DEFAULT_EPOCHS
-        return epochs * self.batches_per_epoch(n_train)
+        return (self.train.epochs or TrainSpec.DEFAULT_EPOCHS) * batches.batches_per_epoch
+
+    def total_steps(self, n_train: int) -> int:
+        """:meth:`steps_over` the batches of ``n_train`` samples."""
+        return self.steps_over(self.batches(n_train))
 
     def resolved_batch_size(self, n_train: int) -> int:
         """Samples per step: all of them (batch), one (stochastic) or ``train.batch_size``."""
-        _check_n(n_train)
-        mode, size = self.train.mode, self.train.batch_size
-        if mode == "batch":
-            return n_train
-        if mode == "stochastic":
-            return 1
-        if size > n_train:
-            raise RecipeError(
-                f"train.batch_size ({size}) is larger than the training set ({n_train} samples); "
-                "lower it or use train.mode = 'batch'"
-            )
-        return size
-
-
-def _check_n(n_train: int) -> None:
-    if n_train < 1:
-        raise RecipeError(f"the training set is empty (n_train = {n_train})")
+        return self.batches(n_train).batch_size

@@ -1,4 +1,7 @@
-"""RecipeError, and pydantic's ValidationError turned into one plain line per problem."""
+"""Recipe problems as plain lines: pydantic's ValidationError turned into one line per problem.
+
+RecipeError itself lives in :mod:`nnopt.errors` with the other user errors.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot be used: one line per problem, each naming the field."""
-
-    def __init__(self, problems: str | Iterable[str]):
-        lines = [problems] if isinstance(problems, str) else list(problems)
-        self.problems: list[str] = [ln for text in lines for ln in text.splitlines() if ln]
-        super().__init__("\n".join(self.problems))
-
-    def prefixed(self, prefix: str) -> RecipeError:
-        """The same problems, each line starting with ``prefix: `` (e.g. the file name)."""
-        return RecipeError(f"{prefix}: {line}" for line in self.problems)
+from nnopt.errors import RecipeError
 
 
 def dotted(loc: Sequence[int | str]) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from nnopt.data.batches import Mode
 from nnopt.optim import table
 
 Unit = Annotated[float, Field(ge=0, lt=1)]
@@ -227,7 +228,7 @@ class TrainSpec(Section):
 
     DEFAULT_EPOCHS: ClassVar[int] = 10
 
-    mode: Literal["batch", "stochastic", "minibatch"] = "minibatch"
+    mode: Mode = "minibatch"
     batch_size: int = Field(100, ge=1)
     epochs: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)

@@ -11,7 +11,9 @@ from torch import nn
 import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
-from nnopt.init import initialize
+from nnopt.data.batches import Batches
+from nnopt.errors import RecipeError
+from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
@@ -26,10 +28,11 @@ class RunParts:
     optimizer: nnopt.Optimizer
     plateau: ReduceOnPlateau | None
     loss_fn: nn.Module
+    batches: Batches  # the run's data order: built once, here, from the recipe
     total_steps: int
     batch_size: int
     device: torch.device
-    init_decisions: list[Any]
+    init_decisions: list[InitDecision]  # saved as the run directory's init.txt
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -38,7 +41,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
+            raise RecipeError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
         return torch.device("cuda", local_rank)
     return torch.device(name)
 
@@ -122,7 +125,8 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
     )
     decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     model.to(device)
-    total_steps = recipe.total_steps(len(dataset.x_train))
+    batches = recipe.batches(len(dataset.x_train))
+    total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps)
     plateau = build_plateau(recipe)
     optimizer.plateau = plateau
@@ -137,8 +141,9 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
         optimizer=optimizer,
         plateau=plateau,
         loss_fn=loss_fn,
+        batches=batches,
         total_steps=total_steps,
-        batch_size=recipe.resolved_batch_size(len(dataset.x_train)),
+        batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
     )

@@ -1,52 +1,61 @@
-"""Checkpoints that are written atomically and resume a run exactly."""
+"""The state of a run, and the checkpoints that hold it: written atomically, resumed exactly."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nnopt import atomic
+
 CHECKPOINT_NAME = "checkpoint.pt"
+# 2: the run state under "run". 1 had its fields at the top level, the loss window as a pair.
+CHECKPOINT_FORMAT = 2
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, then rename over ``path``: readers see the old or the new file.
+@dataclass
+class RunState:
+    """Where a run is: what the loop carries from step to step, saved in every checkpoint.
 
-    A crash (or a kill) while writing leaves the previous file untouched and at most a stray
-    temporary file next to it.
+    Beside it a checkpoint holds the model, the optimizer (schedule step and plateau state
+    included) and every RNG; the data order needs nothing saved, it is a function of the step.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates the file 0600; give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # on disk before the rename makes it the file of record
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
+    step: int = 0  # optimizer steps taken
+    history: list[dict[str, Any]] = field(default_factory=list)  # one metrics row per evaluation
+    elapsed: float = 0.0  # wall time over every resumption, as of the last save
+    loss_sum: float = 0.0  # training losses since the last evaluation...
+    loss_count: int = 0  # ...and how many there were
 
-def _umask() -> int:
-    """The process's file-creation mask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    def add_loss(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.loss_count += 1
 
+    def take_train_loss(self) -> float:
+        """The mean training loss since the last evaluation (NaN if none), starting a new one."""
+        mean = self.loss_sum / self.loss_count if self.loss_count else math.nan
+        self.loss_sum, self.loss_count = 0.0, 0
+        return mean
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    def to_checkpoint(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any]) -> RunState:
+        if payload.get("format", 1) == 1:
+            loss_sum, loss_count = payload["window"]
+            run = {**payload, "loss_sum": loss_sum, "loss_count": loss_count}
+        else:
+            run = payload["run"]
+        return cls(**{f.name: run[f.name] for f in fields(cls)})
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    """Readers (and a resumed run) see the previous checkpoint or this one, never half of it."""
+    atomic.save_torch(path, payload)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The training loop: batch -> forward -> loss -> backward -> step, evaluated and checkpointed.
 
-The data order is a pure function of (seed, epoch), and the checkpoint holds the model, the
-optimizer (schedule step and plateau state included), every RNG and the position in the data,
-so a resumed run ends with parameters bitwise equal to an uninterrupted one.
+The loop is a few named steps (train step, evaluate, checkpoint) over one `RunState`, which is
+what a checkpoint holds beside the model, the optimizer (schedule step and plateau state
+included) and every RNG. The data order is a pure function of (seed, epoch), so a resumed run
+ends with parameters bitwise equal to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from nnopt.data.batches import Batches
+from nnopt import atomic
 from nnopt.distributed import ShardedOptimizer, setup
+from nnopt.errors import RecipeError
+from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training.build import RunParts, build_run
 from nnopt.training.checkpoint import (
+    CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
-    atomic_write_text,
+    RunState,
     load_checkpoint,
     save_checkpoint,
 )
@@ -82,12 +86,8 @@ class Trainer:
         self.y_val = y_val.tensor_split(self.ctx.world)[self.ctx.rank]
         self.classification = dataset.task == "classification"
         self.net, self.optimizer = self._distribute()
-        self.batches = Batches(
-            len(self.x_train),
-            mode=recipe.train.mode,
-            batch_size=self.parts.batch_size,
-            seed=recipe.seed,
-        )
+        self.batches = self.parts.batches
+        self._started = time.perf_counter()  # set again by run(), less the time already spent
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
         """DDP (or sharded optimizer state) when torchrun started several processes."""
@@ -95,13 +95,13 @@ class Trainer:
         world, shard = self.ctx.world, self.recipe.train.shard_state
         if not self.ctx.enabled:
             if shard:
-                raise ValueError(
+                raise RecipeError(
                     "train.shard_state = true needs several processes: launch with "
                     "`torchrun --nproc_per_node N -m nnopt train RECIPE`"
                 )
             return model, optimizer
         if self.parts.batch_size % world:
-            raise ValueError(
+            raise RecipeError(
                 f"the global batch size {self.parts.batch_size} is not divisible by the world "
                 f"size {world}: every rank takes an equal slice of each batch; set "
                 f"train.batch_size to a multiple of {world}"
@@ -121,116 +121,138 @@ class Trainer:
         # makes that average the global batch's mean gradient even for uneven slices.
         return local, self.ctx.world * len(local) / len(index)
 
-    # --- state ------------------------------------------------------------------------
+    # --- the loop -----------------------------------------------------------------------
 
-    def _checkpoint(self, step: int, log: MetricsLog, elapsed: float, window: list) -> None:
+    def run(self, *, resume: bool = False, stop_after: int | None = None) -> Result:
+        """Train to the recipe's last step (or ``stop_after``): step, evaluate, checkpoint."""
+        state = self._restore() if resume else self._begin()
+        log = MetricsLog(self.run_dir if self.ctx.is_main else None, state.history)
+        total = self.parts.total_steps
+        end = total if stop_after is None else min(total, stop_after)
+        status, message = "finished", ""
+        self._started = time.perf_counter() - state.elapsed
+        self.parts.model.train()
+        with Progress(total, disable=self.quiet or not self.ctx.is_main, start=state.step) as bar:
+            batches = self.batches.iter_from(*divmod(state.step, self.batches.batches_per_epoch))
+            while state.step < end:
+                loss = self._train_step(next(batches))
+                state.step += 1
+                if not math.isfinite(loss):
+                    status, message = "diverged", self._divergence(loss, state.step)
+                    break
+                state.add_loss(loss)
+                bar.advance(loss, self._lr())
+                evaluated = self._evaluation_due(state.step)
+                if evaluated:
+                    bar.show_eval(self._evaluate(state, log))
+                if self._checkpoint_due(state.step, evaluated):
+                    self._checkpoint(state)
+        if status == "finished" and state.step < total:
+            status = "stopped"
+            self._checkpoint(state)
+        log.close()
+        return self._finish(state, status, message)
+
+    def _train_step(self, index: torch.Tensor) -> float:
+        """One optimizer step on a global batch; its mean loss, the same number on every rank."""
+        index, share = self._local(index)
+        x, y = self.x_train[index], self.y_train[index]
+        self.optimizer.zero_grad()
+        loss = self.parts.loss_fn(self.net(x), y) if len(index) else _zero_loss(self.net, x)
+        reg = self.recipe.regularization
+        if reg.in_loss and (reg.l1 or reg.l2):
+            loss = loss + penalty(
+                self.parts.model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude)
+            )
+        (loss * share if share != 1.0 else loss).backward()
+        self.optimizer.step()
+        value = loss.item()
+        if self.ctx.enabled:  # every rank must agree on the loss, and on stopping
+            value = self.ctx.sum([value * share / self.ctx.world])[0]
+        return value
+
+    def _evaluation_due(self, step: int) -> bool:
+        return step % self.recipe.train.eval_every == 0 or step == self.parts.total_steps
+
+    def _checkpoint_due(self, step: int, evaluated: bool) -> bool:
+        """Every ``train.checkpoint_every`` steps; when that is unset, after every evaluation."""
+        every = self.recipe.train.checkpoint_every
+        return evaluated if every is None else step % every == 0
+
+    def _evaluate(self, state: RunState, log: MetricsLog) -> dict[str, Any]:
+        """A metrics row on the held-out split: logged, and fed to the plateau controller."""
+        sums = evaluation_sums(self.parts.model, self.parts.loss_fn, self.x_val, self.y_val)
+        row = {
+            "step": state.step,
+            "epoch": state.step / self.batches.batches_per_epoch,
+            "time": self._elapsed(),
+            "lr": self._lr(),
+            "train_loss": state.take_train_loss(),
+            **metrics_from_sums(self.ctx.sum(list(sums)), self.classification),
+        }
+        log.append(row)  # the log extends state.history itself
+        if self.parts.plateau is not None:
+            self.parts.plateau.update(row[self.recipe.plateau.metric])
+        return row
+
+    def _divergence(self, loss: float, step: int) -> str:
+        return (
+            f"loss became {loss} at step {step} (lr {self._lr():.3g}); stopped, "
+            "keeping the last good checkpoint: try a smaller optimizer.lr"
+        )
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _elapsed(self) -> float:
+        """Wall time of the run, over every resumption."""
+        return time.perf_counter() - self._started
+
+    # --- the run directory --------------------------------------------------------------
+
+    def _begin(self) -> RunState:
+        if self.run_dir is not None and self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.recipe.save(self.run_dir / "recipe.toml")
+            init = format_decisions(self.parts.init_decisions)  # how each layer was drawn
+            atomic.write_text(self.run_dir / "init.txt", init + "\n")
+        return RunState()
+
+    def _checkpoint(self, state: RunState) -> None:
         if self.run_dir is None:
             return
         # Every rank takes part (a sharded state dict is gathered); rank 0 writes.
         optimizer_state = self.optimizer.state_dict()
+        state.elapsed = self._elapsed()
         if not self.ctx.is_main:
             return
         payload = {
-            "format": 1,
-            "step": step,
+            "format": CHECKPOINT_FORMAT,
             "world_size": self.ctx.world,
             "model": self.parts.model.state_dict(),
             "optimizer": optimizer_state,
             "rng": rng_state(),
-            "history": log.rows,
-            "elapsed": elapsed,
-            "window": window,
+            "run": state.to_checkpoint(),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
 
-    def _restore(self) -> tuple[int, list[dict[str, Any]], float, list]:
+    def _restore(self) -> RunState:
         assert self.run_dir is not None
         payload = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
-        return payload["step"], payload["history"], payload["elapsed"], payload["window"]
+        return RunState.from_checkpoint(payload)
 
-    # --- the loop -----------------------------------------------------------------------
+    def _finish(self, state: RunState, status: str, message: str) -> Result:
+        state.elapsed = self._elapsed()
+        summary = self._summary(state, status, message)
+        if self.run_dir is not None and self.ctx.is_main:
+            atomic.write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return Result(state.history, summary, self.run_dir, self.parts.model)
 
-    def run(self, *, resume: bool = False, stop_after: int | None = None) -> Result:
-        recipe, parts, main = self.recipe, self.parts, self.ctx.is_main
-        model, net, opt, loss_fn = parts.model, self.net, self.optimizer, parts.loss_fn
-        step, rows, elapsed, window = 0, [], 0.0, [0.0, 0]
-        if resume:
-            step, rows, elapsed, window = self._restore()
-        elif self.run_dir is not None and main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            recipe.save(self.run_dir / "recipe.toml")
-        log = MetricsLog(self.run_dir if main else None, rows)
-        total, eval_every = parts.total_steps, recipe.train.eval_every
-        checkpoint_every = recipe.train.checkpoint_every
-        reg = recipe.regularization
-        in_loss_penalty = reg.in_loss and (reg.l1 or reg.l2)
-        per_epoch = self.batches.batches_per_epoch
-        end = total if stop_after is None else min(total, stop_after)
-        status, message = "finished", ""
-        model.train()
-        started = time.perf_counter() - elapsed
-        with Progress(total, disable=self.quiet or not main, start=step) as bar:
-            batches = self.batches.iter_from(step // per_epoch, step % per_epoch)
-            while step < end:
-                index, share = self._local(next(batches))
-                x, y = self.x_train[index], self.y_train[index]
-                opt.zero_grad()
-                loss = loss_fn(net(x), y) if len(index) else _zero_loss(net, x)
-                if in_loss_penalty:
-                    loss = loss + penalty(model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude))
-                (loss * share if share != 1.0 else loss).backward()
-                opt.step()
-                value = loss.item()
-                if self.ctx.enabled:  # every rank must agree on the loss, and on stopping
-                    value = self.ctx.sum([value * share / self.ctx.world])[0]
-                step += 1
-                if not math.isfinite(value):
-                    lr = opt.param_groups[0]["lr"]
-                    status = "diverged"
-                    message = (
-                        f"loss became {value} at step {step} (lr {lr:.3g}); stopped, "
-                        "keeping the last good checkpoint: try a smaller optimizer.lr"
-                    )
-                    break
-                window[0] += value
-                window[1] += 1
-                bar.advance(value, opt.param_groups[0]["lr"])
-                if step % eval_every == 0 or step == total:
-                    row = self._evaluate(step, per_epoch, started, window)
-                    window = [0.0, 0]
-                    log.append(row)
-                    bar.show_eval(row)
-                    if parts.plateau is not None:
-                        parts.plateau.update(row[recipe.plateau.metric])
-                    if checkpoint_every is None:
-                        self._checkpoint(step, log, time.perf_counter() - started, window)
-                if checkpoint_every is not None and step % checkpoint_every == 0:
-                    self._checkpoint(step, log, time.perf_counter() - started, window)
-        if status == "finished" and step < total:
-            status = "stopped"
-            self._checkpoint(step, log, time.perf_counter() - started, window)
-        log.close()
-        summary = self._summary(log.rows, step, time.perf_counter() - started, status, message)
-        if self.run_dir is not None and main:
-            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-        return Result(history=log.rows, summary=summary, run_dir=self.run_dir, model=model)
-
-    def _evaluate(self, step: int, per_epoch: int, started: float, window: list) -> dict:
-        sums = evaluation_sums(self.parts.model, self.parts.loss_fn, self.x_val, self.y_val)
-        metrics = metrics_from_sums(self.ctx.sum(list(sums)), self.classification)
-        return {
-            "step": step,
-            "epoch": step / per_epoch,
-            "time": time.perf_counter() - started,
-            "lr": self.parts.optimizer.param_groups[0]["lr"],
-            "train_loss": window[0] / window[1] if window[1] else math.nan,
-            **metrics,
-        }
-
-    def _summary(self, rows: list, step: int, wall: float, status: str, message: str) -> dict:
+    def _summary(self, state: RunState, status: str, message: str) -> dict[str, Any]:
+        rows = state.history
         metric = "val_accuracy" if self.classification else "val_loss"
         pick = max if self.classification else min
         finite = [r for r in rows if not math.isnan(r[metric])]
@@ -241,9 +263,9 @@ class Trainer:
             "seed": self.recipe.seed,
             "status": status,
             "message": message,
-            "steps": step,
+            "steps": state.step,
             "total_steps": self.parts.total_steps,
-            "wall_time": wall,
+            "wall_time": state.elapsed,
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
             "metric": metric,

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nnopt.training.checkpoint import atomic_write_text
+from nnopt import atomic
 
 COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
 
@@ -44,19 +44,13 @@ def metrics_from_sums(sums: list[float], classification: bool) -> dict[str, floa
     }
 
 
-def evaluate(
-    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor, classification: bool
-) -> dict[str, float]:
-    """Mean loss (and accuracy for classification) over a whole split."""
-    return metrics_from_sums(list(evaluation_sums(model, loss_fn, x, y)), classification)
-
-
 class MetricsLog:
     """One row per evaluation, rewritten atomically as ``metrics.csv`` after each row."""
 
     def __init__(self, run_dir: Path | None, rows: list[dict[str, Any]] | None = None) -> None:
         self.run_dir = run_dir
-        self.rows: list[dict[str, Any]] = list(rows or [])
+        # The list given is extended in place: a run's state holds the same rows.
+        self.rows: list[dict[str, Any]] = rows if rows is not None else []
         self._tensorboard = None
         if run_dir is not None and importlib.util.find_spec("tensorboard") is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -72,7 +66,7 @@ class MetricsLog:
         writer.writeheader()
         for r in self.rows:
             writer.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
-        atomic_write_text(self.run_dir / "metrics.csv", buffer.getvalue())
+        atomic.write_text(self.run_dir / "metrics.csv", buffer.getvalue())
         if self._tensorboard is not None:
             for key in ("lr", "train_loss", "val_loss", "val_accuracy"):
                 value = row.get(key)

@@ -26,6 +26,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from nnopt.cache import cache_dir
+
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 ABI_VERSION = 1
 # -march=native: with SSE2 only, Adam's sqrt and two divisions per element make the step
@@ -51,15 +53,6 @@ FLAG_SETS = [BASE_FLAGS + NATIVE_FLAGS, BASE_FLAGS]
 _lock = threading.Lock()
 _loaded: dict[str, ctypes.CDLL | None] = {}
 _failure: list[str] = []
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept."""
-    explicit = os.environ.get("NNOPT_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "nnopt"
 
 
 def find_compiler() -> str | None:
