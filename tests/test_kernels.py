@@ -239,12 +239,11 @@ def test_blocks_match_the_library() -> None:
     assert blocks.layout(blocks.AdagradArgs) == (
         "p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,eps:f64,l2:f64,decay:f64,l1lr:f64"
     )
+    misspelt = {
+        ("epsilon" if name == "eps" else name): 0 for name, _ in blocks.AdagradArgs._fields_
+    }
     with pytest.raises(TypeError, match=r"missing \['eps'\], unknown \['epsilon'\]"):
-        blocks.fill(
-            blocks.AdagradArgs,
-            **dict.fromkeys(["p", "g", "sum", "l2_on", "l1_on"], 0),
-            **dict.fromkeys(["lr", "epsilon", "l2", "decay", "l1lr"], 0.0),
-        )
+        blocks.fill(blocks.AdagradArgs, misspelt)
 
 
 def test_swapped_block_fields_disable_the_kernels(monkeypatch) -> None:

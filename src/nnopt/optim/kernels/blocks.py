@@ -18,6 +18,7 @@ fill a block with ``fill``, by field name only, every field given.
 from __future__ import annotations
 
 import ctypes
+from functools import cache
 
 PTR, FLAG, F64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_double
 TAGS = {PTR: "ptr", FLAG: "i32", F64: "f64"}
@@ -67,16 +68,18 @@ def layout(block: type[ctypes.Structure]) -> str:
     return ",".join(f"{name}:{TAGS[ctype]}" for name, ctype in block._fields_)
 
 
-def fill(block: type[ctypes.Structure], **values: object) -> ctypes.Structure:
+def fill(block: type[ctypes.Structure], values: dict[str, object]) -> ctypes.Structure:
     """An instance of ``block`` with every field set by name (a missing or unknown name raises)."""
-    names = [name for name, _ in block._fields_]
-    if set(values) != set(names):
-        missing, unknown = set(names) - set(values), set(values) - set(names)
+    names = _names(block)
+    if values.keys() != names:
+        missing, unknown = names - values.keys(), values.keys() - names
         raise TypeError(f"{block.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    args = block()
-    for name, value in values.items():
-        setattr(args, name, value)
-    return args
+    return block(**values)
+
+
+@cache
+def _names(block: type[ctypes.Structure]) -> frozenset[str]:
+    return frozenset(name for name, _ in block._fields_)
 
 
 def check(lib: ctypes.CDLL, blocks: dict[str, type[ctypes.Structure]] | None = None) -> str | None:

@@ -79,14 +79,18 @@ def _ptr(t: Tensor | None) -> int | None:
 def _regularization(lr: float, l2: float, weight_decay: float, l1: float) -> dict:
     """The fields every block has: l2_on, l1_on, l2, decay factor, l1 * lr."""
     return dict(
-        l2_on=bool(l2), l1_on=bool(l1), l2=float(l2), decay=1.0 - lr * weight_decay, l1lr=l1 * lr
+        l2_on=bool(l2),
+        l1_on=bool(l1),
+        l2=float(l2),
+        decay=1.0 - lr * weight_decay,
+        l1lr=float(l1) * lr,
     )
 
 
 def _run(kernel: tuple, code: int, param: Tensor, **fields: object) -> bool:
     """Fill the ``(kernel, block)`` pair's block by name and run it over ``param``."""
     fn, block = kernel
-    args = blocks.fill(block, **fields)
+    args = blocks.fill(block, fields)
     return fn(code, param.numel(), torch.get_num_threads(), ctypes.byref(args)) == 0
 
 
