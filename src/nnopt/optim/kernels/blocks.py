@@ -3,7 +3,7 @@
 Each kernel is ``int nnopt_<rule>(int dtype, int64_t n, int nthreads, const <Rule>Args*)``:
 the block's ``_fields_`` below are the one description of that rule's pointers, flags and
 scalars, in order (pointers ``ptr``, flags ``i32`` with 0/1, scalars ``f64``). The C++ side
-declares the matching structs (``cpu_kernels.cpp``, one X-macro list per rule) and exports,
+declares the matching structs (``cpu_blocks.h``, one X-macro list per rule) and exports,
 per block, the layout it was compiled with::
 
     const char* nnopt_sgd_args_layout();   // "p:ptr,g:ptr,buf:ptr,momentum_on:i32,...,l1lr:f64"
