@@ -8,6 +8,7 @@ tiny, odd (not multiples of any vector width) and one above the kernels' threadi
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from nnopt.optim import SGD, AdaGrad, Adam, RMSProp, kernels, rules
-from nnopt.optim.kernels import build, cpu
+from nnopt.optim.kernels import blocks, build, cpu
 
 # The last size spans two of the kernels' 2**14-element chunks, so it runs on two threads (and stays
 # under torch's 32768-element grain, so the eager reference is not slowed by OpenMP under load).
@@ -230,6 +231,46 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path) -> 
         assert p.detach().lt(1).all()
     finally:
         cpu._functions.cache_clear()
+
+
+def test_blocks_match_the_library() -> None:
+    lib = build.load()
+    assert blocks.check(lib) is None
+    assert blocks.layout(blocks.AdagradArgs) == (
+        "p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,eps:f64,l2:f64,decay:f64,l1lr:f64"
+    )
+    misspelt = {
+        ("epsilon" if name == "eps" else name): 0 for name, _ in blocks.AdagradArgs._fields_
+    }
+    with pytest.raises(TypeError, match=r"missing \['eps'\], unknown \['epsilon'\]"):
+        blocks.fill(blocks.AdagradArgs, misspelt)
+
+
+def test_swapped_block_fields_disable_the_kernels(monkeypatch) -> None:
+    """lr and eps swapped in the Python description: one clear warning, then the eager rules."""
+    fields = list(blocks.AdagradArgs._fields_)
+    i, j = fields.index(("lr", blocks.F64)), fields.index(("eps", blocks.F64))
+    fields[i], fields[j] = fields[j], fields[i]
+    swapped = type("AdagradArgs", (ctypes.Structure,), {"_fields_": fields})
+    assert ctypes.sizeof(swapped) == ctypes.sizeof(blocks.AdagradArgs)  # only names tell
+    lib = build.load()
+    reason = blocks.check(lib, {**blocks.BLOCKS, "adagrad": swapped})
+    assert reason is not None
+    assert "adagrad: library has 'p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,eps:f64" in reason
+    assert "Python has 'p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,eps:f64,lr:f64" in reason
+    monkeypatch.setitem(blocks.BLOCKS, "adagrad", swapped)
+    cpu._functions.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="parameter blocks differ from kernels/blocks.py"):
+            assert not cpu.available()
+        assert "adagrad: library has" in build.failure_reason()
+        p, g, s = torch.ones(3), torch.ones(3), torch.zeros(3)
+        assert not cpu.adagrad_(p, g, s, lr=0.1, eps=1e-10)
+        assert p.tolist() == [1.0, 1.0, 1.0]
+    finally:
+        monkeypatch.undo()
+        cpu._functions.cache_clear()
+    assert cpu.available()
 
 
 def test_library_is_cached(tmp_path, monkeypatch) -> None:

@@ -11,6 +11,9 @@ Every function updates ``param`` and its state in place exactly as the eager com
 and returns True, or returns False without touching anything when the kernels cannot run
 these tensors (library unavailable, not on the CPU, not contiguous, mixed or unsupported
 dtypes: float32, float64 and bfloat16 are supported). The caller then runs the eager rule.
+
+Each kernel takes one parameter block (``blocks.py``), filled here by field name; the library's
+blocks are checked against that description when it is loaded.
 """
 
 from __future__ import annotations
@@ -22,34 +25,26 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from nnopt.optim.kernels import build
+from nnopt.optim.kernels import blocks, build
 
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
 
-_P = ctypes.c_void_p
-_I = ctypes.c_int
-_N = ctypes.c_int64
-_D = ctypes.c_double
-_SIGNATURES = {
-    "nnopt_sgd": [_I, _P, _P, _P, _N, _I, _I, _I, _I, _I, _D, _D, _D, _D, _D],
-    "nnopt_adagrad": [_I, _P, _P, _P, _N, _I, _I, _I, _D, _D, _D, _D, _D],
-    "nnopt_rmsprop": [_I, _P, _P, _P, _P, _P, _N, _I, _I, _I, _I, _I, _I]
-    + [_D, _D, _D, _D, _D, _D, _D],
-    "nnopt_adam": [_I, _P, _P, _P, _P, _P, _N, _I, _I, _I, _I] + [_D] * 9,
-}
-
 
 @cache
-def _functions() -> dict[str, ctypes._CFuncPtr] | None:
+def _functions() -> dict[str, tuple[ctypes._CFuncPtr, type[ctypes.Structure]]] | None:
+    """Rule -> (kernel, its block), once the library's blocks match ``blocks.BLOCKS``."""
     lib = build.load()
     if lib is None:
         return None
+    mismatch = blocks.check(lib, blocks.BLOCKS)
+    if mismatch is not None:
+        return build.fail(mismatch)
     functions = {}
-    for name, argtypes in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = argtypes
+    for rule, block in blocks.BLOCKS.items():
+        fn = getattr(lib, f"nnopt_{rule}")
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int, ctypes.POINTER(block)]
         fn.restype = ctypes.c_int
-        functions[name] = fn
+        functions[rule] = (fn, block)
     return functions
 
 
@@ -81,13 +76,22 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _threads() -> int:
-    return torch.get_num_threads()
+def _regularization(lr: float, l2: float, weight_decay: float, l1: float) -> dict:
+    """The fields every block has: l2_on, l1_on, l2, decay factor, l1 * lr."""
+    return dict(
+        l2_on=bool(l2),
+        l1_on=bool(l1),
+        l2=float(l2),
+        decay=1.0 - lr * weight_decay,
+        l1lr=float(l1) * lr,
+    )
 
 
-def _regularization(lr: float, l2: float, weight_decay: float, l1: float) -> tuple:
-    """(l2_on, l1_on, l2, decay factor, l1 * lr): the scalars every kernel takes."""
-    return bool(l2), bool(l1), float(l2), 1.0 - lr * weight_decay, float(l1) * lr
+def _run(kernel: tuple, code: int, param: Tensor, **fields: object) -> bool:
+    """Fill the ``(kernel, block)`` pair's block by name and run it over ``param``."""
+    fn, block = kernel
+    args = blocks.fill(block, fields)
+    return fn(code, param.numel(), torch.get_num_threads(), ctypes.byref(args)) == 0
 
 
 def sgd_(
@@ -111,25 +115,19 @@ def sgd_(
     code = _layout(param, grad, momentum_buffer if on else None)
     if fns is None or code is None or (on and momentum_buffer is None):
         return False
-    l2_on, l1_on, l2_, decay, l1lr = _regularization(lr, l2, weight_decay, l1)
-    status = fns["nnopt_sgd"](
+    return _run(
+        fns["sgd"],
         code,
-        param.data_ptr(),
-        grad.data_ptr(),
-        _ptr(momentum_buffer) if on else None,
-        param.numel(),
-        _threads(),
-        on,
-        bool(nesterov),
-        l2_on,
-        l1_on,
-        lr,
-        momentum,
-        l2_,
-        decay,
-        l1lr,
+        param,
+        p=param.data_ptr(),
+        g=grad.data_ptr(),
+        buf=_ptr(momentum_buffer) if on else None,
+        momentum_on=on,
+        nesterov=bool(nesterov),
+        lr=lr,
+        mu=momentum,
+        **_regularization(lr, l2, weight_decay, l1),
     )
-    return status == 0
 
 
 def adagrad_(
@@ -148,23 +146,17 @@ def adagrad_(
     code = _layout(param, grad, sum_sq)
     if fns is None or code is None:
         return False
-    l2_on, l1_on, l2_, decay, l1lr = _regularization(lr, l2, weight_decay, l1)
-    status = fns["nnopt_adagrad"](
+    return _run(
+        fns["adagrad"],
         code,
-        param.data_ptr(),
-        grad.data_ptr(),
-        sum_sq.data_ptr(),
-        param.numel(),
-        _threads(),
-        l2_on,
-        l1_on,
-        lr,
-        eps,
-        l2_,
-        decay,
-        l1lr,
+        param,
+        p=param.data_ptr(),
+        g=grad.data_ptr(),
+        sum=sum_sq.data_ptr(),
+        lr=lr,
+        eps=eps,
+        **_regularization(lr, l2, weight_decay, l1),
     )
-    return status == 0
 
 
 def rmsprop_(
@@ -194,30 +186,24 @@ def rmsprop_(
     code = _layout(param, grad, square_avg, grad_avg, momentum_buffer if on else None)
     if fns is None or code is None:
         return False
-    l2_on, l1_on, l2_, decay, l1lr = _regularization(lr, l2, weight_decay, l1)
-    status = fns["nnopt_rmsprop"](
+    return _run(
+        fns["rmsprop"],
         code,
-        param.data_ptr(),
-        grad.data_ptr(),
-        square_avg.data_ptr(),
-        _ptr(grad_avg),
-        _ptr(momentum_buffer) if on else None,
-        param.numel(),
-        _threads(),
-        grad_avg is not None,
-        on,
-        bool(eps_inside_sqrt),
-        l2_on,
-        l1_on,
-        lr,
-        rho,
-        eps,
-        momentum,
-        l2_,
-        decay,
-        l1lr,
+        param,
+        p=param.data_ptr(),
+        g=grad.data_ptr(),
+        square_avg=square_avg.data_ptr(),
+        grad_avg=_ptr(grad_avg),
+        buf=_ptr(momentum_buffer) if on else None,
+        centered=grad_avg is not None,
+        momentum_on=on,
+        eps_inside_sqrt=bool(eps_inside_sqrt),
+        lr=lr,
+        rho=rho,
+        eps=eps,
+        mu=momentum,
+        **_regularization(lr, l2, weight_decay, l1),
     )
-    return status == 0
 
 
 def adam_(
@@ -245,27 +231,21 @@ def adam_(
     code = _layout(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
     if fns is None or code is None:
         return False
-    l2_on, l1_on, l2_, decay, l1lr = _regularization(lr, l2, weight_decay, l1)
-    status = fns["nnopt_adam"](
+    return _run(
+        fns["adam"],
         code,
-        param.data_ptr(),
-        grad.data_ptr(),
-        exp_avg.data_ptr(),
-        exp_avg_sq.data_ptr(),
-        _ptr(max_exp_avg_sq),
-        param.numel(),
-        _threads(),
-        max_exp_avg_sq is not None,
-        l2_on,
-        l1_on,
-        lr,
-        beta1,
-        beta2,
-        1.0 - beta1**step,
-        math.sqrt(1.0 - beta2**step),
-        eps,
-        l2_,
-        decay,
-        l1lr,
+        param,
+        p=param.data_ptr(),
+        g=grad.data_ptr(),
+        exp_avg=exp_avg.data_ptr(),
+        exp_avg_sq=exp_avg_sq.data_ptr(),
+        max_exp_avg_sq=_ptr(max_exp_avg_sq),
+        amsgrad=max_exp_avg_sq is not None,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        bc1=1.0 - beta1**step,
+        bc2_sqrt=math.sqrt(1.0 - beta2**step),
+        eps=eps,
+        **_regularization(lr, l2, weight_decay, l1),
     )
-    return status == 0

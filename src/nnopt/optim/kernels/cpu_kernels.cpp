@@ -17,6 +17,9 @@
 // ctypes (see build.py). A small thread pool (Pool, below) spreads the chunks over the cores.
 //
 // dtype codes: 0 float32, 1 float64, 2 bfloat16.
+//
+// Each entry point takes (dtype, n, nthreads) and one parameter block per rule (SgdArgs, ...),
+// declared in cpu_blocks.h and checked at load time against kernels/blocks.py.
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +30,8 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+
+#include "cpu_blocks.h"
 
 namespace {
 
@@ -224,9 +229,9 @@ inline int with_dtype(int dtype, F f) {
 
 template <typename T, bool kMomentum, bool kNesterov, bool kL2, bool kL1>
 void sgd(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ B, int64_t n, int nthreads,
-         double lr_, double mu_, double l2_, double decay_, double l1lr_) {
+         const SgdArgs& a) {
   using A = typename Acc<T>::type;
-  const A neg_lr = A(-lr_), mu = A(mu_), l2 = A(l2_), decay = A(decay_), tau = A(l1lr_);
+  const A neg_lr = A(-a.lr), mu = A(a.mu), l2 = A(a.l2), decay = A(a.decay), tau = A(a.l1lr);
   parallel(n, nthreads, [=](int64_t begin, int64_t end) {
 #pragma GCC ivdep
     for (int64_t i = begin; i < end; ++i) {
@@ -250,9 +255,9 @@ void sgd(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ B, int64_t 
 
 template <typename T, bool kL2, bool kL1>
 void adagrad(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ S, int64_t n,
-             int nthreads, double lr_, double eps_, double l2_, double decay_, double l1lr_) {
+             int nthreads, const AdagradArgs& a) {
   using A = typename Acc<T>::type;
-  const A neg_lr = A(-lr_), eps = A(eps_), l2 = A(l2_), decay = A(decay_), l1lr = A(l1lr_);
+  const A neg_lr = A(-a.lr), eps = A(a.eps), l2 = A(a.l2), decay = A(a.decay), l1lr = A(a.l1lr);
   parallel(n, nthreads, [=](int64_t begin, int64_t end) {
 #pragma GCC ivdep
     for (int64_t i = begin; i < end; ++i) {
@@ -274,11 +279,11 @@ void adagrad(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ S, int6
 template <typename T, bool kCentered, bool kLow, bool kMomentum, bool kEpsInside, bool kL2,
           bool kL1>
 void rmsprop(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ E,
-             T* __restrict__ GA, T* __restrict__ B, int64_t n, int nthreads, double lr_,
-             double rho_, double eps_, double mu_, double l2_, double decay_, double l1lr_) {
+             T* __restrict__ GA, T* __restrict__ B, int64_t n, int nthreads,
+             const RmspropArgs& a) {
   using A = typename Acc<T>::type;
-  const A neg_lr = A(-lr_), rho = A(rho_), w = A(1.0 - rho_), eps = A(eps_), mu = A(mu_);
-  const A l2 = A(l2_), decay = A(decay_), l1lr = A(l1lr_);
+  const A neg_lr = A(-a.lr), rho = A(a.rho), w = A(1.0 - a.rho), eps = A(a.eps), mu = A(a.mu);
+  const A l2 = A(a.l2), decay = A(a.decay), l1lr = A(a.l1lr);
   parallel(n, nthreads, [=](int64_t begin, int64_t end) {
 #pragma GCC ivdep
     for (int64_t i = begin; i < end; ++i) {
@@ -311,12 +316,11 @@ void rmsprop(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ E,
 
 template <typename T, bool kLow, bool kAmsgrad, bool kL2, bool kL1>
 void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __restrict__ V,
-          T* __restrict__ VM, int64_t n, int nthreads, double lr_, double beta1_, double beta2_,
-          double bc1_, double bc2_sqrt_, double eps_, double l2_, double decay_, double l1lr_) {
+          T* __restrict__ VM, int64_t n, int nthreads, const AdamArgs& a) {
   using A = typename Acc<T>::type;
-  const A w1 = A(1.0 - beta1_), beta2 = A(beta2_), w2 = A(1.0 - beta2_);
-  const A step = A(-lr_ / bc1_), bc2_sqrt = A(bc2_sqrt_), eps = A(eps_);
-  const A l2 = A(l2_), decay = A(decay_), l1lr = A(l1lr_);
+  const A w1 = A(1.0 - a.beta1), beta2 = A(a.beta2), w2 = A(1.0 - a.beta2);
+  const A step = A(-a.lr / a.bc1), bc2_sqrt = A(a.bc2_sqrt), eps = A(a.eps);
+  const A l2 = A(a.l2), decay = A(a.decay), l1lr = A(a.l1lr);
   parallel(n, nthreads, [=](int64_t begin, int64_t end) {
 #pragma GCC ivdep
     for (int64_t i = begin; i < end; ++i) {
@@ -347,20 +351,18 @@ void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __re
 
 extern "C" {
 
-int nnopt_abi_version() { return 1; }
+int nnopt_abi_version() { return 2; }
 
-int nnopt_sgd(int dtype, void* p, const void* g, void* buf, int64_t n, int nthreads,
-              int momentum_on, int nesterov, int l2_on, int l1_on, double lr, double mu,
-              double l2, double decay, double l1lr) {
+int nnopt_sgd(int dtype, int64_t n, int nthreads, const SgdArgs* args) {
+  const SgdArgs& a = *args;
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_flag(momentum_on, [&](auto kM) {
-      with_flag(nesterov && momentum_on, [&](auto kN) {
-        with_flag(l2_on, [&](auto kL2) {
-          with_flag(l1_on, [&](auto kL1) {
-            sgd<T, kM(), kN(), kL2(), kL1()>(static_cast<T*>(p), static_cast<const T*>(g),
-                                            static_cast<T*>(buf), n, nthreads, lr, mu, l2,
-                                            decay, l1lr);
+    with_flag(a.momentum_on, [&](auto kM) {
+      with_flag(a.nesterov && a.momentum_on, [&](auto kN) {
+        with_flag(a.l2_on, [&](auto kL2) {
+          with_flag(a.l1_on, [&](auto kL1) {
+            sgd<T, kM(), kN(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                                            static_cast<T*>(a.buf), n, nthreads, a);
           });
         });
       });
@@ -368,37 +370,33 @@ int nnopt_sgd(int dtype, void* p, const void* g, void* buf, int64_t n, int nthre
   });
 }
 
-int nnopt_adagrad(int dtype, void* p, const void* g, void* sum, int64_t n, int nthreads,
-                  int l2_on, int l1_on, double lr, double eps, double l2, double decay,
-                  double l1lr) {
+int nnopt_adagrad(int dtype, int64_t n, int nthreads, const AdagradArgs* args) {
+  const AdagradArgs& a = *args;
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_flag(l2_on, [&](auto kL2) {
-      with_flag(l1_on, [&](auto kL1) {
-        adagrad<T, kL2(), kL1()>(static_cast<T*>(p), static_cast<const T*>(g),
-                                 static_cast<T*>(sum), n, nthreads, lr, eps, l2, decay, l1lr);
+    with_flag(a.l2_on, [&](auto kL2) {
+      with_flag(a.l1_on, [&](auto kL1) {
+        adagrad<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                                 static_cast<T*>(a.sum), n, nthreads, a);
       });
     });
   });
 }
 
-int nnopt_rmsprop(int dtype, void* p, const void* g, void* square_avg, void* grad_avg,
-                  void* buf, int64_t n, int nthreads, int centered, int momentum_on,
-                  int eps_inside_sqrt, int l2_on, int l1_on, double lr, double rho, double eps,
-                  double mu, double l2, double decay, double l1lr) {
+int nnopt_rmsprop(int dtype, int64_t n, int nthreads, const RmspropArgs* args) {
+  const RmspropArgs& a = *args;
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     // The lerp formula only matters when centered: do not instantiate both otherwise.
-    with_flag(centered, [&](auto kC) {
-      with_flag(kC() && std::abs(1.0 - rho) >= 0.5, [&](auto kHigh) {
-      with_flag(momentum_on, [&](auto kM) {
-        with_flag(eps_inside_sqrt, [&](auto kE) {
-          with_flag(l2_on, [&](auto kL2) {
-            with_flag(l1_on, [&](auto kL1) {
+    with_flag(a.centered, [&](auto kC) {
+      with_flag(kC() && std::abs(1.0 - a.rho) >= 0.5, [&](auto kHigh) {
+      with_flag(a.momentum_on, [&](auto kM) {
+        with_flag(a.eps_inside_sqrt, [&](auto kE) {
+          with_flag(a.l2_on, [&](auto kL2) {
+            with_flag(a.l1_on, [&](auto kL1) {
               rmsprop<T, kC(), !kHigh(), kM(), kE(), kL2(), kL1()>(
-                  static_cast<T*>(p), static_cast<const T*>(g), static_cast<T*>(square_avg),
-                  static_cast<T*>(grad_avg), static_cast<T*>(buf), n, nthreads, lr, rho, eps,
-                  mu, l2, decay, l1lr);
+                  static_cast<T*>(a.p), static_cast<const T*>(a.g), static_cast<T*>(a.square_avg),
+                  static_cast<T*>(a.grad_avg), static_cast<T*>(a.buf), n, nthreads, a);
             });
           });
         });
@@ -408,20 +406,17 @@ int nnopt_rmsprop(int dtype, void* p, const void* g, void* square_avg, void* gra
   });
 }
 
-int nnopt_adam(int dtype, void* p, const void* g, void* exp_avg, void* exp_avg_sq,
-               void* max_exp_avg_sq, int64_t n, int nthreads, int amsgrad, int l2_on, int l1_on,
-               double lr, double beta1, double beta2, double bc1, double bc2_sqrt, double eps,
-               double l2, double decay, double l1lr) {
+int nnopt_adam(int dtype, int64_t n, int nthreads, const AdamArgs* args) {
+  const AdamArgs& a = *args;
   return with_dtype(dtype, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_flag(std::abs(1.0 - beta1) < 0.5, [&](auto kLow) {
-    with_flag(amsgrad, [&](auto kA) {
-      with_flag(l2_on, [&](auto kL2) {
-        with_flag(l1_on, [&](auto kL1) {
-          adam<T, kLow(), kA(), kL2(), kL1()>(static_cast<T*>(p), static_cast<const T*>(g),
-                                      static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq),
-                                      static_cast<T*>(max_exp_avg_sq), n, nthreads, lr, beta1,
-                                      beta2, bc1, bc2_sqrt, eps, l2, decay, l1lr);
+    with_flag(std::abs(1.0 - a.beta1) < 0.5, [&](auto kLow) {
+    with_flag(a.amsgrad, [&](auto kA) {
+      with_flag(a.l2_on, [&](auto kL2) {
+        with_flag(a.l1_on, [&](auto kL1) {
+          adam<T, kLow(), kA(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                                      static_cast<T*>(a.exp_avg), static_cast<T*>(a.exp_avg_sq),
+                                      static_cast<T*>(a.max_exp_avg_sq), n, nthreads, a);
         });
       });
     });
