@@ -42,6 +42,7 @@ UNHONOURED = {
     "capturable": "nnopt cannot honour capturable=True on CPU (a CUDA-graph option)",
 }
 
+SCHEMA = 2  # of the cached data: bump when _extract changes
 _cache: Any = None  # pytest's config.cache, set by conftest.py
 
 
@@ -89,6 +90,8 @@ def _extract(device: str) -> dict[str, Any]:
             supports_sparse=bool(info.supports_sparse),
             has_capturable_arg=bool(info.has_capturable_arg),
             supports_fused_on=tuple(info.supports_fused_on),
+            # torch's sparse-gradient test runs these kwargs (its schedulers are left out)
+            sparse_kwargs=dict(info.metadata_for_sparse[0]) if info.supports_sparse else None,
         )
     return data
 
@@ -96,7 +99,7 @@ def _extract(device: str) -> dict[str, Any]:
 def _source_key(device: str) -> str:
     spec = importlib.util.find_spec("torch.testing._internal.common_optimizers")
     digest = hashlib.sha1(open(spec.origin, "rb").read()).hexdigest()[:16]  # noqa: SIM115
-    return f"nnopt/torch_suite/optim_db/{torch.__version__}/{digest}/{device}"
+    return f"nnopt/torch_suite/optim_db/v{SCHEMA}/{torch.__version__}/{digest}/{device}"
 
 
 def load_optim_db(device: str) -> dict[str, Any]:
@@ -194,6 +197,16 @@ def all_configs(device: str = "cpu") -> list[Config]:
 def default_configs(device: str = "cpu") -> list[Config]:
     """One config per optimizer (its defaults), for properties about mechanisms, not math."""
     return [c for c in all_configs(device) if c.desc == "default"]
+
+
+def sparse_configs(device: str = "cpu") -> list[Config]:
+    """optim_db's sparse-gradient configuration, for the optimizers that take sparse grads."""
+    data = load_optim_db(device)
+    return [
+        Config(name, "sparse", data[name]["sparse_kwargs"], data[name], device)
+        for name in OPTIMIZERS
+        if data[name]["sparse_kwargs"] is not None
+    ]
 
 
 def impl_configs(device: str = "cpu") -> list[Config]:

@@ -11,6 +11,9 @@ import os
 import re
 from collections import Counter, defaultdict
 
+import pytest
+import torch
+
 from tests.torch_suite import configs
 
 SUITE = "tests/torch_suite/"
@@ -70,8 +73,9 @@ def summary() -> dict:
         skipped=total["skipped"],
         per_property={k: dict(v) for k, v in sorted(props.items())},
         skipped_by_reason=dict(skipped.most_common()),
-        failed_by_kind={k: dict(count=n, properties=sorted(failed_props[k])) for k, n in
-                        failed.most_common()},
+        failed_by_kind={
+            k: dict(count=n, properties=sorted(failed_props[k])) for k, n in failed.most_common()
+        },
     )
 
 
@@ -86,10 +90,7 @@ def pytest_terminal_summary(terminalreporter):
         f"(+{s['impl_variants']} with foreach/forloop/fused, +{s['unhonoured_variants']} with "
         f"options nnopt refuses, {s['error_inputs']} error inputs) x 2 layouts x 4 kernel modes"
     )
-    write(
-        f"{s['tests']} tests: {s['passed']} passed, {s['failed']} failed, "
-        f"{s['skipped']} skipped"
-    )
+    write(f"{s['tests']} tests: {s['passed']} passed, {s['failed']} failed, {s['skipped']} skipped")
     if s["skipped_by_reason"]:
         write("skipped, by reason:")
         for reason, n in s["skipped_by_reason"].items():
@@ -97,11 +98,31 @@ def pytest_terminal_summary(terminalreporter):
     if s["failed_by_kind"]:
         write("failed, by kind (first line of the error):")
         for kind, info in list(s["failed_by_kind"].items())[:40]:
-            write(f"  {info['count']:6d}  {kind}  [{', '.join(info['properties'][:4])}"
-                  f"{', ...' if len(info['properties']) > 4 else ''}]")
+            write(
+                f"  {info['count']:6d}  {kind}  [{', '.join(info['properties'][:4])}"
+                f"{', ...' if len(info['properties']) > 4 else ''}]"
+            )
         if len(s["failed_by_kind"]) > 40:
             write(f"  ... {len(s['failed_by_kind']) - 40} more kinds (see NNOPT_SUITE_REPORT)")
     path = os.environ.get("NNOPT_SUITE_REPORT")
     if path:
         with open(path, "w") as f:
             json.dump(s, f, indent=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The suite's tensors are tiny: intra-op threads only cost (and contend on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    """Overrides tests/conftest.py's: torch.manual_seed also seeds the lazy CUDA, XPU and
+    MTIA generators, formatting a stack trace for each (~5 ms a test here). The suite draws
+    from explicit generators; the default CPU one is seeded for anything else."""
+    torch.default_generator.manual_seed(0)
+    yield

@@ -2,7 +2,8 @@
 the step counter, state-dict hooks and named parameters (TestOptimRenewed's state properties).
 
 Every continuation is checked step by step: an optimizer restored from a checkpoint must take
-the very steps the original takes.
+the very steps the original takes. Gradients are assigned (``p.grad = g``) rather than
+backpropagated here; test_matches.py covers the backward path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.torch_suite.common import (
     assert_params_close,
     assert_params_equal,
     assert_states_close,
-    backward_step,
+    assign_step,
     clones,
     grads_for,
     leaves,
@@ -61,14 +62,14 @@ def primed(case: Case, steps: int = 3):
     grads = grads_for(params, steps + 3)
     opt = make_nnopt(case, params)
     for g in grads[:steps]:
-        backward_step(opt, params, g)
+        assign_step(opt, params, g)
     return opt, params, grads[steps:]
 
 
 def continue_both(a, pa, b, pb, grads, *, exact=True):
     for t, g in enumerate(grads):
-        backward_step(a, pa, g)
-        backward_step(b, pb, g)
+        assign_step(a, pa, g)
+        assign_step(b, pb, g)
         if exact:
             assert_params_equal(pb, pa, f"continuation step {t + 1}, parameters")
         else:
@@ -111,39 +112,35 @@ def test_copies_continue(case: Case):
 
     for t, g in enumerate(rest):
         for o, ps in ((opt, params), (copied, copied_params), (pickled, pickled_params)):
-            backward_step(o, ps, g)
-        backward_step(loaded, loaded_params, g)
+            assign_step(o, ps, g)
+        assign_step(loaded, loaded_params, g)
         assert_params_equal(copied_params, params, f"deepcopy, step {t + 1}")
         assert_params_equal(pickled_params, params, f"pickle, step {t + 1}")
         assert_params_equal(loaded_params, params, f"torch.save/load, step {t + 1}")
 
 
 @pytest.mark.parametrize("case", configs.cases())
-def test_loads_torch_state_dict(case: Case):
-    """torch.optim's state dict loads into nnopt, which then steps as torch does."""
+def test_state_dict_interop_with_torch(case: Case):
+    """torch.optim's state dict loads into nnopt and nnopt's into torch.optim; each then
+    steps as the other does."""
     params = leaves(SHAPES, device=case.device)
-    grads = grads_for(params, 6)
+    grads = grads_for(params, 5)
     theirs = clones(params)
     ref = make_torch(case.cfg, theirs)
-    for g in grads[:3]:
-        backward_step(ref, theirs, g)
+    for g in grads[:2]:
+        assign_step(ref, theirs, g)
     mine = clones(theirs)
     ours = make_nnopt(case, mine)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     assert_states_close(ours, ref, mine, theirs)
-    continue_both(ref, theirs, ours, mine, grads[3:], exact=False)
+    continue_both(ref, theirs, ours, mine, grads[2:4], exact=False)
     assert_states_close(ours, ref, mine, theirs)
-
-
-@pytest.mark.parametrize("case", configs.cases())
-def test_torch_loads_nnopt_state_dict(case: Case):
-    """nnopt's state dict loads into torch.optim, which then steps as nnopt does."""
-    opt, params, rest = primed(case)
-    theirs = clones(params)
-    ref = make_torch(case.cfg, theirs)
-    ref.load_state_dict(copy.deepcopy(opt.state_dict()))
-    assert_states_close(opt, ref, params, theirs)
-    continue_both(ref, theirs, opt, params, rest, exact=False)
+    # and back: torch.optim from nnopt's state dict
+    back = clones(mine)
+    ref_again = make_torch(case.cfg, back)
+    ref_again.load_state_dict(copy.deepcopy(ours.state_dict()))
+    assert_states_close(ours, ref_again, mine, back)
+    continue_both(ref_again, back, ours, mine, grads[4:], exact=False)
 
 
 @pytest.mark.parametrize("case", configs.cases())
@@ -162,8 +159,8 @@ def test_loads_older_state_dict(case: Case):
                 state["step"] = state["step"].item()
         opt.load_state_dict(old)
     for t, g in enumerate(grads_for(params, 2, seed=9)):
-        backward_step(ours, mine, g)
-        backward_step(ref, theirs, g)
+        assign_step(ours, mine, g)
+        assign_step(ref, theirs, g)
         assert_params_close(mine, theirs, f"after loading, step {t + 1}")
         assert_states_close(ours, ref, mine, theirs)
 
@@ -268,6 +265,6 @@ def test_cpu_state_dict_loads_on_cuda(case: Case):
                 expected = "cpu" if key == "step" else "cuda"
                 assert value.device.type == expected, f"state[{key!r}] on {value.device}"
     for g in rest:
-        backward_step(opt, params, g)
-        backward_step(gpu_opt, on_gpu, [x.cuda() for x in g])
+        assign_step(opt, params, g)
+        assign_step(gpu_opt, on_gpu, [x.cuda() for x in g])
     assert_params_close([p.cpu() for p in on_gpu], params)
