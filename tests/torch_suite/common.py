@@ -19,6 +19,8 @@ from tests.torch_suite.configs import Case, Config
 
 # A scalar, a vector whose length is not a multiple of 8, a matrix and a conv-like kernel.
 SHAPES: tuple[tuple[int, ...], ...] = ((), (7,), (3, 5), (2, 3, 2, 2))
+# Fewer tensors for the properties about mechanisms (checkpoints, groups) rather than math.
+FEW: tuple[tuple[int, ...], ...] = ((), (7,), (3, 5))
 STEPS = 3
 
 

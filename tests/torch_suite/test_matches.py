@@ -102,10 +102,10 @@ def test_impl_flag_matches_torch(case: Case):
         with pytest.raises(type(refused)):
             make_nnopt(case, leaves(((2,),), device=case.device))
         return
-    shapes = ((3, 2), (3,), (1, 3), (1,), ())
+    shapes = ((3, 2), (3,), ())
     params = leaves(shapes, dtype=torch.float64, device=case.device)
-    grads = grads_for(params, 4)
-    grads[2] = [None] * len(params)
+    grads = grads_for(params, 3)
+    grads[1] = [None] * len(params)
     ours, ref, _, _ = run_side_by_side(case, params, grads=grads, feed=assign_step)
     flag, value = next(iter(configs.IMPL_KWARGS[cfg.impl].items()))
     assert ours.param_groups[0][flag] == value == ref.param_groups[0][flag]
@@ -125,13 +125,13 @@ def test_refuses_unhonoured_option(case: Case):
 
 @pytest.mark.parametrize("case", configs.cases(variants=("contiguous", "noncontiguous")))
 def test_goes_right_direction(case: Case):
-    """8 closure steps under a StepLR schedule lower the loss (raise it with maximize)."""
+    """6 closure steps under a StepLR schedule lower the loss (raise it with maximize)."""
     contiguous = case.variant == "contiguous"
     if not contiguous:
         skip_flat(case, "non-contiguous parameters cannot be views of one flat buffer")
     w, b, x = linear_problem(case.device, contiguous=contiguous)
     opt = make_nnopt(case, [w, b])
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.9)
 
     def closure():
         opt.zero_grad()
@@ -141,7 +141,7 @@ def test_goes_right_direction(case: Case):
 
     with torch.no_grad():
         initial = linear_loss(w, b, x).item()
-    for _ in range(8):
+    for _ in range(6):
         opt.step(closure)
         sched.step()
     with torch.no_grad():

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from tests.torch_suite import configs
 from tests.torch_suite.common import (
-    SHAPES,
+    FEW,
     assert_params_close,
     assert_params_equal,
     assert_states_close,
@@ -56,10 +56,10 @@ def assert_equal_trees(a, b, where="state_dict"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def primed(case: Case, steps: int = 3):
+def primed(case: Case, steps: int = 2):
     """An nnopt optimizer after ``steps`` steps, its parameters, and the gradients to come."""
-    params = leaves(SHAPES, device=case.device)
-    grads = grads_for(params, steps + 3)
+    params = leaves(FEW, device=case.device)
+    grads = grads_for(params, steps + 2)
     opt = make_nnopt(case, params)
     for g in grads[:steps]:
         assign_step(opt, params, g)
@@ -123,8 +123,8 @@ def test_copies_continue(case: Case):
 def test_state_dict_interop_with_torch(case: Case):
     """torch.optim's state dict loads into nnopt and nnopt's into torch.optim; each then
     steps as the other does."""
-    params = leaves(SHAPES, device=case.device)
-    grads = grads_for(params, 5)
+    params = leaves(FEW, device=case.device)
+    grads = grads_for(params, 4)
     theirs = clones(params)
     ref = make_torch(case.cfg, theirs)
     for g in grads[:2]:
@@ -133,22 +133,22 @@ def test_state_dict_interop_with_torch(case: Case):
     ours = make_nnopt(case, mine)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
     assert_states_close(ours, ref, mine, theirs)
-    continue_both(ref, theirs, ours, mine, grads[2:4], exact=False)
+    continue_both(ref, theirs, ours, mine, grads[2:3], exact=False)
     assert_states_close(ours, ref, mine, theirs)
     # and back: torch.optim from nnopt's state dict
     back = clones(mine)
     ref_again = make_torch(case.cfg, back)
     ref_again.load_state_dict(copy.deepcopy(ours.state_dict()))
     assert_states_close(ours, ref_again, mine, back)
-    continue_both(ref_again, back, ours, mine, grads[4:], exact=False)
+    continue_both(ref_again, back, ours, mine, grads[3:], exact=False)
 
 
 @pytest.mark.parametrize("case", configs.cases())
 def test_loads_older_state_dict(case: Case):
     """A checkpoint without the newer group flags, and one whose ``step`` is a Python float
     (older torch), load and continue as torch.optim continues from the same checkpoint."""
-    params = leaves(SHAPES, device=case.device)
-    ours, ref, mine, theirs = run_side_by_side(case, params, steps=3)
+    params = leaves(FEW, device=case.device)
+    ours, ref, mine, theirs = run_side_by_side(case, params, steps=2)
     for opt in (ours, ref):
         old = copy.deepcopy(opt.state_dict())
         for group in old["param_groups"]:
@@ -158,7 +158,7 @@ def test_loads_older_state_dict(case: Case):
             if isinstance(state.get("step"), Tensor):
                 state["step"] = state["step"].item()
         opt.load_state_dict(old)
-    for t, g in enumerate(grads_for(params, 2, seed=9)):
+    for t, g in enumerate(grads_for(params, 1, seed=9)):
         assign_step(ours, mine, g)
         assign_step(ref, theirs, g)
         assert_params_close(mine, theirs, f"after loading, step {t + 1}")
