@@ -30,6 +30,7 @@ def _kind(report) -> str:
     line = text.strip().splitlines()[0] if text.strip() else "?"
     # Addresses and long numbers vary between runs; the kind should not.
     line = re.sub(r"0x[0-9a-f]+", "0x…", line)
+    line = re.sub(r"(?<![\w.])\d+(\.\d+)?(e-?\d+)?(?![\w.])", "N", line)  # step 3, [2], 0.5
     return line[:200]
 
 
@@ -73,6 +74,7 @@ def summary() -> dict:
         skipped=total["skipped"],
         per_property={k: dict(v) for k, v in sorted(props.items())},
         skipped_by_reason=dict(skipped.most_common()),
+        failures={n: why for n, (o, why) in _outcomes.items() if o == "failed"},
         failed_by_kind={
             k: dict(count=n, properties=sorted(failed_props[k])) for k, n in failed.most_common()
         },

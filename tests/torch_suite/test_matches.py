@@ -167,7 +167,8 @@ def test_sparse_grads_match_torch(case: Case):
         for p in params:
             idx = torch.tensor([[0, 2, 2, 1]] + [[1, 0, 0, 2]] * (p.dim() - 1))
             values = torch.randn(4, generator=gen)
-            step.append(torch.sparse_coo_tensor(idx, values, p.shape).to(case.device))
+            sparse = torch.sparse_coo_tensor(idx, values, p.shape, check_invariants=True)
+            step.append(sparse.to(case.device))
         grads.append(step)
     probe = make_torch(case.cfg, clones(params))
     try:
