@@ -74,6 +74,26 @@ def make_torch(cfg: Config, params: Any, **override: Any) -> torch.optim.Optimiz
     return cfg.torch_cls(params, **cfg.kwargs(**override))
 
 
+def raises_like(error_type: type[BaseException]):
+    """pytest.raises(error_type), refusing a signature error (a missing or unknown argument)
+    as the reason: that error would pass for the wrong one."""
+
+    class _Check:
+        def __enter__(self):
+            self.ctx = pytest.raises(error_type)
+            self.info = self.ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *exc):
+            handled = self.ctx.__exit__(*exc)
+            message = str(self.info.value)
+            for sign in ("unexpected keyword argument", "required positional argument"):
+                assert sign not in message, f"a signature error, not the expected one: {message}"
+            return handled
+
+    return _Check()
+
+
 def torch_refuses(cfg: Config, **override: Any) -> BaseException | None:
     """The exception torch.optim raises for this config at construction, if any."""
     try:
@@ -233,7 +253,7 @@ def run_side_by_side(
     try:
         ref = make_torch(case.cfg, ref_params(theirs) if ref_params else theirs, **override)
     except (ValueError, TypeError) as refused:  # e.g. Tensor lr with CUDA's default foreach
-        with pytest.raises(type(refused)):
+        with raises_like(type(refused)):
             make_nnopt(case, ours_params(mine) if ours_params else mine, **override)
         pytest.skip(f"torch.optim refuses this config here (so does nnopt): {refused}")
     ours = make_nnopt(case, ours_params(mine) if ours_params else mine, **override)
