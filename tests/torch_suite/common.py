@@ -64,7 +64,11 @@ twins = types.SimpleNamespace()
 def make_nnopt(case: Case, params: Any, **override: Any) -> torch.optim.Optimizer:
     """nnopt's optimizer of the case's class, kwargs, layout and kernel mode."""
     cfg = case.cfg
-    opt = nnopt_cls(cfg.name)(params, **cfg.kwargs(**override), flat=case.flat)
+    kwargs = cfg.kwargs(**override)
+    if case.flat and kwargs.get("dampening"):
+        # README: dampening's first step is tracked per tensor, so flat buffers refuse it.
+        pytest.skip("flat=True cannot apply: dampening is refused in flat buffers")
+    opt = nnopt_cls(cfg.name)(params, **kwargs, flat=case.flat)
     if case.kernels != "any":
         opt.kernels = case.kernels
     return opt

@@ -183,7 +183,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 if not any(loaded):
                     continue
                 initial = {k: opt.initial_state(group, k) for k in keys}
-                bucket.bind_state(initial, opt.state, opt.uses_step)
+                bucket.bind_state(initial, opt.state, opt.uses_step, [True] * len(bucket))
                 shard = {}
                 for key in keys:
                     padded = torch.zeros(

@@ -19,6 +19,7 @@ group's parameters into one buffer (``flat.py``), the fastest layout for many sm
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -285,11 +286,14 @@ class Optimizer(torch.optim.Optimizer):
         extra = state_dict.pop("nnopt", None)
         previous = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
         super().load_state_dict(state_dict)
+        torch_defaults = _signature_defaults(type(self))
         for group, before in zip(self.param_groups, previous, strict=True):
             group.pop("schedule", None)
             for key, value in before.items():
                 if key == "schedule" or key not in group:
-                    group[key] = value
+                    # An option the checkpoint predates takes the class default, as torch's
+                    # __setstate__ does; nnopt's own extras keep their current values.
+                    group[key] = torch_defaults.get(key, value)
             check_options(group)
             self.validate_group(group)
         for state in self.state.values():
@@ -319,3 +323,16 @@ class Optimizer(torch.optim.Optimizer):
     def flat_buffers(self) -> list:
         """The flat buckets of every group (empty unless ``flat=True``)."""
         return [b for layout in self._flat_layouts for b in layout.buckets]
+
+
+# nnopt's own options: a torch.optim state dict never has them, so loading one keeps ours.
+NNOPT_EXTRAS = frozenset({"l1", "l2", "eps_inside_sqrt"})
+
+
+def _signature_defaults(cls: type) -> dict[str, Any]:
+    """The constructor defaults of torch's options (not nnopt's extras) of ``cls``."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not p.empty and name not in NNOPT_EXTRAS and name != "flat"
+    }

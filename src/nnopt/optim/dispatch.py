@@ -187,7 +187,9 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
         # First step, a loaded state dict, or options that changed the state kept.
         bucket.state = {k: v for k, v in bucket.state.items() if k in keys}
         initial = {k: opt.initial_state(group, k) for k in keys}
-        bucket.bind_state(initial, opt.state, opt.uses_step)
+        bucket.bind_state(initial, opt.state, opt.uses_step, active)
+    elif bucket.unregistered:
+        bucket.register(active, opt.state)
     mode = mode_of(opt)
     fused = (
         kernels.use_torch_fused(mode)

@@ -15,6 +15,8 @@ import operator
 import torch
 from torch import Tensor
 
+from nnopt.optim.options import step_dtype
+
 
 def packable(p: Tensor) -> bool:
     """Whether a parameter can live in a flat buffer: dense, real, contiguous and trainable."""
@@ -58,6 +60,7 @@ class FlatBucket:
         self.step_views: list[Tensor] = []
         self.uniform_step: int | None = None  # the common step when all counters agree
         self.state_bound = False
+        self.unregistered: set[int] = set()  # params whose state views are not handed out yet
         self._all_active = [True] * len(params)
 
     def __len__(self) -> int:
@@ -111,41 +114,62 @@ class FlatBucket:
             torch._foreach_copy_(foreign_dst, foreign_src)
         return active
 
-    def bind_state(self, initial: dict[str, float], per_param: dict, with_step: bool) -> None:
+    def bind_state(
+        self, initial: dict[str, float], per_param: dict, with_step: bool, active: list[bool]
+    ) -> None:
         """Make ``per_param[p][key]`` views of flat state, keeping any values already there.
 
         ``initial`` maps each state name to its starting value. Values present (loaded from
         a state dict, or left by a previous bucket) are copied in; missing ones start at their
-        initial value, as torch's lazily created state does.
+        initial value, as torch's lazily created state does. A parameter with no state and no
+        gradient this step gets none yet (torch gives it none): :meth:`register` adds its
+        views the first time it is stepped.
         """
+        self.unregistered = set()
         for key, start in initial.items():
             flat = self.state.get(key)
             if flat is None:
                 flat = torch.full_like(self.param, start)
                 self.state[key] = flat
                 self.state_views[key] = self.views(flat)
-            for p, view in zip(self.params, self.state_views[key], strict=True):
-                held = per_param[p].get(key)
+            for i, (p, view) in enumerate(zip(self.params, self.state_views[key], strict=True)):
+                held = per_param[p].get(key) if p in per_param else None
                 if held is view:
                     continue
                 if held is None:
                     view.fill_(start)
+                    if not active[i]:
+                        self.unregistered.add(i)
+                        continue
                 else:
                     view.copy_(held)
                 per_param[p][key] = view
         if with_step:
             if self.steps is None:
-                self.steps = torch.zeros(len(self.params), dtype=torch.float32)
+                self.steps = torch.zeros(len(self.params), dtype=step_dtype())
                 self.step_views = list(self.steps.unbind())
-            for p, view in zip(self.params, self.step_views, strict=True):
-                held = per_param[p].get("step")
+            for i, (p, view) in enumerate(zip(self.params, self.step_views, strict=True)):
+                held = per_param[p].get("step") if p in per_param else None
                 if held is view:
                     continue
                 view.fill_(0.0 if held is None else float(held))
+                if held is None and not active[i]:
+                    self.unregistered.add(i)
+                    continue
                 per_param[p]["step"] = view
             first, last = self.steps.min().item(), self.steps.max().item()
             self.uniform_step = int(first) if first == last else None
         self.state_bound = True
+
+    def register(self, active: list[bool], per_param: dict) -> None:
+        """Give the parameters stepped for the first time their state views."""
+        for i in [i for i in self.unregistered if active[i]]:
+            p = self.params[i]
+            for key, views in self.state_views.items():
+                per_param[p][key] = views[i]
+            if self.steps is not None:
+                per_param[p]["step"] = self.step_views[i]
+            self.unregistered.discard(i)
 
     def runs(self, active: list[bool]) -> list[tuple[int, int]]:
         """Maximal runs [first, last) of consecutive active parameters sharing one step count."""
