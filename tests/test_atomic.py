@@ -82,8 +82,6 @@ def test_the_data_is_on_disk_before_the_rename(tmp_path, monkeypatch):
 
 # Writes that go around nnopt.atomic. Each allowed one says why.
 ALLOWED = {
-    # Owned by the optimizer/bench rewrite, which moves it to atomic.write_text.
-    "bench/step.py": 1,
     # np.savez into an in-memory buffer, which atomic.write_bytes then writes.
     "data/embedded.py": 1,
 }

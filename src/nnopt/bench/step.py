@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from nnopt import atomic
 from nnopt.bench.floor import add_bandwidth, floor_seconds, median_time
 from nnopt.optim import table as optimizers_table
 
@@ -183,7 +184,7 @@ def save_json(results: list[StepResult], path: str | Path) -> None:
         row = asdict(r)
         row.update(torch_best=r.torch_best, vs_torch=r.vs_torch, vs_floor=r.vs_floor)
         rows.append(row)
-    Path(path).write_text(json.dumps({"meta": metadata(), "results": rows}, indent=2) + "\n")
+    atomic.write_text(path, json.dumps({"meta": metadata(), "results": rows}, indent=2) + "\n")
 
 
 def table(results: list[StepResult]):
