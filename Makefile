@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-clients demo bench lint format clean
+.PHONY: setup test test-clients test-torch-suite demo bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ $(CLIENTS_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,clients]'
 	$(BIN)/pip install -q --no-deps torch==2.13.0 $(TIMM)
 	touch $@
+
+# PyTorch's optimizer test properties in every layout x kernel mode (make test runs two modes).
+test-torch-suite: setup
+	NNOPT_SUITE_KERNELS=all $(BIN)/python -m pytest -q tests/torch_suite
 
 test-clients: $(CLIENTS_STAMP)
 	$(BIN)/python -m pytest -q tests/clients
