@@ -20,9 +20,10 @@ TWINS = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop"]
 KWARGS = {"SGD": dict(lr=0.1, momentum=0.9), "Adagrad": dict(lr=0.1), "RMSprop": dict(lr=0.01)}
 
 
-def pair(name, params_a, params_b, **kwargs):
+def pair(name, params_a, params_b, flat=False, **kwargs):
     kwargs = {**KWARGS.get(name, dict(lr=0.01)), **kwargs}
-    return getattr(torch.optim, name)(params_a, **kwargs), getattr(nnopt, name)(params_b, **kwargs)
+    ours = getattr(nnopt, name)(params_b, flat=flat, **kwargs)
+    return getattr(torch.optim, name)(params_a, **kwargs), ours
 
 
 def twin_params(*shapes, dtype=torch.float32, seed=0):
@@ -202,12 +203,13 @@ def test_bare_tensor_params_is_a_type_error(name):
         getattr(nnopt, name)(torch.zeros(3, requires_grad=True), lr=0.1)
 
 
-def test_step_counter_stays_float32_under_a_bfloat16_default():
+@pytest.mark.parametrize("flat", [False, True])
+def test_step_counter_stays_float32_under_a_bfloat16_default(flat):
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
         a, b = twin_params((8,), dtype=torch.bfloat16)
-        ref, opt = pair("Adam", a, b, lr=1e-3)
+        ref, opt = pair("Adam", a, b, lr=1e-3, flat=flat)
         feed([(ref, a), (opt, b)], 300)
         assert opt.state[b[0]]["step"].dtype == torch.float32
         assert opt.state[b[0]]["step"].item() == 300

@@ -1,7 +1,7 @@
 """Python side of the native CPU kernels: one function per rule, each one pass over memory.
 
 Every function updates ``param`` and its state in place exactly as the eager composition in
-``Optimizer._apply`` does (formulas in ``nnopt.optim.rules``)::
+``nnopt.optim.dispatch.apply`` does (formulas in ``nnopt.optim.rules``)::
 
     g <- g + l2 * theta                          coupled L2 (the user's grad is not written)
     theta <- theta * (1 - eta * weight_decay)    decoupled decay

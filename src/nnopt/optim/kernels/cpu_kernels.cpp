@@ -2,7 +2,7 @@
 //
 // Each entry point reads every input once and writes every output once: coupled L2,
 // decoupled decay, the rule and the L1 proximal step happen in registers, in the order of
-// nnopt.optim.base.Optimizer._apply:
+// nnopt.optim.dispatch.apply:
 //
 //   g <- g + l2 * theta;  theta <- theta * decay;  theta, state <- rule;  theta <- prox_l1
 //
