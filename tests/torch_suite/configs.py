@@ -64,7 +64,7 @@ def set_cache(cache: Any) -> None:
 def _import_optim_db():
     # torch.testing._internal.common_utils imports expecttest (a dev-only package of PyTorch)
     # for its TestCase base class; nothing the configurations need uses it.
-    if importlib.util.find_spec("expecttest") is None and "expecttest" not in sys.modules:
+    if "expecttest" not in sys.modules and importlib.util.find_spec("expecttest") is None:
         stub = types.ModuleType("expecttest")
         stub.TestCase = unittest.TestCase
         sys.modules["expecttest"] = stub

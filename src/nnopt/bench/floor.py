@@ -8,7 +8,6 @@ writes a, 12 bytes per float32 element.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
@@ -23,18 +22,6 @@ def bytes_per_param(state_tensors: int, element_size: int = 4) -> int:
 
 
 ADD_BYTES_PER_ELEMENT = 12
-
-
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def add_bandwidth(numel: int, repeats: int = 20) -> float:

@@ -1,7 +1,9 @@
 """Optimizer step time: nnopt against torch.optim's three modes and the memory floor.
 
 For each optimizer and shape, parameters get gradients once (present and attached, as after
-a backward), then only ``opt.step()`` is timed; the median of ``repeats`` steps is reported.
+a backward), then only ``opt.step()`` is timed; the median of ``repeats`` steps is reported,
+the variants timed in interleaved rounds (``time_steps``) so that they share the machine's
+noise.
 nnopt runs in its default layout (each parameter its own storage) and with ``flat=True``
 (flat buffers); both take the very same call as torch.optim, which runs with
 ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True`` where torch has a fused
@@ -16,6 +18,8 @@ import gc
 import inspect
 import json
 import platform
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +28,7 @@ from typing import Any
 import torch
 
 from nnopt import atomic
-from nnopt.bench.floor import add_bandwidth, floor_seconds, median_time
+from nnopt.bench.floor import add_bandwidth, floor_seconds
 from nnopt.optim import table as optimizers_table
 
 # name -> (number of tensors, elements per tensor)
@@ -104,14 +108,32 @@ def attached_params(values: torch.Tensor, grads: torch.Tensor) -> list[torch.nn.
     return params
 
 
-def time_step(make: Factory, values: torch.Tensor, grads: torch.Tensor, repeats: int) -> float:
-    """Median seconds of ``opt.step()`` over fresh copies of ``values`` with ``grads`` attached."""
-    params = attached_params(values, grads)
-    opt = make(params)
-    seconds = median_time(opt.step, repeats, warmup=2)
-    del opt, params
+def time_steps(
+    makes: dict[str, Factory], values: torch.Tensor, grads: torch.Tensor, repeats: int
+) -> dict[str, float]:
+    """Median seconds of ``opt.step()`` for each variant, over fresh copies of ``values``
+    with ``grads`` attached.
+
+    The variants are timed side by side: each round times one step of every variant, in an
+    order that rotates from round to round, so a burst of load on this shared machine lands
+    on all of them alike instead of on whichever variant was running.
+    """
+    opts = {name: make(attached_params(values, grads)) for name, make in makes.items()}
+    for opt in opts.values():
+        for _ in range(2):  # warm-up: state allocated, kernels loaded
+            opt.step()
+    names = list(opts)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            step = opts[name].step
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    del opts
     gc.collect()
-    return seconds
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def run(
@@ -141,10 +163,9 @@ def run(
         for name in optimizers:
             floor = floor_seconds(_state_tensors(name), numel, bandwidth)
             result = StepResult(name, shape, numel, floor)
-            for variant, make in _variants(name).items():
-                if progress is not None:
-                    progress(f"{name} {shape} {variant}")
-                result.times[variant] = time_step(make, values, grads, reps)
+            if progress is not None:
+                progress(f"{name} {shape}")
+            result.times = time_steps(_variants(name), values, grads, reps)
             results.append(result)
     return results
 
@@ -232,5 +253,5 @@ __all__ = [
     "run",
     "save_json",
     "table",
-    "time_step",
+    "time_steps",
 ]

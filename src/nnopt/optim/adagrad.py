@@ -105,14 +105,12 @@ class Adagrad(Optimizer):
             maximize=h.maximize,
         )
 
-    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
-        if group["lr_decay"] and (h.l1 or h.decoupled):
-            return False  # the kernel has one step size; these use lr, the rule eta_t
-        return kernels.cpu.adagrad_(
-            param,
-            grad,
-            state["sum"],
-            lr=self.step_size(group, h.lr, step),
+    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
+        if group["lr_decay"] and (step is None or h.l1 or h.decoupled):
+            # The kernel has one step size: eta_t needs the step, and L1 and decay use lr.
+            return None
+        return kernels.cpu.adagrad(
+            lr=h.lr if step is None else self.step_size(group, h.lr, step),
             eps=group["eps"],
             l2=h.coupled,
             weight_decay=h.decoupled,

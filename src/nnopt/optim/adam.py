@@ -125,19 +125,15 @@ class Adam(Optimizer):
             maximize=h.maximize,
         )
 
-    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
+    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
         beta1, beta2 = map(scalar, group["betas"])
-        return kernels.cpu.adam_(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
+        return kernels.cpu.adam(
             step=step,
             lr=h.lr,
             beta1=beta1,
             beta2=beta2,
             eps=group["eps"],
-            max_exp_avg_sq=state.get("max_exp_avg_sq"),
+            amsgrad=group["amsgrad"],
             l2=h.coupled,
             weight_decay=h.decoupled,
             l1=h.l1,

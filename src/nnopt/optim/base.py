@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim import dispatch, rules
+from nnopt.optim import dispatch, kernels, rules
 from nnopt.optim.flat import FlatLayout
 from nnopt.optim.options import Hyper, check_options, scalar, step_dtype
 from nnopt.optim.validation import check_type
@@ -101,6 +101,16 @@ class Optimizer(torch.optim.Optimizer):
         """
         raise NotImplementedError
 
+    def native_kernel(
+        self, group: dict[str, Any], h: Hyper, step: int | None
+    ) -> kernels.cpu.Kernel | None:
+        """nnopt's native kernel for this group's whole update (regularization included), or
+        None where it has none for these options. ``step`` is the tensor's step count, or None
+        for a kernel that runs a whole group at once and reads each tensor's counter itself
+        (return None there if the options need the step in Python). ``h.maximize`` is
+        handled by the caller."""
+        return None
+
     def native(
         self,
         group: dict[str, Any],
@@ -110,8 +120,9 @@ class Optimizer(torch.optim.Optimizer):
         state: dict[str, Tensor],
         step: int,
     ) -> bool:
-        """The whole update (regularization included) in nnopt's kernel; False if it can't."""
-        return False
+        """The whole update of one tensor in nnopt's kernel; False if it can't."""
+        kernel = self.native_kernel(group, h, step)
+        return kernel is not None and kernels.cpu.run_one(kernel, param, grad, state)
 
     def fused_covers(self, group: dict[str, Any], h: Hyper) -> bool:
         """Whether PyTorch's fused kernel computes exactly this group's update."""

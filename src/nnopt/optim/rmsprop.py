@@ -95,18 +95,14 @@ class RMSprop(Optimizer):
             momentum=group["momentum"],
         )
 
-    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
+    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
         # torch has no fused RMSprop; nnopt's native kernel does the whole update in one pass.
-        return kernels.cpu.rmsprop_(
-            param,
-            grad,
-            state["square_avg"],
+        return kernels.cpu.rmsprop(
             lr=h.lr,
             rho=group["alpha"],
             eps=group["eps"],
             eps_inside_sqrt=group["eps_inside_sqrt"],
-            grad_avg=state.get("grad_avg"),
-            momentum_buffer=state.get("momentum_buffer"),
+            centered=group["centered"],
             momentum=group["momentum"],
             l2=h.coupled,
             weight_decay=h.decoupled,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -130,15 +131,10 @@ class SGD(Optimizer):
             is_first_step=first and on,
         )
 
-    def native(self, group, h: Hyper, param, grad, state, step) -> bool:
-        if group["dampening"] or param.dtype in _HALF:
-            # No dampening in the kernel; in half precision the eager rule rounds exactly as
-            # torch's loop does.
-            return False
-        return kernels.cpu.sgd_(
-            param,
-            grad,
-            state.get("momentum_buffer"),
+    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
+        if group["dampening"]:
+            return None  # no dampening in the kernel (its first step is special)
+        kernel = kernels.cpu.sgd(
             lr=h.lr,
             momentum=group["momentum"],
             nesterov=group["nesterov"],
@@ -146,3 +142,5 @@ class SGD(Optimizer):
             weight_decay=h.decoupled,
             l1=h.l1,
         )
+        # In half precision the eager rule rounds exactly as torch's loop does.
+        return replace(kernel, dtypes=kernel.dtypes - set(_HALF))

@@ -38,11 +38,19 @@
 #define NNOPT_CTYPE_f64 double
 #define NNOPT_MEMBER(name, tag) NNOPT_CTYPE_##tag name;
 #define NNOPT_LAYOUT(name, tag) "," #name ":" #tag
+#define NNOPT_IS_PTR_ptr 1
+#define NNOPT_IS_PTR_i32 0
+#define NNOPT_IS_PTR_f64 0
+#define NNOPT_COUNT_PTR(name, tag) +NNOPT_IS_PTR_##tag
 
 // The struct, and its layout string and size as C functions (the string skips the first comma).
+// kPointers counts the pointer fields, which come first (blocks.fields puts them there, and
+// the layout check holds both sides to one order): the many-tensor entry points copy a row of
+// that many pointers over the front of the block.
 #define NNOPT_BLOCK(Struct, rule, FIELDS)                                                    \
   struct Struct {                                                                            \
     FIELDS(NNOPT_MEMBER)                                                                     \
+    static constexpr int kPointers = 0 FIELDS(NNOPT_COUNT_PTR);                              \
   };                                                                                         \
   extern "C" const char* nnopt_##rule##_args_layout() { return FIELDS(NNOPT_LAYOUT) + 1; }  \
   extern "C" size_t nnopt_##rule##_args_size() { return sizeof(Struct); }

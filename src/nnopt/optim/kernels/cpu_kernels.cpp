@@ -30,6 +30,7 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "cpu_blocks.h"
 
@@ -163,6 +164,15 @@ Pool& pool() {
   return *instance;
 }
 
+// Run body(begin, end) over [0, n) in chunks of `chunk`, on up to `nthreads` threads.
+template <typename F>
+void parallel_chunks(int64_t n, int64_t chunk, int nthreads, F body) {
+  ChunkFn fn = [](const void* ctx, int64_t begin, int64_t end) {
+    (*static_cast<const F*>(ctx))(begin, end);
+  };
+  pool().run(n, chunk, nthreads, fn, &body);
+}
+
 // Run body(begin, end) over [0, n) in chunks, on up to `nthreads` threads.
 template <typename F>
 void parallel(int64_t n, int nthreads, F body) {
@@ -172,10 +182,7 @@ void parallel(int64_t n, int nthreads, F body) {
   if (n <= 0) return;
   const int64_t share = n / (8 * static_cast<int64_t>(nthreads > 0 ? nthreads : 1));
   const int64_t chunk = std::max<int64_t>(int64_t{1} << 14, (share + 63) / 64 * 64);
-  ChunkFn fn = [](const void* ctx, int64_t begin, int64_t end) {
-    (*static_cast<const F*>(ctx))(begin, end);
-  };
-  pool().run(n, chunk, nthreads, fn, &body);
+  parallel_chunks(n, chunk, nthreads, body);
 }
 
 // theta <- sign(theta) * max(|theta| - tau, 0), as rules.soft_threshold_.
@@ -351,7 +358,7 @@ void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __re
 
 extern "C" {
 
-int nnopt_abi_version() { return 2; }
+int nnopt_abi_version() { return 3; }
 
 int nnopt_sgd(int dtype, int64_t n, int nthreads, const SgdArgs* args) {
   const SgdArgs& a = *args;
@@ -422,6 +429,97 @@ int nnopt_adam(int dtype, int64_t n, int nthreads, const AdamArgs* args) {
     });
     });
   });
+}
+
+}  // extern "C"
+
+// --- Many tensors per call -------------------------------------------------------------------
+//
+// nnopt_<rule>_many(dtype, count, nthreads, block, sizes, table, step_dtype) runs the rule over
+// `count` tensors of one dtype in one call. Row i of `table` holds tensor i's kPointers
+// pointers, in the block's field order, then its step counter (a float32 or float64 scalar as
+// step_dtype is 0 or 1, or null for optimizers that keep none), which is incremented by one
+// first, as torch's `step += 1`; sizes[i] is its element count. The block's own pointers are
+// ignored and its scalars shared, except what a rule derives from the new step (Adam's bias
+// corrections, computed as the Python side does: 1 - beta^t with libm's pow). Small tensors go
+// to the threads whole, large ones are split as in the single-tensor entry points: a group of
+// 2,000 tensors of 1,000 elements costs one call instead of 2,000.
+
+namespace {
+
+constexpr int64_t kLarge = int64_t{1} << 16;  // elements from which a tensor is split itself
+
+// step <- step + 1 in the counter's own precision; returns the new value.
+double advance_step(void* counter, int step_dtype) {
+  if (step_dtype == 1) return *static_cast<double*>(counter) += 1.0;
+  return static_cast<double>(*static_cast<float*>(counter) += 1.0f);
+}
+
+template <typename Args>
+using Kernel = int (*)(int, int64_t, int, const Args*);
+
+template <typename Args, typename Prepare>
+int run_many(int dtype, int64_t count, int nthreads, const Args* block, const int64_t* sizes,
+             void* const* table, int step_dtype, Kernel<Args> kernel, Prepare prepare) {
+  if (dtype < 0 || dtype > 2 || step_dtype < 0 || step_dtype > 1) return 1;
+  constexpr int64_t width = Args::kPointers + 1;
+  auto row = [=](int64_t i, int threads) {
+    Args a = *block;
+    void* const* r = table + i * width;
+    std::memcpy(static_cast<void*>(&a), r, sizeof(void*) * Args::kPointers);
+    if (r[Args::kPointers] != nullptr) prepare(a, advance_step(r[Args::kPointers], step_dtype));
+    kernel(dtype, sizes[i], threads, &a);
+  };
+  std::vector<int64_t> small;
+  int64_t small_elements = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (sizes[i] >= kLarge) {
+      row(i, nthreads);
+    } else {
+      small.push_back(i);
+      small_elements += sizes[i];
+    }
+  }
+  if (small.empty()) return 0;
+  // About 16K elements per chunk, as in parallel(): whole tensors, one thread each.
+  const int64_t rows = static_cast<int64_t>(small.size());
+  const int64_t per = std::max<int64_t>(1, (rows << 14) / std::max<int64_t>(1, small_elements));
+  const int64_t* index = small.data();
+  parallel_chunks(rows, per, nthreads, [=](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) row(index[k], 1);
+  });
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int nnopt_sgd_many(int dtype, int64_t count, int nthreads, const SgdArgs* block,
+                   const int64_t* sizes, void* const* table, int step_dtype) {
+  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_sgd,
+                  [](SgdArgs&, double) {});
+}
+
+int nnopt_adagrad_many(int dtype, int64_t count, int nthreads, const AdagradArgs* block,
+                       const int64_t* sizes, void* const* table, int step_dtype) {
+  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_adagrad,
+                  [](AdagradArgs&, double) {});
+}
+
+int nnopt_rmsprop_many(int dtype, int64_t count, int nthreads, const RmspropArgs* block,
+                       const int64_t* sizes, void* const* table, int step_dtype) {
+  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_rmsprop,
+                  [](RmspropArgs&, double) {});
+}
+
+int nnopt_adam_many(int dtype, int64_t count, int nthreads, const AdamArgs* block,
+                    const int64_t* sizes, void* const* table, int step_dtype) {
+  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_adam,
+                  [](AdamArgs& a, double step) {
+                    a.bc1 = 1.0 - std::pow(a.beta1, step);
+                    a.bc2_sqrt = std::sqrt(1.0 - std::pow(a.beta2, step));
+                  });
 }
 
 }  // extern "C"
