@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-clients test-torch-suite demo bench lint format clean
+.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 setup: $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+# Real processes and signals (torchrun ranks, kills): minutes, so CI runs them apart.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
 
 # nnopt vs torch.optim inside Lightning, transformers, accelerate, timm, peft, torch.compile
 # and torch.distributed (tests/clients, left out of `make test`; ~5-10 min on 2 cores).

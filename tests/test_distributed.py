@@ -18,6 +18,9 @@ from nnopt.recipe import Recipe
 from nnopt.training import train
 from tests.dist_helpers import run_ranks
 
+# Real processes (torchrun, 2 ranks): ~75 s, so `make test-slow` (CI) runs them, not `make test`.
+pytestmark = pytest.mark.slow
+
 RECIPE = """
 name = "ddp"
 seed = 1

@@ -73,6 +73,7 @@ def two_ranks():
     return run_ranks(sharded_worker, 2, None)
 
 
+@pytest.mark.slow  # two real ranks
 def test_sharded_matches_unsharded_trajectory(two_ranks):
     expected, _ = single_process(STEPS)
     for rank_result in two_ranks:
@@ -82,6 +83,7 @@ def test_sharded_matches_unsharded_trajectory(two_ranks):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two real ranks
 def test_sharded_state_is_halved_per_rank(two_ranks):
     n_params = sum(p.numel() for p in make_model().parameters())  # 146, even: no padding
     full_bytes = 2 * n_params * 4  # exp_avg and exp_avg_sq, float32
@@ -89,6 +91,7 @@ def test_sharded_state_is_halved_per_rank(two_ranks):
     assert [r["state_bytes"] for r in two_ranks] == [full_bytes // 2, full_bytes // 2]
 
 
+@pytest.mark.slow  # two real ranks
 def test_checkpoint_from_two_ranks_resumes_on_one_and_two(two_ranks):
     expected, _ = single_process(STEPS)
     half = two_ranks[0]["half"]
@@ -110,6 +113,7 @@ def test_checkpoint_from_two_ranks_resumes_on_one_and_two(two_ranks):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two real ranks
 def test_gathered_state_dict_equals_unsharded(two_ranks):
     _, expected = single_process(STEPS)
     gathered = two_ranks[0]["full"]
@@ -152,6 +156,7 @@ def scheduler_worker(rank: int, world: int) -> dict:
     return {"params": params, "lrs": lrs}
 
 
+@pytest.mark.slow  # two real ranks
 def test_torch_scheduler_and_grad_scaler_drive_the_sharded_optimizer():
     model = make_model()
     expected, expected_lrs = _train_with_scheduler_and_scaler(
