@@ -154,9 +154,9 @@ def test_an_interrupted_comparison_resumes_without_rerunning_finished_runs(tmp_p
     calls = []
     real_train = nnopt.training.train
 
-    def counting_train(recipe, run_dir, *, resume, quiet):
+    def counting_train(recipe, run_dir, *, resume, quiet, on_step):
         calls.append((recipe.optimizer.name, recipe.seed, resume))
-        return real_train(recipe, run_dir, resume=resume, quiet=quiet)
+        return real_train(recipe, run_dir, resume=resume, quiet=quiet, on_step=on_step)
 
     monkeypatch.setattr(nnopt.training, "train", counting_train)
     variants = expand_variants([tiny()], ["optimizer.name=sgd,adam"])

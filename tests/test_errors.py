@@ -61,9 +61,15 @@ def test_a_bug_is_not_disguised_as_a_user_error(tmp_path, monkeypatch, capsys):
         raise ValueError("an internal bug")
 
     monkeypatch.setattr(nnopt.training, "train", buggy_train)
-    with pytest.raises(ValueError, match="an internal bug"):
-        main(["train", str(recipe), "--out", str(tmp_path / "run")])
-    assert "error" not in capsys.readouterr().err
+    status = main(["train", str(recipe), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    # A bug keeps its traceback and asks to be reported; it is not a one-line user error.
+    assert status == 70
+    assert "Traceback (most recent call last)" in err and "ValueError: an internal bug" in err
+    assert "internal error: this is a bug" in err and "please report it" in err
+    assert "nnopt train: error:" not in err
+    with pytest.raises(ValueError, match="an internal bug"):  # --debug: the exception itself
+        main(["--debug", "train", str(recipe), "--out", str(tmp_path / "run2")])
 
 
 def test_an_optimizer_s_value_error_becomes_a_recipe_error_naming_the_field(

@@ -3,19 +3,30 @@
 Each writer fills a temporary file in the target's own directory (so the rename never crosses
 file systems), flushes it to disk, gives it the mode a plain ``open()`` would (``0o666`` less the
 umask) and renames it over the target with ``os.replace``. A crash or a kill while writing leaves
-the previous file untouched and at most a stray hidden ``.NAME.XXXX.tmp`` next to it. Missing
-parent directories are created.
+the previous file untouched and at most a stray hidden ``.NAME.XXXX.tmp`` next to it
+(``stray_temporaries`` finds them, for whoever owns the directory to remove). Missing parent
+directories are created. A write that fails raises ``OSError`` naming the target (torch's
+``RuntimeError`` for a full disk becomes ``ENOSPC``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["save_figure", "save_torch", "write_bytes", "write_text", "write_with"]
+__all__ = [
+    "save_figure",
+    "save_torch",
+    "stray_temporaries",
+    "write_bytes",
+    "write_text",
+    "write_with",
+]
 
 
 def write_with(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Path:
@@ -29,7 +40,10 @@ def write_with(path: str | os.PathLike[str], write: Callable[[str], Any]) -> Pat
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except RuntimeError as exc:  # torch.save reports a failed write so ([enforce fail...])
+            raise _write_failure(target, exc) from exc
         # mkstemp creates the file 0600; a plain open() would give 0666 less the umask.
         os.chmod(tmp, 0o666 & ~umask())
         with open(tmp, "rb") as handle:
@@ -64,6 +78,18 @@ def save_figure(path: str | os.PathLike[str], figure: Any, **kwargs: Any) -> Pat
     return write_with(path, lambda tmp: figure.savefig(tmp, format=fmt, **kwargs))
 
 
+def _write_failure(target: Path, exc: RuntimeError) -> OSError:
+    """The OSError a failed write should have been: ENOSPC when the disk is (nearly) full."""
+    try:
+        full = shutil.disk_usage(target.parent).free < 1 << 20
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return OSError(errno.EIO, f"writing failed ({first_line})", str(target))
+
+
 def umask() -> int:
     """The process's file-creation mask."""
     try:  # Linux reports it without changing it (setting it is not thread-safe)
@@ -90,3 +116,11 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def stray_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files that killed writes left in ``directory`` (``.NAME.XXXX.tmp``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob(".*.tmp") if p.is_file())

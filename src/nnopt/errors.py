@@ -1,8 +1,15 @@
 """The errors a person can fix: each is reported as its message, never as a traceback.
 
 A leaf module (it imports nothing from nnopt), so every layer may raise these. The command line
-prints a :class:`UserError` as ``nnopt COMMAND: error: MESSAGE`` and exits with status 2; any
-other exception is a bug (in nnopt or in user code) and keeps its traceback.
+(``nnopt.cli``) sorts every failure into one of three kinds:
+
+- a :class:`UserError` (what was asked for is wrong): ``nnopt COMMAND: error: MESSAGE``, exit 2;
+- an ``OSError`` (the machine refused: a full disk, a read-only file system, a permission):
+  the same one line from :func:`describe`, naming the file, exit 1;
+- anything else is a bug (in nnopt or in user code): its traceback, a request to report it,
+  exit 70.
+
+``nnopt --debug`` or ``NNOPT_DEBUG=1`` shows the traceback of the first two kinds too.
 
 The subclasses are also ``ValueError`` (and ``DataFileNotFound`` a ``FileNotFoundError``), so
 code that caught those before still does.
@@ -10,6 +17,7 @@ code that caught those before still does.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 
@@ -40,3 +48,29 @@ class RecipeError(UserError, ValueError):
     def prefixed(self, prefix: str) -> RecipeError:
         """The same problems, each line starting with ``prefix: `` (e.g. the file name)."""
         return RecipeError(f"{prefix}: {line}" for line in self.problems)
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read, or that does not belong to the run resumed from it."""
+
+
+# errno -> what to do about it, appended to the system's own message.
+_REMEDIES = {
+    errno.ENOSPC: "free some space and run again (a failed write leaves the last checkpoint "
+    "intact: `nnopt train --resume RUN_DIR` continues from it)",
+    errno.EDQUOT: "the disk quota is used up: free some space, then run the same command again",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.EACCES: "permission denied: choose another --out, or fix the permissions",
+    errno.EPERM: "operation not permitted: choose another --out, or fix the permissions",
+    errno.EISDIR: "that is a directory: give a file",
+    errno.ENOTDIR: "a part of that path is a file, not a directory",
+}
+
+
+def describe(exc: OSError) -> str:
+    """One line for an ``OSError``: the file, the system's reason, and what to do."""
+    where = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or str(exc)
+    line = f"{where}: {reason}" if where else reason
+    remedy = _REMEDIES.get(exc.errno) if exc.errno is not None else None
+    return f"{line}: {remedy}" if remedy else line

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         summarize,
         write_summaries,
     )
+    from nnopt.experiments.live import CompareProgress
     from nnopt.experiments.plots import comparison_plots
     from nnopt.experiments.report import rich_table, write_reports
     from nnopt.recipe import Recipe
@@ -51,17 +52,10 @@ def run(args: argparse.Namespace) -> int:
     variants = expand_variants(recipes, args.vary)
     out = output_dir(args.out)
     total = len(variants) * args.seeds
-    done = 0
-
-    def on_done(variant: str, seed: int) -> None:
-        nonlocal done
-        done += 1
-        if not args.quiet:
-            console.print(f"[{done}/{total}] {variant} seed {seed} done")
-
-    records = run_comparison(
-        variants, args.seeds, out, jobs=args.jobs, quiet=args.quiet, on_done=on_done
-    )
+    with CompareProgress(console, total, quiet=args.quiet) as progress:
+        records = run_comparison(
+            variants, args.seeds, out, jobs=args.jobs, on_event=progress.on_event
+        )
     stats, metric = summarize(records, args.target)
     files = write_summaries(out, records, stats)
     by_variant: dict = {}

@@ -125,6 +125,8 @@ def _unreadable(path: Path, expected: str) -> Iterator[None]:
 def load_file(path: Path, options: dict[str, Any]) -> Arrays:
     if not path.exists():
         raise DataFileNotFound(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory: data.name must name a {path.suffix} file")
     if path.suffix.lower() == ".npz":
         return load_npz(path, options)
     return load_csv(path, options)

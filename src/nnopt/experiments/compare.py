@@ -12,15 +12,14 @@ import io
 import itertools
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
+from nnopt.experiments.jobs import Event, Job, run_jobs
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
-from nnopt.training.checkpoint import CHECKPOINT_NAME
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
@@ -53,19 +52,6 @@ def _run_dir(out: Path, variant: str, seed: int) -> Path:
     return out / "runs" / safe / f"seed-{seed}"
 
 
-def _train_one(recipe_text: str, run_dir: str, quiet: bool, threads: int) -> None:
-    """One run in a worker process (also used in-process when --jobs 1)."""
-    import torch
-
-    from nnopt.training import train
-
-    if threads:
-        torch.set_num_threads(threads)
-    recipe = Recipe.loads(recipe_text)
-    resume = (Path(run_dir) / CHECKPOINT_NAME).is_file()
-    train(recipe, run_dir, resume=resume, quiet=quiet)
-
-
 def _check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
     """Picking up a run is only right if it is a run of this very recipe."""
     saved = run_dir / "recipe.toml"
@@ -94,10 +80,12 @@ def run_comparison(
     out: Path,
     *,
     jobs: int = 1,
-    quiet: bool = True,
-    on_done: Any = None,
+    on_event: Callable[[Event], None] | None = None,
 ) -> list[RunRecord]:
-    """Run (or pick up) every (variant, seed) and return their records, in a stable order."""
+    """Run (or pick up) every (variant, seed) and return their records, in a stable order.
+
+    ``on_event`` sees every job's progress, done and error events (``jobs.Event``).
+    """
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if jobs < 1:
@@ -109,25 +97,13 @@ def run_comparison(
             plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
     for _, recipe, run_dir in plan:
         _check_same_recipe(recipe, run_dir)
-    todo = [(v, r, d) for v, r, d in plan if _record(v, r.seed, d) is None]
+    todo = [
+        Job(v, r.seed, r.to_toml(), str(d)) for v, r, d in plan if _record(v, r.seed, d) is None
+    ]
     if todo:
         # Parallel runs share the cores: one thread each avoids oversubscription.
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
-        if jobs == 1:
-            for variant, recipe, run_dir in todo:
-                _train_one(recipe.to_toml(), str(run_dir), quiet, threads)
-                if on_done:
-                    on_done(variant, recipe.seed)
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {
-                    pool.submit(_train_one, r.to_toml(), str(d), True, threads): (v, r.seed)
-                    for v, r, d in todo
-                }
-                for future, (variant, seed) in futures.items():
-                    future.result()
-                    if on_done:
-                        on_done(variant, seed)
+        run_jobs(todo, jobs, threads, on_event or (lambda event: None))
     records = [_record(v, r.seed, d) for v, r, d in plan]
     missing = [d for (_, _, d), rec in zip(plan, records, strict=True) if rec is None]
     if missing:

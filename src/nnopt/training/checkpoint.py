@@ -10,10 +10,14 @@ from typing import Any
 import torch
 
 from nnopt import atomic
+from nnopt.errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# 2: the run state under "run". 1 had its fields at the top level, the loss window as a pair.
-CHECKPOINT_FORMAT = 2
+# 3: the recipe's TOML under "recipe" (a resume checks it). 2: the run state under "run".
+# 1 had its fields at the top level, the loss window as a pair.
+CHECKPOINT_FORMAT = 3
+# What every format holds; a file without them is not an nnopt checkpoint.
+REQUIRED = ("model", "optimizer", "rng")
 
 
 @dataclass
@@ -59,8 +63,71 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The payload of an nnopt checkpoint, or a :class:`CheckpointError` saying why not.
+
+    A file that torch cannot read (empty, truncated, garbage) and one that is not an nnopt
+    checkpoint both get one line naming the file and what to do; ``nnopt --debug`` shows the
+    underlying error.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    # weights_only=False: the payload holds NumPy's and Python's RNG states, written by us.
-    return torch.load(path, map_location="cpu", weights_only=False)
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        # weights_only=False: the payload holds NumPy's and Python's RNG states, written by us.
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise  # the machine's refusal (permissions, I/O error): reported as such
+    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (bad zip), ...
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else "no detail"
+        raise CheckpointError(
+            f"{path} is unreadable ({type(exc).__name__}: {reason}); it cannot be resumed: "
+            f"start the run afresh (delete {path.parent} or choose another --out)"
+        ) from exc
+    missing = [key for key in REQUIRED if not isinstance(payload, dict) or key not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{path} is not an nnopt checkpoint (no {', '.join(map(repr, missing))}); it cannot "
+            f"be resumed: start the run afresh (delete {path.parent} or choose another --out)"
+        )
+    return payload
+
+
+def check_same_recipe(recipe: Any, payload: dict[str, Any], run_dir: Path) -> None:
+    """A run resumes only under the recipe it started with; else one line per changed field.
+
+    The checkpoint records its recipe (format 3); older ones are held to ``recipe.toml``, the
+    copy the run wrote when it started.
+    """
+    from nnopt.recipe import Recipe
+
+    if "recipe" in payload:
+        started = Recipe.loads(payload["recipe"])
+    elif (run_dir / "recipe.toml").is_file():
+        started = Recipe.load(run_dir / "recipe.toml")
+    else:
+        return
+    if started == recipe:
+        return
+    before, now = _flatten(started.to_dict()), _flatten(recipe.to_dict())
+    changes = [
+        f"{key}: {before.get(key, '(unset)')!r} when the run started, "
+        f"{now.get(key, '(unset)')!r} now"
+        for key in sorted(before.keys() | now.keys())
+        if before.get(key) != now.get(key)
+    ]
+    raise CheckpointError(
+        f"{run_dir} was started with another recipe ({'; '.join(changes) or 'it differs'}): "
+        "a run resumes only under its own recipe; restore it, or start a new run with the new "
+        "recipe (another --out)"
+    )
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

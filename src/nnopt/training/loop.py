@@ -8,9 +8,11 @@ ends with parameters bitwise equal to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nnopt import atomic
 from nnopt.distributed import ShardedOptimizer, setup
-from nnopt.errors import RecipeError
+from nnopt.errors import RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
@@ -30,11 +32,16 @@ from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     RunState,
+    check_same_recipe,
     load_checkpoint,
     save_checkpoint,
 )
 from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
 from nnopt.training.progress import Progress
+from nnopt.training.rundir import RunLock
+
+# on_step(step, total steps, metrics row of that step or None)
+StepHook = Callable[[int, int, "dict[str, Any] | None"], None]
 
 
 @dataclass
@@ -58,15 +65,19 @@ def train(
     resume: bool = False,
     quiet: bool = True,
     stop_after: int | None = None,
+    on_step: StepHook | None = None,
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``stop_after`` ends this call
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
+    ``on_step(step, total, row)`` is called after every step (``row``: the metrics row when
+    that step was evaluated, else None), for progress displays such as ``compare``'s.
     A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
     naming the step and the learning rate; the last good checkpoint stays in place.
     """
-    return Trainer(recipe, out_dir, quiet=quiet).run(resume=resume, stop_after=stop_after)
+    trainer = Trainer(recipe, out_dir, quiet=quiet)
+    return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
 
 
 class Trainer:
@@ -123,8 +134,22 @@ class Trainer:
 
     # --- the loop -----------------------------------------------------------------------
 
-    def run(self, *, resume: bool = False, stop_after: int | None = None) -> Result:
-        """Train to the recipe's last step (or ``stop_after``): step, evaluate, checkpoint."""
+    def run(
+        self,
+        *,
+        resume: bool = False,
+        stop_after: int | None = None,
+        on_step: StepHook | None = None,
+    ) -> Result:
+        """Train to the recipe's last step (or ``stop_after``): step, evaluate, checkpoint.
+
+        The run directory is locked for the whole run (rank 0 holds it, see ``rundir``).
+        """
+        holds_dir = self.run_dir is not None and self.ctx.is_main
+        with RunLock(self.run_dir) if holds_dir else contextlib.nullcontext():
+            return self._run(resume, stop_after, on_step)
+
+    def _run(self, resume: bool, stop_after: int | None, on_step: StepHook | None) -> Result:
         state = self._restore() if resume else self._begin()
         log = MetricsLog(self.run_dir if self.ctx.is_main else None, state.history)
         total = self.parts.total_steps
@@ -143,8 +168,11 @@ class Trainer:
                 state.add_loss(loss)
                 bar.advance(loss, self._lr())
                 evaluated = self._evaluation_due(state.step)
-                if evaluated:
-                    bar.show_eval(self._evaluate(state, log))
+                row = self._evaluate(state, log) if evaluated else None
+                if row is not None:
+                    bar.show_eval(row)
+                if on_step is not None:
+                    on_step(state.step, total, row)
                 if self._checkpoint_due(state.step, evaluated):
                     self._checkpoint(state)
         if status == "finished" and state.step < total:
@@ -175,7 +203,10 @@ class Trainer:
         return step % self.recipe.train.eval_every == 0 or step == self.parts.total_steps
 
     def _checkpoint_due(self, step: int, evaluated: bool) -> bool:
-        """Every ``train.checkpoint_every`` steps; when that is unset, after every evaluation."""
+        """Every ``train.checkpoint_every`` steps (when unset, after every evaluation), and
+        always after the last step, so the final model is saved."""
+        if step == self.parts.total_steps:
+            return True
         every = self.recipe.train.checkpoint_every
         return evaluated if every is None else step % every == 0
 
@@ -196,9 +227,11 @@ class Trainer:
         return row
 
     def _divergence(self, loss: float, step: int) -> str:
+        kept = self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).is_file()
+        what = "keeping the last good checkpoint" if kept else "no checkpoint was written yet"
         return (
-            f"loss became {loss} at step {step} (lr {self._lr():.3g}); stopped, "
-            "keeping the last good checkpoint: try a smaller optimizer.lr"
+            f"loss became {loss} at step {step} (lr {self._lr():.3g}); stopped, {what}: "
+            "try a smaller optimizer.lr"
         )
 
     def _lr(self) -> float:
@@ -212,6 +245,12 @@ class Trainer:
 
     def _begin(self) -> RunState:
         if self.run_dir is not None and self.ctx.is_main:
+            if (self.run_dir / CHECKPOINT_NAME).exists():
+                # (checked again here, under the lock: the CLI's check may have raced)
+                raise UserError(
+                    f"{self.run_dir} already holds a run: resume it (nnopt train --resume "
+                    f"{self.run_dir}) or choose another --out"
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.run_dir / "recipe.toml")
             init = format_decisions(self.parts.init_decisions)  # how each layer was drawn
@@ -228,6 +267,7 @@ class Trainer:
             return
         payload = {
             "format": CHECKPOINT_FORMAT,
+            "recipe": self.recipe.to_toml(),
             "world_size": self.ctx.world,
             "model": self.parts.model.state_dict(),
             "optimizer": optimizer_state,
@@ -239,6 +279,7 @@ class Trainer:
     def _restore(self) -> RunState:
         assert self.run_dir is not None
         payload = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
+        check_same_recipe(self.recipe, payload, self.run_dir)
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
