@@ -23,9 +23,11 @@ def problems(text_or_dict: str | dict) -> str:
 
 def test_missing_required():
     assert problems({"optimizer": {"name": "sgd", "lr": 1}}) == (
-        "[data] table is required (with name)"
+        "[data] table is required (with name or factory)"
     )
-    assert problems({"data": {}, "optimizer": {"name": "sgd", "lr": 1}}) == "data.name is required"
+    assert problems({"data": {}, "optimizer": {"name": "sgd", "lr": 1}}).startswith(
+        "data: give exactly one of data.name (a built-in set or a .npz/.csv file) and data.factory"
+    )
     assert "optimizer.lr is required" in problems(
         {"data": {"name": "d"}, "optimizer": {"name": "sgd"}}
     )

@@ -65,6 +65,11 @@ class Dataset:
         return int(self.x_train.shape[1])
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example: ``(features,)``, ``(C, H, W)``, ..."""
+        return tuple(int(n) for n in self.x_train.shape[1:])
+
+    @property
     def output_dim(self) -> int:
         if self.task == "classification":
             assert self.num_classes is not None
@@ -142,8 +147,7 @@ def encode_labels(y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray,
 def _check_arrays(name: str, x: np.ndarray, y: np.ndarray, split: str) -> np.ndarray:
     if x.ndim == 1:
         x = x[:, None]  # a single feature given as a vector
-    if x.ndim != 2:
-        raise DataError(f"{name}: {split} features must be 2-D (examples, features); got {x.shape}")
+    # (examples, features) for the built-in models; a model factory may take any shape.
     if len(x) != len(y):
         raise DataError(
             f"{name}: {split} features have {len(x)} rows but targets have {len(y)}; "
@@ -188,9 +192,9 @@ def finalize(
     if has_test:
         x_test = _check_arrays(name, np.asarray(arrays.x_test), np.asarray(arrays.y_test), "test")
         y_test = _targets(name, np.asarray(arrays.y_test), "test")
-        if x_test.shape[1] != x.shape[1]:
+        if x_test.shape[1:] != x.shape[1:]:
             raise DataError(
-                f"{name}: test features have {x_test.shape[1]} columns, training {x.shape[1]}"
+                f"{name}: test examples are shaped {x_test.shape[1:]}, training {x.shape[1:]}"
             )
     classes = arrays.classes
     if arrays.task == "classification":

@@ -153,7 +153,8 @@ def describe(error: Any, root: type[BaseModel]) -> str:
         section = model_at(root, loc)
         if section is not None and loc:
             required = [n for n, f in section.model_fields.items() if f.is_required()]
-            return f"[{path}] table is required (with {', '.join(required)})"
+            needs = getattr(section, "NEEDS", None) or ", ".join(required)
+            return f"[{path}] table is required (with {needs})"
         return f"{path} is required"
     if kind == "extra_forbidden":
         parent = model_at(root, loc[:-1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+import types
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -79,6 +80,9 @@ def _wants_string(info: FieldInfo | None) -> bool:
     if info is None:
         return False
     ann = info.annotation
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):  # str | None: an optional text
+        kept = [a for a in typing.get_args(ann) if a is not type(None)]
+        ann = kept[0] if len(kept) == 1 else ann
     args = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
     return ann is str or (bool(args) and all(isinstance(a, str) for a in args))
 

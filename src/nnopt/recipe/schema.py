@@ -32,12 +32,29 @@ class Section(BaseModel):
 
 
 class DataSpec(Section):
-    """``[data]``: which dataset and how to split and scale it."""
+    """``[data]``: which dataset (a built-in name, a file, or the user's ``factory``) and how
+    to split and scale it."""
 
-    name: str = Field(min_length=1)
+    NEEDS: ClassVar[str] = "name or factory"  # what a [data] table must have, for messages
+    name: str | None = Field(None, min_length=1)
+    factory: str | None = Field(None, min_length=1)  # "module:function" or "file.py:function"
+    args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the factory
     val_fraction: float = Field(0.2, gt=0, lt=1)
     standardize: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.name is None) == (self.factory is None):
+            raise problem(
+                "data: give exactly one of data.name (a built-in set or a .npz/.csv file) "
+                "and data.factory ('module:function' returning the data)"
+            )
+        if self.args and self.factory is None:
+            raise problem("data.args: only a data.factory takes args (use data.options)")
+        if self.options and self.factory is not None:
+            raise problem("data.options: a data.factory takes its options in data.args")
+        return self
 
     @field_validator("options")
     @classmethod
@@ -61,6 +78,33 @@ class ModelSpec(Section):
     channels: int = Field(25, ge=1)
     init: Literal["auto", "xavier", "he"] = "auto"
     init_distribution: Literal["uniform", "normal"] = "uniform"
+    factory: str | None = Field(None, min_length=1)  # the user's: "module:function"
+    args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the factory
+
+    # What only the built-in models read: a factory takes its options in model.args.
+    BUILT_IN_ONLY: ClassVar[tuple[str, ...]] = (
+        "kind",
+        "hidden",
+        "activation",
+        "dropout",
+        "channels",
+    )
+
+    @model_validator(mode="after")
+    def _factory_or_built_in(self) -> ModelSpec:
+        if self.factory is None:
+            if self.args:
+                raise problem("model.args: only a model.factory takes args")
+            return self
+        for name in self.BUILT_IN_ONLY:
+            # (compared with the default, not "was it given": a saved recipe spells them all)
+            default = type(self).model_fields[name].get_default(call_default_factory=True)
+            if getattr(self, name) != default:
+                raise problem(
+                    f"model.{name}: applies to the built-in models; a model.factory takes its "
+                    "options in [model.args]"
+                )
+        return self
 
 
 # The type and range of every [optimizer] option any optimizer of the table has; its

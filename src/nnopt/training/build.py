@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,12 @@ import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
+from nnopt.data.dataset import finalize
+from nnopt.data.user import load_user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model
+from nnopt.recipe import factory
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
 
@@ -87,8 +91,9 @@ def build_plateau(recipe: Any) -> ReduceOnPlateau | None:
 def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Optimizer:
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
-    # flat layout's storage change is invisible there; it is the fastest for many tensors.
-    options.setdefault("flat", True)
+    # flat layout's storage change is invisible there; it is the fastest for many tensors. A
+    # user's model may tie or share parameters: it keeps torch's layout.
+    options.setdefault("flat", recipe.model.factory is None)
     reg = recipe.regularization
     if reg.in_loss:  # the penalty goes into the loss instead; decoupled decay stays here
         groups = param_groups(model, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude))
@@ -99,22 +104,48 @@ def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Op
     return row.build(groups, build_schedule(recipe, total_steps), **options)
 
 
-def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
-    """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded."""
-    device = resolve_device(recipe.train.device, local_rank)
+def build_dataset(recipe: Any) -> Dataset:
+    """The recipe's data: a built-in set or file (``data.name``) or the user's factory."""
     data = recipe.data
-    dataset = load_dataset(
-        data.name,
-        seed=recipe.seed,
-        val_fraction=data.val_fraction,
-        standardize=data.standardize,
-        **data.options,
+    if data.factory is None:
+        return load_dataset(
+            data.name,
+            seed=recipe.seed,
+            val_fraction=data.val_fraction,
+            standardize=data.standardize,
+            **data.options,
+        )
+    arrays = load_user_data(data.factory, data.args, recipe.seed)
+    name = data.factory.rpartition(":")[2]
+    return finalize(
+        name, arrays, seed=recipe.seed, val_fraction=data.val_fraction, standardize=data.standardize
     )
-    # The same seed gives the same initial weights whatever the optimizer: comparisons of
-    # recipes differ by the optimization alone.
-    torch.manual_seed(recipe.seed)
-    m = recipe.model
-    model = build_model(
+
+
+def build_network(m: Any, dataset: Dataset) -> nn.Module:
+    """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
+    ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
+    targets) when its signature names them."""
+    if m.factory is not None:
+        given = {
+            "input_shape": dataset.input_shape,
+            "input_dim": math.prod(dataset.input_shape),
+            "output_dim": dataset.output_dim,
+        }
+        made = factory.call(factory.resolve(m.factory, "model.factory"), m.factory,
+                            "model.factory", m.args, given)  # fmt: skip
+        if not isinstance(made, nn.Module):
+            raise RecipeError(
+                f"model.factory: {m.factory} returned a {type(made).__name__}, expected a "
+                "torch.nn.Module"
+            )
+        return made
+    if dataset.x_train.ndim != 2:
+        raise RecipeError(
+            f"model.kind {m.kind!r} takes (examples, features) data, and this data's examples "
+            f"are shaped {dataset.input_shape}: use a model.factory for it"
+        )
+    return build_model(
         m.kind,
         dataset.input_dim,
         dataset.output_dim,
@@ -123,6 +154,17 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
         dropout=m.dropout,
         channels=m.channels,
     )
+
+
+def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
+    """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded."""
+    device = resolve_device(recipe.train.device, local_rank)
+    dataset = build_dataset(recipe)
+    # The same seed gives the same initial weights whatever the optimizer: comparisons of
+    # recipes differ by the optimization alone.
+    torch.manual_seed(recipe.seed)
+    m = recipe.model
+    model = build_network(m, dataset)
     decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     model.to(device)
     batches = recipe.batches(len(dataset.x_train))
