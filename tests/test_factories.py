@@ -207,3 +207,43 @@ def test_the_example_project_runs_as_the_readme_says(monkeypatch):
     recipe = Recipe.load("examples/own_model/recipe.toml").with_overrides(["train.steps=30"])
     result = train(recipe)
     assert result.summary["status"] == "finished" and result.summary["parameters"] > 0
+
+
+# --- the same from Python: your objects, no factory --------------------------------------
+
+
+def _objects(seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 300)
+    x = torch.tensor(rng.normal(size=(300, 16)) + 4.0 * np.eye(3, 16)[y], dtype=torch.float32)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    return model, (x, torch.tensor(y))
+
+
+PY_RECIPE = {
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"steps": 40, "batch_size": 32, "eval_every": 10},
+}
+
+
+def test_train_takes_your_model_and_data_objects_and_resumes_bitwise(tmp_path):
+    import nnopt
+
+    model, data = _objects()
+    start = params_of(model)
+    whole = nnopt.train(PY_RECIPE, tmp_path / "whole", model=model, data=data)
+    assert whole.model is model and whole.history[-1]["val_accuracy"] > 0.8
+    assert not any(torch.equal(a, b) for a, b in zip(start, params_of(model), strict=True))
+    fresh, data = _objects()  # the same starting weights: passed objects are not re-initialized
+    nnopt.train(PY_RECIPE, tmp_path / "cut", model=fresh, data=data, stop_after=15)
+    again, data = _objects()
+    resumed = nnopt.train(
+        tmp_path / "cut" / "recipe.toml", tmp_path / "cut", resume=True, model=again, data=data
+    )
+    for a, b in zip(params_of(whole.model), params_of(resumed.model), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(Exception, match="passed from Python .* pass it again to resume"):
+        nnopt.train(tmp_path / "cut" / "recipe.toml", tmp_path / "cut", resume=True)

@@ -27,6 +27,11 @@ KEYS = ("x_train", "y_train", "x_test", "y_test")
 def load_user_data(spec: str, args: dict[str, Any], seed: int) -> Arrays:
     """Call the factory (with ``seed`` when it asks for it) and check what it returned."""
     made = user_code.call(user_code.resolve(spec, FIELD), spec, FIELD, args, {"seed": seed})
+    return arrays_from(made, spec)
+
+
+def arrays_from(made: Any, spec: str = "data") -> Arrays:
+    """What a data factory returned (or what was passed as ``data=``), checked, as arrays."""
     task = None
     if isinstance(made, dict):
         unknown = sorted(set(made) - {*KEYS, "task"})

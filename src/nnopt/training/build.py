@@ -14,7 +14,7 @@ from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
 from nnopt.data.dataset import finalize
-from nnopt.data.user import load_user_data
+from nnopt.data.user import arrays_from, load_user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model
@@ -88,12 +88,14 @@ def build_plateau(recipe: Any) -> ReduceOnPlateau | None:
     )
 
 
-def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Optimizer:
+def build_optimizer(
+    recipe: Any, model: nn.Module, total_steps: int, *, user_model: bool = False
+) -> nnopt.Optimizer:
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
     # flat layout's storage change is invisible there; it is the fastest for many tensors. A
     # user's model may tie or share parameters: it keeps torch's layout.
-    options.setdefault("flat", recipe.model.factory is None)
+    options.setdefault("flat", recipe.model.factory is None and not user_model)
     reg = recipe.regularization
     if reg.in_loss:  # the penalty goes into the loss instead; decoupled decay stays here
         groups = param_groups(model, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude))
@@ -104,9 +106,25 @@ def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Op
     return row.build(groups, build_schedule(recipe, total_steps), **options)
 
 
-def build_dataset(recipe: Any) -> Dataset:
-    """The recipe's data: a built-in set or file (``data.name``) or the user's factory."""
+# data.factory of a recipe whose data came as an object (``nnopt.train(..., data=...)``).
+PASSED = "python:passed to nnopt.train"
+
+
+def build_dataset(recipe: Any, passed: Any = None) -> Dataset:
+    """The recipe's data: a built-in set or file (``data.name``), the user's factory, or the
+    object passed from Python (tensors, arrays or Datasets, as a factory returns them)."""
     data = recipe.data
+    if passed is not None:
+        arrays = arrays_from(passed)
+        return finalize(
+            "data", arrays, seed=recipe.seed, val_fraction=data.val_fraction,
+            standardize=data.standardize,
+        )  # fmt: skip
+    if data.factory == PASSED:
+        raise RecipeError(
+            "data: this run's data was passed from Python (nnopt.train(..., data=...)); pass "
+            "it again to resume"
+        )
     if data.factory is None:
         return load_dataset(
             data.name,
@@ -126,6 +144,11 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
     """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
     ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
     targets) when its signature names them."""
+    if m.factory == PASSED:
+        raise RecipeError(
+            "model: this run's model was passed from Python (nnopt.train(..., model=...)); "
+            "pass it again to resume"
+        )
     if m.factory is not None:
         given = {
             "input_shape": dataset.input_shape,
@@ -156,20 +179,30 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
     )
 
 
-def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
-    """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded."""
+def build_run(
+    recipe: Any, local_rank: int = 0, *, model: nn.Module | None = None, data: Any = None
+) -> RunParts:
+    """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded.
+
+    ``model`` and ``data`` are the user's objects passed from Python: the model is trained as
+    given (its weights kept: no initialization), the data read as a data factory's return.
+    """
     device = resolve_device(recipe.train.device, local_rank)
-    dataset = build_dataset(recipe)
+    dataset = build_dataset(recipe, data)
     # The same seed gives the same initial weights whatever the optimizer: comparisons of
     # recipes differ by the optimization alone.
     torch.manual_seed(recipe.seed)
     m = recipe.model
-    model = build_network(m, dataset)
-    decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
+    user_made = model is not None
+    if model is not None:
+        decisions: list[InitDecision] = []  # the caller's weights are the starting point
+    else:
+        model = build_network(m, dataset)
+        decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     model.to(device)
     batches = recipe.batches(len(dataset.x_train))
     total_steps = recipe.steps_over(batches)
-    optimizer = build_optimizer(recipe, model, total_steps)
+    optimizer = build_optimizer(recipe, model, total_steps, user_model=user_made)
     plateau = build_plateau(recipe)
     optimizer.plateau = plateau
     classification = dataset.task == "classification"

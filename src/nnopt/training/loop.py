@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
-from nnopt.training.build import RunParts, build_run
+from nnopt.training.build import PASSED, RunParts, build_run
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -66,8 +67,17 @@ def train(
     quiet: bool = True,
     stop_after: int | None = None,
     on_step: StepHook | None = None,
+    model: torch.nn.Module | None = None,
+    data: Any = None,
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
+
+    ``recipe`` is a :class:`Recipe`, a dict of its tables, TOML text or a path to a file.
+    ``model`` and ``data`` are your own objects, for notebooks: the model is trained as given
+    (its weights are the start: no initialization), the data is what a data factory returns
+    (``(x_train, y_train[, x_test, y_test])``, a dict of those, or Datasets); the recipe then
+    needs no [model] or [data] table, and records that they were passed (resuming such a run
+    needs them passed again).
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``stop_after`` ends this call
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
@@ -76,19 +86,68 @@ def train(
     A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
     naming the step and the learning rate; the last good checkpoint stays in place.
     """
-    trainer = Trainer(recipe, out_dir, quiet=quiet)
+    recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
+    trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
+
+
+def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = False) -> Any:
+    """A :class:`Recipe` from a Recipe, a dict of tables, TOML text or a file path; with
+    objects passed from Python, its [model] / [data] record that (``build.PASSED``)."""
+    from nnopt.recipe import Recipe
+
+    if isinstance(recipe, Path) or (
+        isinstance(recipe, str) and "\n" not in recipe and Path(recipe).suffix == ".toml"
+    ):
+        if not (model_passed or data_passed):
+            return Recipe.load(recipe)
+        recipe = Path(recipe).read_text()
+    if not (model_passed or data_passed):
+        if isinstance(recipe, str):
+            return Recipe.loads(recipe)
+        return Recipe.from_dict(recipe) if isinstance(recipe, dict) else recipe
+    if isinstance(recipe, Recipe):
+        tables = recipe.to_dict()
+    elif isinstance(recipe, dict):
+        tables = dict(recipe)
+    else:
+        try:
+            tables = tomllib.loads(recipe)
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError(f"the recipe is not valid TOML: {exc}") from exc
+    if data_passed:
+        kept = {k: v for k, v in tables.get("data", {}).items() if k in _DATA_KEPT}
+        tables["data"] = {**kept, "factory": PASSED}
+    if model_passed:
+        kept = {k: v for k, v in tables.get("model", {}).items() if k in _MODEL_KEPT}
+        tables["model"] = {**kept, "factory": PASSED}
+    return Recipe.from_dict(tables)
+
+
+# What a recipe's [data] / [model] still mean when the object itself was passed.
+_DATA_KEPT = ("val_fraction", "standardize")
+_MODEL_KEPT = ()
 
 
 class Trainer:
     """Runs one recipe. Build once, then :meth:`run`."""
 
-    def __init__(self, recipe: Any, out_dir: str | Path | None = None, *, quiet: bool = True):
+    def __init__(
+        self,
+        recipe: Any,
+        out_dir: str | Path | None = None,
+        *,
+        quiet: bool = True,
+        model: torch.nn.Module | None = None,
+        data: Any = None,
+    ):
         self.recipe = recipe
         self.run_dir = Path(out_dir) if out_dir is not None else None
         self.quiet = quiet
         self.ctx = setup(recipe.train.device)
-        self.parts: RunParts = build_run(recipe, local_rank=self.ctx.local_rank)
+        self.parts: RunParts = build_run(
+            recipe, local_rank=self.ctx.local_rank, model=model, data=data
+        )
         dataset, device = self.parts.dataset, self.parts.device
         self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
         # Each rank evaluates its slice of the held-out split; the sums are reduced.
