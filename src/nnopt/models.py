@@ -13,7 +13,7 @@ from torch import nn
 
 from nnopt.errors import DataError
 
-KINDS = ("linear", "mlp", "cnn1d")
+KINDS = ("linear", "mlp", "cnn1d", "transformer")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -105,8 +105,12 @@ def build_model(
     activation: str = "relu",
     dropout: float = 0.0,
     channels: int = 25,
+    width: int = 64,
+    layers: int = 2,
+    heads: int = 4,
 ) -> nn.Module:
-    """A model of ``kind`` mapping ``(n, input_dim)`` to ``(n, output_dim)``."""
+    """A model of ``kind`` mapping ``(n, input_dim)`` to ``(n, output_dim)``; a transformer
+    maps ``(n, T <= input_dim)`` token ids to ``(n, T, output_dim)`` next-token logits."""
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
     if input_dim < 1 or output_dim < 1:
@@ -116,6 +120,10 @@ def build_model(
         return nn.Linear(input_dim, output_dim)
     if kind == "mlp":
         return mlp(input_dim, output_dim, hidden, activation, dropout)
+    if kind == "transformer":
+        from nnopt.transformer import Transformer
+
+        return Transformer(output_dim, input_dim, width, layers, heads, dropout)
     return cnn1d(input_dim, output_dim, channels, activation, dropout)
 
 

@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
     if final.get("val_loss") is not None:
         parts.append(f"val_loss {final['val_loss']:.4f}")
+    if final.get("val_perplexity") is not None:
+        parts.append(f"val_perplexity {final['val_perplexity']:.2f}")
     if is_main_process():
         print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
     return 0

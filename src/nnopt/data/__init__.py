@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nnopt.data import text as text_data
 from nnopt.data.dataset import Dataset, finalize
 from nnopt.data.embedded import REGISTRY, load_embedded
 from nnopt.data.files import SUFFIXES, load_file
@@ -15,7 +16,8 @@ __all__ = ["Dataset", "available_datasets", "load_dataset"]
 
 def available_datasets() -> list[tuple[str, str, str]]:
     """(name, description, size) of every embedded and synthetic set; builds none of them."""
-    return [(e.name, e.description, e.size) for e in REGISTRY.values()]
+    listed = [(e.name, e.description, e.size) for e in REGISTRY.values()]
+    return listed + [(text_data.NAME, text_data.DESCRIPTION, "300k characters by default")]
 
 
 def load_dataset(
@@ -34,13 +36,15 @@ def load_dataset(
     reader (``target=`` for CSV, ``task=`` to force classification or regression).
     """
     text = str(name_or_path)
+    if text == text_data.NAME:  # token windows: not features, so no finalize (split is its own)
+        return text_data.char_lm_dataset(val_fraction=val_fraction, **options)
     if text in REGISTRY:
         arrays, name = load_embedded(text, seed, options), text
     elif Path(text).suffix.lower() in SUFFIXES:
         arrays, name = load_file(Path(text), options), Path(text).stem
     else:
         raise DataError(
-            f"unknown data set {text!r}; available: {', '.join(REGISTRY)}; "
+            f"unknown data set {text!r}; available: {', '.join([*REGISTRY, text_data.NAME])}; "
             f"or give a path to a {' or '.join(SUFFIXES)} file"
         )
     return finalize(name, arrays, seed=seed, val_fraction=val_fraction, standardize=standardize)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from nnopt.errors import DataError
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression")  # what finalize takes; charlm is "language_model"
 # Integer-valued targets with at most this many distinct values are read as class labels.
 MAX_CLASSES = 50
 # A feature (nearly) constant on the training split is centred but not scaled, as
@@ -71,7 +71,7 @@ class Dataset:
 
     @property
     def output_dim(self) -> int:
-        if self.task == "classification":
+        if self.task in ("classification", "language_model"):  # classes, or the vocabulary
             assert self.num_classes is not None
             return self.num_classes
         return int(self.y_train.shape[1])

@@ -71,11 +71,14 @@ class DataSpec(Section):
 class ModelSpec(Section):
     """``[model]``: the network built for the data (input/output sizes come from the data)."""
 
-    kind: Literal["linear", "mlp", "cnn1d"] = "mlp"
+    kind: Literal["linear", "mlp", "cnn1d", "transformer"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128, 64])
     activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
     channels: int = Field(25, ge=1)
+    width: int = Field(64, ge=1)  # transformer: embedding width (a multiple of heads)
+    layers: int = Field(2, ge=1)  # transformer: blocks
+    heads: int = Field(4, ge=1)  # transformer: attention heads
     init: Literal["auto", "xavier", "he"] = "auto"
     init_distribution: Literal["uniform", "normal"] = "uniform"
     factory: str | None = Field(None, min_length=1)  # the user's: "module:function"
@@ -88,6 +91,9 @@ class ModelSpec(Section):
         "activation",
         "dropout",
         "channels",
+        "width",
+        "layers",
+        "heads",
     )
 
     @model_validator(mode="after")

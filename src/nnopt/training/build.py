@@ -23,6 +23,14 @@ from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
 
 
+class NextTokenLoss(nn.Module):
+    """Mean next-token cross-entropy: logits (batch, time, vocab) against ids (batch, time),
+    -1/(B T) sum_{b,t} log softmax(logits[b, t])[y[b, t]]."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.flatten(0, -2), targets.flatten())
+
+
 @dataclass
 class RunParts:
     """Everything a training run is made of, built from one recipe."""
@@ -163,10 +171,15 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
                 "torch.nn.Module"
             )
         return made
-    if dataset.x_train.ndim != 2:
+    if dataset.x_train.ndim != 2 and dataset.task != "language_model":
         raise RecipeError(
             f"model.kind {m.kind!r} takes (examples, features) data, and this data's examples "
             f"are shaped {dataset.input_shape}: use a model.factory for it"
+        )
+    if (m.kind == "transformer") != (dataset.task == "language_model"):
+        raise RecipeError(
+            "model.kind 'transformer' is the language model of sequence data (data.name = "
+            f"'charlm'); this recipe has model.kind {m.kind!r} and {dataset.task} data"
         )
     return build_model(
         m.kind,
@@ -176,6 +189,9 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
         activation=m.activation,
         dropout=m.dropout,
         channels=m.channels,
+        width=m.width,
+        layers=m.layers,
+        heads=m.heads,
     )
 
 
@@ -210,6 +226,8 @@ def build_run(
     if loss_name == "auto":
         loss_name = "cross_entropy" if classification else "mse"
     loss_fn = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
+    if dataset.task == "language_model":
+        loss_fn = NextTokenLoss()
     return RunParts(
         dataset=dataset,
         model=model,

@@ -155,6 +155,7 @@ class Trainer:
         self.x_val = x_val.tensor_split(self.ctx.world)[self.ctx.rank]
         self.y_val = y_val.tensor_split(self.ctx.world)[self.ctx.rank]
         self.classification = dataset.task == "classification"
+        self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
         self.batches = self.parts.batches
         self._started = time.perf_counter()  # set again by run(), less the time already spent
@@ -278,7 +279,7 @@ class Trainer:
             "time": self._elapsed(),
             "lr": self._lr(),
             "train_loss": state.take_train_loss(),
-            **metrics_from_sums(self.ctx.sum(list(sums)), self.classification),
+            **metrics_from_sums(self.ctx.sum(list(sums)), self.classification, self.language_model),
         }
         log.append(row)  # the log extends state.history itself
         if self.parts.plateau is not None:
@@ -369,7 +370,10 @@ class Trainer:
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
             "metric": metric,
-            "final": {k: final.get(k) for k in ("train_loss", "val_loss", "val_accuracy", "lr")},
+            "final": {
+                k: final.get(k)
+                for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")
+            },
             "best": {"step": best["step"], metric: best[metric]} if best else None,
         }
 

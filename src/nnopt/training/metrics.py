@@ -14,7 +14,16 @@ from torch import Tensor, nn
 
 from nnopt import atomic
 
-COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
+COLUMNS = (
+    "step",
+    "epoch",
+    "time",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_perplexity",
+)
 
 
 @torch.no_grad()
@@ -35,13 +44,19 @@ def evaluation_sums(
     return total_loss, correct, float(len(x))
 
 
-def metrics_from_sums(sums: list[float], classification: bool) -> dict[str, float]:
+def metrics_from_sums(
+    sums: list[float], classification: bool, language_model: bool = False
+) -> dict[str, float]:
+    """Mean loss and accuracy; for a language model, perplexity = exp(mean next-token loss)."""
     total_loss, correct, count = sums
     count = max(count, 1.0)
-    return {
+    row = {
         "val_loss": total_loss / count,
         "val_accuracy": correct / count if classification else math.nan,
     }
+    if language_model:
+        row["val_perplexity"] = math.exp(min(row["val_loss"], 700.0))
+    return row
 
 
 class MetricsLog:
@@ -68,7 +83,7 @@ class MetricsLog:
             writer.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
         atomic.write_text(self.run_dir / "metrics.csv", buffer.getvalue())
         if self._tensorboard is not None:
-            for key in ("lr", "train_loss", "val_loss", "val_accuracy"):
+            for key in ("lr", "train_loss", "val_loss", "val_accuracy", "val_perplexity"):
                 value = row.get(key)
                 if value is not None and math.isfinite(value):
                     self._tensorboard.add_scalar(key, value, row["step"])
