@@ -123,12 +123,14 @@ def params_of(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-@pytest.mark.parametrize("module", ["myproject", "sub/code.py"])
-def test_a_factory_recipe_trains_and_resumes_bitwise(project, module):
-    recipe = Recipe.loads(recipe_text(module))
+@pytest.mark.parametrize(
+    "module, data", [("myproject", "blobs"), ("sub/code.py", "blobs"), ("myproject", "dataset")]
+)
+def test_a_factory_recipe_trains_and_resumes_bitwise(project, module, data):
+    recipe = Recipe.loads(recipe_text(module, **{":blobs": f":{data}"}))
     whole = train(recipe, project / "whole")
     assert whole.summary["status"] == "finished"
-    assert whole.history[-1]["val_accuracy"] > 0.8  # three separable blobs: it learned
+    assert whole.history[-1]["val_accuracy"] > 0.7  # three blobs, chance is 1/3: it learned
     train(recipe, project / "cut", stop_after=15)
     resumed = train(recipe, project / "cut", resume=True)
     for a, b in zip(params_of(whole.model), params_of(resumed.model), strict=True):
