@@ -249,3 +249,20 @@ def test_train_takes_your_model_and_data_objects_and_resumes_bitwise(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(Exception, match="passed from Python .* pass it again to resume"):
         nnopt.train(tmp_path / "cut" / "recipe.toml", tmp_path / "cut", resume=True)
+
+
+def test_the_built_in_resnet_takes_images_and_sequences_and_resumes_bitwise(project):
+    source = 'factory = "myproject:blobs"'
+    text = recipe_text(**{source: source + "\n[data.args]\nimages = true"})
+    resnet = '[model]\nkind = "resnet"\nchannels = 4\nlayers = 2\n'
+    text = text.replace('[model]\nfactory = "myproject:model"\n[model.args]\nwidth = 8\n', resnet)
+    recipe = Recipe.loads(text)
+    whole = train(recipe, project / "whole")
+    assert whole.model.dims == 2 and whole.history[-1]["val_accuracy"] > 0.6
+    train(recipe, project / "cut", stop_after=15)
+    resumed = train(recipe, project / "cut", resume=True)
+    ours, again = whole.model.state_dict(), resumed.model.state_dict()
+    for name, value in ours.items():  # parameters and BatchNorm's running statistics
+        assert torch.equal(value, again[name]), name
+    flat = Recipe.loads(text.replace("\n[data.args]\nimages = true", ""))
+    assert train(flat).model.dims == 1  # (examples, features): one channel, 1-D

@@ -13,7 +13,7 @@ from torch import nn
 
 from nnopt.errors import DataError
 
-KINDS = ("linear", "mlp", "cnn1d", "transformer")
+KINDS = ("linear", "mlp", "cnn1d", "transformer", "resnet")
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -108,6 +108,7 @@ def build_model(
     width: int = 64,
     layers: int = 2,
     heads: int = 4,
+    input_shape: tuple[int, ...] | None = None,
 ) -> nn.Module:
     """A model of ``kind`` mapping ``(n, input_dim)`` to ``(n, output_dim)``; a transformer
     maps ``(n, T <= input_dim)`` token ids to ``(n, T, output_dim)`` next-token logits."""
@@ -120,6 +121,10 @@ def build_model(
         return nn.Linear(input_dim, output_dim)
     if kind == "mlp":
         return mlp(input_dim, output_dim, hidden, activation, dropout)
+    if kind == "resnet":
+        from nnopt.resnet import ResNet
+
+        return ResNet(input_shape or (input_dim,), output_dim, channels, layers)
     if kind == "transformer":
         from nnopt.transformer import Transformer
 

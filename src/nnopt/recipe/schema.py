@@ -71,13 +71,13 @@ class DataSpec(Section):
 class ModelSpec(Section):
     """``[model]``: the network built for the data (input/output sizes come from the data)."""
 
-    kind: Literal["linear", "mlp", "cnn1d", "transformer"] = "mlp"
+    kind: Literal["linear", "mlp", "cnn1d", "transformer", "resnet"] = "mlp"
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128, 64])
     activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"] = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
-    channels: int = Field(25, ge=1)
+    channels: int = Field(25, ge=1)  # cnn1d filters; resnet: the first blocks' (then doubling)
     width: int = Field(64, ge=1)  # transformer: embedding width (a multiple of heads)
-    layers: int = Field(2, ge=1)  # transformer: blocks
+    layers: int = Field(2, ge=1)  # transformer, resnet: blocks
     heads: int = Field(4, ge=1)  # transformer: attention heads
     init: Literal["auto", "xavier", "he"] = "auto"
     init_distribution: Literal["uniform", "normal"] = "uniform"

@@ -171,7 +171,8 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
                 "torch.nn.Module"
             )
         return made
-    if dataset.x_train.ndim != 2 and dataset.task != "language_model":
+    images = dataset.x_train.ndim == 4 and m.kind == "resnet"
+    if dataset.x_train.ndim != 2 and dataset.task != "language_model" and not images:
         raise RecipeError(
             f"model.kind {m.kind!r} takes (examples, features) data, and this data's examples "
             f"are shaped {dataset.input_shape}: use a model.factory for it"
@@ -192,6 +193,7 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
         width=m.width,
         layers=m.layers,
         heads=m.heads,
+        input_shape=dataset.input_shape,
     )
 
 
