@@ -49,8 +49,8 @@ def test_every_activation_builds(name):
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="choose one of linear, mlp, cnn1d"):
-        build_model("resnet", 4, 2)
+    with pytest.raises(ValueError, match="choose one of linear, mlp, cnn1d, transformer, resnet"):
+        build_model("rnn", 4, 2)
     with pytest.raises(ValueError, match="choose one of relu, tanh, sigmoid"):
         build_model("mlp", 4, 2, activation="swish")
     with pytest.raises(ValueError, match="dropout"):

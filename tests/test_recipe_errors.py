@@ -203,7 +203,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(RecipeError) as info:
         Recipe.load(wrong)
     assert info.value.problems == [
-        f"{wrong}: model.kind must be one of linear, mlp, cnn1d; got 'rnn'",
+        f"{wrong}: model.kind must be one of linear, mlp, cnn1d, transformer, resnet; got 'rnn'",
         f"{wrong}: optimizer.lr must be > 0, got -1",
     ]
     assert isinstance(info.value, ValueError)

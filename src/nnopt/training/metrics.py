@@ -14,16 +14,8 @@ from torch import Tensor, nn
 
 from nnopt import atomic
 
-COLUMNS = (
-    "step",
-    "epoch",
-    "time",
-    "lr",
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "val_perplexity",
-)
+COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
+LANGUAGE_MODEL_COLUMNS = (*COLUMNS, "val_perplexity")  # a language model's rows add it
 
 
 @torch.no_grad()
@@ -77,10 +69,11 @@ class MetricsLog:
         if self.run_dir is None:
             return
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        columns = LANGUAGE_MODEL_COLUMNS if "val_perplexity" in row else COLUMNS
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for r in self.rows:
-            writer.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+            writer.writerow({k: _fmt(r.get(k)) for k in columns})
         atomic.write_text(self.run_dir / "metrics.csv", buffer.getvalue())
         if self._tensorboard is not None:
             for key in ("lr", "train_loss", "val_loss", "val_accuracy", "val_perplexity"):
