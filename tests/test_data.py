@@ -31,7 +31,7 @@ def test_available_datasets_lists_all_without_building_them(monkeypatch):
     monkeypatch.setattr(embedded, "_mnist1d_arrays", lambda: pytest.fail("generated mnist1d"))
     rows = available_datasets()
     names = [row[0] for row in rows]
-    assert names == ["digits", "mnist1d", "quadratic", "spirals", "regression"]
+    assert names == ["digits", "mnist1d", "quadratic", "spirals", "regression", "charlm"]
     assert all(len(row) == 3 and all(isinstance(v, str) and v for v in row) for row in rows)
     assert "4000" in dict((r[0], r[2]) for r in rows)["mnist1d"]
 
