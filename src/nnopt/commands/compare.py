@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from nnopt.experiments.plots import comparison_plots
     from nnopt.experiments.report import rich_table, write_reports
+    from nnopt.optim.kernels import cpu
     from nnopt.recipe import Recipe
 
     console = make_console()
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     variants = expand_variants(recipes, args.vary)
     out = output_dir(args.out)
     total = len(variants) * args.seeds
+    cpu.available()  # build the kernels once, here, not in each of --jobs workers at once
     done = 0
 
     def on_done(variant: str, seed: int) -> None:

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     final = summary["final"]
     parts = [f"{summary['status']} after {summary['steps']} steps"]
-    parts.append(f"{summary['wall_time']:.1f} s")
+    threads = summary["threads"]
+    parts.append(f"{summary['wall_time']:.1f} s ({threads} thread{'s' if threads > 1 else ''})")
     if final.get("val_accuracy") is not None and final["val_accuracy"] == final["val_accuracy"]:
         parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
     if final.get("val_loss") is not None:

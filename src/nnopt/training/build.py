@@ -14,9 +14,11 @@ from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
-from nnopt.models import build_model
+from nnopt.models import build_model, count_parameters
+from nnopt.optim import kernels
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
+from nnopt.training.threads import apply_threads
 
 
 @dataclass
@@ -33,6 +35,7 @@ class RunParts:
     batch_size: int
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
+    threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -99,6 +102,16 @@ def build_optimizer(recipe: Any, model: nn.Module, total_steps: int) -> nnopt.Op
     return row.build(groups, build_schedule(recipe, total_steps), **options)
 
 
+def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
+    """Build or load the native kernels now, before any clock starts.
+
+    They are built on first use (seconds, or minutes on a loaded machine); left to the first
+    ``step()``, the build would be counted in the run's wall time and in its first metrics row.
+    """
+    if device.type == "cpu" and kernels.use_native(optimizer.kernels):
+        kernels.cpu.available()
+
+
 def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
     """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded."""
     device = resolve_device(recipe.train.device, local_rank)
@@ -124,10 +137,12 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
         channels=m.channels,
     )
     decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
+    threads = apply_threads(recipe.train.threads, count_parameters(model))
     model.to(device)
     batches = recipe.batches(len(dataset.x_train))
     total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps)
+    load_kernels(optimizer, device)
     plateau = build_plateau(recipe)
     optimizer.plateau = plateau
     classification = dataset.task == "classification"
@@ -146,4 +161,5 @@ def build_run(recipe: Any, local_rank: int = 0) -> RunParts:
         batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
+        threads=threads,
     )

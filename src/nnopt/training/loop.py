@@ -268,6 +268,7 @@ class Trainer:
             "wall_time": state.elapsed,
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
+            "threads": self.parts.threads,
             "metric": metric,
             "final": {k: final.get(k) for k in ("train_loss", "val_loss", "val_accuracy", "lr")},
             "best": {"step": best["step"], metric: best[metric]} if best else None,
