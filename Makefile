@@ -9,11 +9,19 @@ STAMP  := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned exactly: an unpinned torch pulls a multi-GB CUDA build.
+# torch is pinned exactly: an unpinned torch pulls a multi-GB CUDA build. pip runs quiet (its
+# own output is hundreds of lines), so each step says what it installs; then the native
+# kernels are built once, here, rather than silently inside the first run.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "setup 1/4: upgrading pip in $(VENV)"
 	$(BIN)/pip install -q --upgrade pip
+	@echo "setup 2/4: installing torch==2.13.0, CPU build (~200 MB; the longest step)"
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	@echo "setup 3/4: installing nnopt (editable) with numpy, scikit-learn, matplotlib," \
+	      "pydantic, rich, mnist1d, tomli-w, pytest, ruff"
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
+	@echo "setup 4/4: building nnopt's native CPU kernels (C++, seconds)"
+	-$(BIN)/python -m nnopt.optim.kernels
 	touch $@
 
 setup: $(STAMP)

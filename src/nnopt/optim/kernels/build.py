@@ -10,7 +10,7 @@ so concurrent processes never load a half-written library.
 
 A build prints one line to stderr before it starts and one when it ends (it takes seconds on a
 quiet machine, minutes on a loaded one: a silent pause would look like a hang). ``make setup``
-builds the library ahead (``python -m nnopt.optim.kernels.build``), and the trainer loads it
+builds the library ahead (``python -m nnopt.optim.kernels``), and the trainer loads it
 before its clock starts, so a build never counts in a run's wall time.
 
 Anything that goes wrong (no compiler, a cache directory that cannot be created, a failed
@@ -205,16 +205,3 @@ def failure_reason() -> str | None:
     """Why the library is unavailable, or ``None`` if it loaded (or was not tried yet)."""
     return _failure[-1] if _failure else None
 
-
-def main() -> int:
-    """``python -m nnopt.optim.kernels.build``: build (or find) the library, say where."""
-    lib = load()
-    if lib is None:
-        print(f"nnopt: native kernels unavailable: {failure_reason()}", file=sys.stderr)
-        return 1
-    print(f"nnopt: native CPU kernels ready: {lib._name}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
