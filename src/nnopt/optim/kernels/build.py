@@ -204,4 +204,3 @@ def load() -> ctypes.CDLL | None:
 def failure_reason() -> str | None:
     """Why the library is unavailable, or ``None`` if it loaded (or was not tried yet)."""
     return _failure[-1] if _failure else None
-
