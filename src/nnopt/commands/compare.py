@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         summarize,
         write_summaries,
     )
-    from nnopt.experiments.plots import comparison_plots
+    from nnopt.experiments.figures import comparison_plots
     from nnopt.experiments.report import rich_table, write_reports
     from nnopt.optim.kernels import cpu
     from nnopt.recipe import Recipe
