@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean
+.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean \
+        readme-check startup-bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,16 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/optimizer_step.py
+
+# `nnopt --help` and `nnopt datasets` against `python -c "import torch"`, side by side.
+startup-bench: setup
+	$(BIN)/python benchmarks/startup.py
+
+# Every shell command of README.md, in order, in a fresh clone of this repository's HEAD, and
+# the numbers it prints against the README's (~15-20 min on 2 cores: it runs the demo, the
+# test suite and the comparisons a new user runs). Needs only python3 and git.
+readme-check:
+	$(PYTHON) tests/readme_commands.py --repo . --clone /tmp/nnopt-readme-clone
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples
