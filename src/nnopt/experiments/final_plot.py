@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnopt.experiments.plots import LABELS, _save, finals, higher_is_better, plt, zoom
+from nnopt.experiments.plots import (
+    LABELS,
+    _save,
+    finals,
+    higher_is_better,
+    percent_axis,
+    plt,
+    zoom,
+)
 from nnopt.experiments.stats import RunRecord
 
 
@@ -74,7 +82,7 @@ def plot_finals(by_variant: dict[str, list[RunRecord]], metric: str, path: Path)
         pad = (high - low) * 0.1
         ax.set_xlim(low + pad if higher else low, high if higher else high - pad)
     if higher:
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:.1%}"))
+        percent_axis(ax.xaxis, *ax.get_xlim())
     ax.set_xlabel(f"final {LABELS.get(metric, metric)} (dot: one seed; bar: median)")
     ax.set_title(margin_text(ranked, metric) if ranked else "every run diverged", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)

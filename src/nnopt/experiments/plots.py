@@ -77,6 +77,12 @@ def zoom(
     return min([low, *reached]) - pad / 4, high + pad
 
 
+def percent_axis(axis: matplotlib.axis.Axis, low: float, high: float) -> None:
+    """Tick labels in percent, with a decimal only where the axis spans under 10 points."""
+    decimals = 1 if high - low < 0.1 else 0
+    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.{decimals}%}"))
+
+
 def _legend(ax: plt.Axes) -> None:
     entries = len(ax.get_legend_handles_labels()[0])
     if entries > 3:  # a long legend would cover curves: put it beside the axes
@@ -134,7 +140,7 @@ def plot_metric(
     if log_y:
         ax.set_yscale("log")
     if higher_is_better(key):
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.1%}"))
+        percent_axis(ax.yaxis, *ax.get_ylim())
     ax.set_xlabel("wall time (s)" if x_key == "time" else "optimizer step")
     ax.set_ylabel(LABELS.get(key, key))
     ax.set_title(title or LABELS.get(key, key), fontsize=11)
@@ -173,11 +179,13 @@ def plot_lr(by_variant: dict[str, list[RunRecord]], path: Path) -> Path:
     curves = _distinct_curves(by_variant, "lr")
     peaks = [float(np.nanmax(y)) for _, _, y in curves if np.isfinite(y).any()]
     for i, (names, x, y) in enumerate(curves):
-        ax.plot(x, y, color=f"C{i % 10}", lw=2, label=", ".join(names))
+        # " / ": variant names made by --vary already hold commas ("sgd,1e-3").
+        ax.plot(x, y, color=f"C{i % 10}", lw=2, label=" / ".join(names))
     log = bool(peaks) and max(peaks) > 10 * min(peaks) and min(peaks) > 0
     if log:
+        lowest = min(float(np.nanmin(np.where(y > 0, y, np.inf))) for _, _, y in curves)
         ax.set_yscale("log")
-        ax.set_ylim(min(peaks) / 100, max(peaks) * 1.5)
+        ax.set_ylim(max(min(peaks) / 100, lowest / 2), max(peaks) * 1.5)
     elif peaks:
         ax.set_ylim(0, max(peaks) * 1.05)
     ax.set_xlabel("optimizer step")
