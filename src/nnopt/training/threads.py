@@ -3,9 +3,9 @@
 torch starts with one intra-op thread per core. For the small models nnopt trains on a CPU,
 each op has too little work to split, and the threads mostly wait for each other: on this
 project's shared 2-core machine, 75 steps of the digits MLP took 0.20 s with one thread and
-0.74-11 s with two; 300 steps of the MNIST-1D CNN 1.4-1.6 s against 14-57 s
-(benchmarks/README.md has the commands). A model of a million parameters or more has ops
-large enough to share.
+0.74-11 s with two; 300 steps of the MNIST-1D CNN 1.4-1.6 s against 14-57 s (with other jobs
+running; `python benchmarks/threads.py` measures it side by side). A model of a million
+parameters or more has ops large enough to share.
 """
 
 from __future__ import annotations
