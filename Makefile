@@ -4,16 +4,25 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean
+.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean \
+        readme-check startup-bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned exactly: an unpinned torch pulls a multi-GB CUDA build.
+# torch is pinned exactly: an unpinned torch pulls a multi-GB CUDA build. pip runs quiet (its
+# own output is hundreds of lines), so each step says what it installs; then the native
+# kernels are built once, here, rather than silently inside the first run.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "setup 1/4: upgrading pip in $(VENV)"
 	$(BIN)/pip install -q --upgrade pip
+	@echo "setup 2/4: installing torch==2.13.0, CPU build (~200 MB; the longest step)"
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	@echo "setup 3/4: installing nnopt (editable) with numpy, scikit-learn, matplotlib," \
+	      "pydantic, rich, mnist1d, tomli-w, pytest, ruff"
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
+	@echo "setup 4/4: building nnopt's native CPU kernels (C++, seconds)"
+	-$(BIN)/python -m nnopt.optim.kernels
 	touch $@
 
 setup: $(STAMP)
@@ -53,6 +62,19 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/optimizer_step.py
+
+# `nnopt --help` and `nnopt datasets` against `python -c "import torch"`, side by side.
+startup-bench: setup
+	$(BIN)/python benchmarks/startup.py
+
+# Every shell command of README.md, in order, in a fresh clone of this repository's HEAD, and
+# the numbers it prints against the README's (~15-20 min on 2 cores: it runs the demo, the
+# test suite and the comparisons a new user runs). Needs only python3 and git.
+# README_SKIP="make test" leaves out commands starting with that (CI has just run it).
+README_SKIP ?=
+readme-check:
+	$(PYTHON) tests/readme_commands.py --repo . --clone /tmp/nnopt-readme-clone \
+	    $(if $(README_SKIP),--skip "$(README_SKIP)")
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

@@ -37,4 +37,6 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+    threads = torch.get_num_threads()  # a training run sets its own; the next test gets it back
     yield
+    torch.set_num_threads(threads)

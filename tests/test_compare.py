@@ -51,7 +51,7 @@ steps = 40
 eval_every = 10
 """
 
-PLOTS = ("val_accuracy_vs_step", "val_accuracy_vs_time", "train_loss", "lr")
+PLOTS = ("final_val_accuracy", "val_accuracy_vs_step", "val_accuracy_vs_time", "train_loss", "lr")
 
 
 @pytest.fixture(autouse=True)

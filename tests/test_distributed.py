@@ -107,11 +107,13 @@ def test_a_two_rank_checkpoint_resumes_on_one_and_on_two(recipe_file, single, tm
         run_dir = tmp_path / f"resume{nproc}"
         run_dir.mkdir()
         (run_dir / "checkpoint.pt").write_bytes((part / "checkpoint.pt").read_bytes())
-        (run_dir / "recipe.toml").write_text(RECIPE)
+        (run_dir / "recipe.toml").write_text(short.read_text())
+        # Extending the run is a change made on purpose, named as such.
         if nproc == 1:
-            train(Recipe.load(run_dir / "recipe.toml"), run_dir, resume=True)
+            longer = Recipe.load(run_dir / "recipe.toml").with_overrides(["train.steps=30"])
+            train(longer, run_dir, resume=True, changed=("train.steps",))
         else:
-            done = torchrun(tmp_path, "--resume", str(run_dir))
+            done = torchrun(tmp_path, "--resume", str(run_dir), "--set", "train.steps=30")
             assert done.returncode == 0, done.stderr[-2000:]
         expected = final_params(single)
         for name, value in final_params(run_dir).items():

@@ -96,6 +96,25 @@ def test_resume_refuses_an_edited_recipe_naming_the_field(
     assert (run / CHECKPOINT_NAME).read_bytes() == before  # nothing was trained or written
 
 
+def test_resume_with_set_changes_a_field_on_purpose_and_records_it(recipe_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(["train", str(recipe_file), "--out", str(run), "--quiet", "--set", "train.steps=20"])
+        == 0
+    )
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "train.steps=45"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(run / CHECKPOINT_NAME)["run"]["step"] == 45  # extended
+    assert Recipe.load(run / "recipe.toml").train.steps == 45  # and recorded
+    assert main(["train", "--resume", str(run), "--quiet", "--set", "optimizer.lr=0.5"]) == 0
+    capsys.readouterr()
+    # An edit not named with --set is still refused.
+    saved = run / "recipe.toml"
+    saved.write_text(saved.read_text().replace("hidden = [16]", "hidden = [8]"))
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    assert "model.hidden" in one_line(capsys)
+
+
 def test_resume_refuses_another_recipe_file(recipe_file, tmp_path, capsys):
     run = trained(recipe_file, tmp_path / "run", capsys)
     other = tmp_path / "other.toml"

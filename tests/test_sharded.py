@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -41,6 +42,14 @@ def single_process(steps: int) -> tuple[list[torch.Tensor], dict]:
 
 
 def sharded_worker(rank: int, world: int, resume_state: dict | None) -> dict:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _sharded_run(rank, world, resume_state)
+    result["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+    return result
+
+
+def _sharded_run(rank: int, world: int, resume_state: dict | None) -> dict:
     x, y = data()
     model = make_model()
     opt = ShardedOptimizer(make_opt(model.parameters()))
@@ -81,6 +90,12 @@ def test_sharded_matches_unsharded_trajectory(two_ranks):
             # The only difference is the order of the gradient sum (two halves, then / 2),
             # a few float32 ulps per step.
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow  # two real ranks
+def test_the_sharded_collectives_warn_nothing(two_ranks):
+    """torch 2.13 deprecates reduce_scatter_tensor / all_gather_into_tensor (FutureWarning)."""
+    assert [r["warnings"] for r in two_ranks] == [[], []]
 
 
 @pytest.mark.slow  # two real ranks

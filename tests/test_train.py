@@ -257,6 +257,7 @@ def test_cli_train_and_its_user_errors(tmp_path, monkeypatch, capsys):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "runs" / "digits-tiny" / "summary.json").is_file()
     assert "digits-tiny: finished after 20 steps" in done.stdout
+    assert "(1 thread)" in done.stdout  # the threads it chose, said
 
     # ...and the user errors in-process (same entry point, without a start-up each).
     monkeypatch.chdir(tmp_path)

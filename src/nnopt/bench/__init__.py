@@ -1,6 +1,25 @@
-"""Benchmarks: optimizer step time against torch.optim and the memory-bandwidth floor."""
+"""Benchmarks: optimizer step time against torch.optim and the memory-bandwidth floor.
 
-from nnopt.bench.floor import add_bandwidth, bytes_per_param
-from nnopt.bench.step import SHAPES, StepResult, run
+The names load on first use: ``nnopt --help`` registers the ``bench`` command without torch.
+"""
 
-__all__ = ["bytes_per_param", "SHAPES", "StepResult", "add_bandwidth", "run"]
+from typing import Any
+
+_LAZY = {
+    "add_bandwidth": "nnopt.bench.floor",
+    "bytes_per_param": "nnopt.bench.floor",
+    "SHAPES": "nnopt.bench.step",
+    "StepResult": "nnopt.bench.step",
+    "run": "nnopt.bench.step",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnopt.bench' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -28,18 +28,15 @@ from typing import Any
 import torch
 
 from nnopt import atomic
+from nnopt.bench.choices import DEFAULT, SHAPES
 from nnopt.bench.floor import add_bandwidth, floor_seconds
 from nnopt.optim import table as optimizers_table
-
-# name -> (number of tensors, elements per tensor)
-SHAPES: dict[str, tuple[int, ...]] = {"2000x1000": (2000, 1000), "8x2.5M": (8, 2_500_000)}
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
 # Every optimizer of the table with a torch.optim twin can be timed, with the very same call
-# on both sides (the class defaults); these are the ones timed unless others are asked for.
+# on both sides (the class defaults); choices.DEFAULT are the ones timed unless others are asked.
 OPTIMIZERS = tuple(row.name for row in optimizers_table.ROWS if row.twin is not None)
-DEFAULT = ("adam", "momentum", "rmsprop_torch", "adagrad")
 
 VARIANTS = ("nnopt", "nnopt flat=True", "torch for-loop", "torch foreach", "torch fused")
 
@@ -246,6 +243,7 @@ def markdown(results: list[StepResult]) -> str:
 
 
 __all__ = [
+    "DEFAULT",
     "SHAPES",
     "StepResult",
     "markdown",

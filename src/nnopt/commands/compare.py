@@ -42,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
         summarize,
         write_summaries,
     )
+    from nnopt.experiments.figures import comparison_plots
     from nnopt.experiments.live import CompareProgress
-    from nnopt.experiments.plots import comparison_plots
     from nnopt.experiments.report import rich_table, write_reports
+    from nnopt.optim.kernels import cpu
     from nnopt.recipe import Recipe
 
     console = make_console()
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     variants = expand_variants(recipes, args.vary)
     out = output_dir(args.out)
     total = len(variants) * args.seeds
+    cpu.available()  # build the kernels once, here, not in each of --jobs workers at once
     with CompareProgress(console, total, quiet=args.quiet) as progress:
         records = run_comparison(
             variants, args.seeds, out, jobs=args.jobs, on_event=progress.on_event

@@ -56,21 +56,25 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / CHECKPOINT_NAME).is_file():
             raise UserError(f"{run_dir} has no {CHECKPOINT_NAME} to resume from")
-        recipe = Recipe.load(args.recipe or run_dir / "recipe.toml")
-        if args.overrides:
-            raise UserError("--set cannot change a run being resumed; start a new run instead")
+        # --set on a resume changes those fields on purpose (extending train.steps, say); the
+        # run's recipe.toml and checkpoints record the change.
+        recipe = Recipe.load(args.recipe or run_dir / "recipe.toml").with_overrides(args.overrides)
+        changed = tuple(item.partition("=")[0].strip() for item in args.overrides)
         resume = True
     else:
         if not args.recipe:
             raise UserError("give a recipe file (or --resume RUN_DIR)")
         recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
+        if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Each rank would pick its own fresh runs/NAME-k: they must all name one directory.
+            raise UserError("under torchrun, give --out RUN_DIR: every rank must write one run")
         run_dir = Path(args.out) if args.out else fresh_run_dir(recipe.name)
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
-        resume = False
+        resume, changed = False, ()
         output_dir(run_dir)
     try:
-        result = train(recipe, run_dir, resume=resume, quiet=args.quiet)
+        result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed)
     finally:
         teardown()
     summary = result.summary
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     final = summary["final"]
     parts = [f"{summary['status']} after {summary['steps']} steps"]
-    parts.append(f"{summary['wall_time']:.1f} s")
+    threads = summary["threads"]
+    parts.append(f"{summary['wall_time']:.1f} s ({threads} thread{'s' if threads > 1 else ''})")
     if final.get("val_accuracy") is not None and final["val_accuracy"] == final["val_accuracy"]:
         parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
     if final.get("val_loss") is not None:

@@ -8,11 +8,12 @@ standardization behave identically whatever the source.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `nnopt datasets` needs none
+    from torch import Tensor
 
 from nnopt.errors import DataError
 
@@ -229,6 +230,8 @@ def finalize(
         std = x.std(axis=0)
         std = np.where(std < CONSTANT_STD, 1.0, std)
         x, x_test = (x - mean) / std, (x_test - mean) / std
+    import torch
+
     label_dtype = torch.int64 if arrays.task == "classification" else torch.float32
     return Dataset(
         name=name,

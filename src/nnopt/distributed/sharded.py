@@ -20,6 +20,11 @@ from torch import Tensor
 from nnopt.optim.base import Optimizer
 from nnopt.optim.flat import FlatBucket
 
+# torch 2.13 renamed the single-tensor collectives (the old names warn, FutureWarning); the
+# old names stay for the older torch versions pyproject.toml allows. Same arguments, same result.
+_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
 
 class ShardedOptimizer(torch.optim.Optimizer):
     """Wrap an nnopt optimizer so that each rank keeps and updates 1/N of its state.
@@ -130,13 +135,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
                         "(mark unused parameters requires_grad=False)"
                     )
                 grad = torch.empty_like(self._slice(bucket.padded_grad))
-                dist.reduce_scatter_tensor(grad, bucket.padded_grad, group=self.group)
+                _reduce_scatter(grad, bucket.padded_grad, group=self.group)
                 grad.div_(self.world)
                 state = self._shard_state(group, bucket)
                 self._steps[id(bucket)] += 1
                 param = self._slice(bucket.padded_param)
                 opt.update_tensor(group, param, grad, state, self._steps[id(bucket)], lr)
-                dist.all_gather_into_tensor(bucket.padded_param, param.clone(), group=self.group)
+                _all_gather(bucket.padded_param, param.clone(), group=self.group)
         opt.finish_step()
         return loss
 
@@ -156,7 +161,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                     continue
                 for key, part in shard.items():
                     full = torch.empty(bucket.padded_numel, device=part.device, dtype=part.dtype)
-                    dist.all_gather_into_tensor(full, part, group=self.group)
+                    _all_gather(full, part, group=self.group)
                     bucket.state[key] = full[: bucket.numel]
                     bucket.state_views[key] = bucket.views(bucket.state[key])
                     for p, view in zip(bucket.params, bucket.state_views[key], strict=True):

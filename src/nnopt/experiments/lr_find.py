@@ -190,6 +190,20 @@ def lr_range_test(
     )
 
 
+def shown_points(result: LRFindResult) -> int:
+    """How many points of the sweep the plot shows: up to where the smoothed loss, past its
+    minimum, climbs back above where it started (a few points more). Beyond that the network
+    has blown up and the rest of the sweep is noise that would take the plot's width."""
+    smoothed = result.smoothed[: result.usable]
+    if not smoothed or not all(math.isfinite(s) for s in smoothed):
+        return result.usable
+    lowest = int(np.argmin(smoothed))
+    for i in range(lowest, len(smoothed)):
+        if smoothed[i] > smoothed[0]:
+            return min(i + 3, len(smoothed))
+    return len(smoothed)
+
+
 def plot_lr_find(result: LRFindResult, path: str) -> None:
     """Loss against lr (log x axis) with the suggestions marked, as a PNG."""
     import matplotlib
@@ -198,11 +212,13 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.plot(result.lrs, result.losses, color="0.75", lw=1, label="loss")
-    ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
+    shown = shown_points(result)
+    lrs = result.lrs[:shown]
+    ax.plot(lrs, result.losses[:shown], color="0.75", lw=1, label="loss")
+    ax.plot(lrs, result.smoothed[:shown], color="C0", lw=2, label="smoothed loss (zero-phase)")
     if result.suggestion is not None:
         ax.axvline(
-            result.suggestion, color="C3", ls="--", label=f"steepest: {result.suggestion:.2e}"
+            result.suggestion, color="C3", ls="--", label=f"suggested: {result.suggestion:.2e}"
         )
     if result.min_over_10 is not None:
         ax.axvline(
@@ -211,15 +227,17 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     ax.set_xscale("log")
     # Up to the point that stopped the sweep, raw losses included (they dip below the smoothed
     # curve at its minimum); the blow-up itself is cut off.
-    usable = result.usable
-    finite = [s for s in result.smoothed[:usable] if math.isfinite(s)]
-    raw = [v for v in result.losses[:usable] if math.isfinite(v)]
+    finite = [s for s in result.smoothed[:shown] if math.isfinite(s)]
+    raw = [v for v in result.losses[:shown] if math.isfinite(v)]
     if finite:
         low, high = min(finite + raw), finite[0]
         ax.set_ylim(low - 0.1 * abs(high - low), max(high, low) + 0.5 * abs(high - low) + 1e-12)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
-    ax.set_title("learning-rate range test")
+    title = "learning-rate range test"
+    if shown < len(result.lrs):
+        title += f" (cut at lr {lrs[-1]:.2g}: the sweep to {result.lrs[-1]:.2g} had diverged)"
+    ax.set_title(title, fontsize=11)
     # The loss starts high at small lrs and falls to the right: the lower left stays empty.
     ax.legend(loc="lower left", framealpha=0.85)
     ax.grid(True, which="major", alpha=0.3)

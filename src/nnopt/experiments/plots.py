@@ -1,8 +1,14 @@
-"""The comparison's pictures: one line per variant (median over seeds), a band for min-max."""
+"""The comparison's pictures: one line per variant (median over seeds), a band for min-max.
+
+The metric's y axis is zoomed on where the runs end (see :func:`zoom`): on MNIST-1D the
+variants finish between 90% and 94% after starting at 10%, and an axis from 0 to 1 would
+squash the difference that the comparison is about into a few pixels.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +29,18 @@ LABELS = {
 LINESTYLES = ("-", (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2)))
 
 
+@dataclass(frozen=True)
+class Plot:
+    """A written figure and the sentence that says what it shows (the report's caption)."""
+
+    path: Path
+    caption: str
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric.endswith("accuracy")
+
+
 def _aligned(records: list[RunRecord], key: str, x_key: str) -> tuple[np.ndarray, np.ndarray]:
     """Rows of seeds aligned on evaluation index: x (median across seeds) and y (seeds x evals)."""
     histories = [r.history for r in records if r.history and not r.diverged]
@@ -34,6 +52,52 @@ def _aligned(records: list[RunRecord], key: str, x_key: str) -> tuple[np.ndarray
     return x, y
 
 
+def finals(records: list[RunRecord], key: str) -> list[float]:
+    """The last logged value of ``key`` in each run that did not diverge (NaNs dropped)."""
+    values = [r.history[-1].get(key, math.nan) for r in records if r.history and not r.diverged]
+    return [v for v in values if not math.isnan(v)]
+
+
+def zoom(
+    final_values: list[float], reached: list[float], higher: bool
+) -> tuple[float, float] | None:
+    """Axis limits around the runs' final values, reaching to the best value any run reached.
+
+    With ``w = max(finals) - min(finals)`` (at least 1% of the largest magnitude, so equal
+    finals still get a window): from ``w`` beyond the worst final value to ``w / 4`` beyond the
+    best value reached. Accuracies stay inside [0, 1].
+    """
+    if not final_values:
+        return None
+    low, high = min(final_values), max(final_values)
+    pad = max(high - low, 0.01 * max(abs(low), abs(high), 1e-12))
+    if higher:
+        top = max([high, *reached]) + pad / 4
+        return max(low - pad, 0.0), min(top, 1.0) if high <= 1.0 else top
+    return min([low, *reached]) - pad / 4, high + pad
+
+
+def percent_axis(axis: matplotlib.axis.Axis, low: float, high: float) -> None:
+    """Tick labels in percent, with a decimal only where the axis spans under 10 points."""
+    decimals = 1 if high - low < 0.1 else 0
+    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.{decimals}%}"))
+
+
+def _legend(ax: plt.Axes) -> None:
+    entries = len(ax.get_legend_handles_labels()[0])
+    if entries > 3:  # a long legend would cover curves: put it beside the axes
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
+    elif entries:
+        ax.legend(loc="best", fontsize=9, framealpha=0.85)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    atomic.save_figure(path, fig)
+    plt.close(fig)
+    return path
+
+
 def plot_metric(
     by_variant: dict[str, list[RunRecord]],
     key: str,
@@ -41,12 +105,15 @@ def plot_metric(
     *,
     x_key: str = "step",
     log_y: bool = False,
+    zoomed: bool = False,
     title: str = "",
-    distinct_lines: bool = False,
 ) -> Path:
-    """``key`` against ``x_key`` for every variant: median line and min-max band over seeds."""
+    """``key`` against ``x_key`` for every variant: median line and min-max band over seeds.
+
+    ``zoomed``: the y axis spans :func:`zoom` of the final values (earlier values leave it).
+    """
     fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
-    lines = 0
+    reached: list[float] = []
     for i, (variant, records) in enumerate(by_variant.items()):
         x, y = _aligned(records, key, x_key)
         color = f"C{i % 10}"
@@ -59,53 +126,73 @@ def plot_metric(
         label = (
             f"{variant} (n={seeds}, {diverged} diverged)" if diverged else f"{variant} (n={seeds})"
         )
-        # Curves that coincide (the same lr schedule, say) stay visible with their own dashes.
-        ls = LINESTYLES[lines % len(LINESTYLES)] if distinct_lines else "-"
-        lines += 1
-        ax.plot(x, np.nanmedian(y, 0), color=color, lw=2, ls=ls, label=label)
+        ax.plot(x, np.nanmedian(y, 0), color=color, lw=2, label=label)
         if seeds > 1:
             ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=color, alpha=0.18, lw=0)
+        reached += [float(v) for v in np.nanmedian(y, 0) if not math.isnan(v)]
+    window = None
+    if zoomed:
+        higher = higher_is_better(key)
+        best = [(max if higher else min)(reached)] if reached else []
+        window = zoom([v for rs in by_variant.values() for v in finals(rs, key)], best, higher)
+    if window is not None:
+        ax.set_ylim(*window)
     if log_y:
         ax.set_yscale("log")
+    if higher_is_better(key):
+        percent_axis(ax.yaxis, *ax.get_ylim())
     ax.set_xlabel("wall time (s)" if x_key == "time" else "optimizer step")
     ax.set_ylabel(LABELS.get(key, key))
+    ax.set_title(title or LABELS.get(key, key), fontsize=11)
+    ax.grid(True, alpha=0.3, which="both")
+    _legend(ax)
+    return _save(fig, path)
+
+
+def _distinct_curves(
+    by_variant: dict[str, list[RunRecord]], key: str
+) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    """One (variants, x, y) per distinct median curve: equal curves share one line and label."""
+    curves: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+    for variant, records in by_variant.items():
+        x, y = _aligned(records, key, "step")
+        if y.size == 0:
+            continue
+        median = np.nanmedian(y, 0)
+        for names, cx, cy in curves:
+            if cx.shape == x.shape and np.allclose(cx, x) and np.allclose(cy, median, rtol=1e-9):
+                names.append(variant)
+                break
+        else:
+            curves.append(([variant], x, median))
+    return curves
+
+
+def plot_lr(by_variant: dict[str, list[RunRecord]], path: Path) -> Path:
+    """The learning rate of each variant by step; variants with the same schedule share a line.
+
+    Peaks within 10x of each other: a linear axis (a cosine's shape as it is). Further apart:
+    a log axis cut at 1/100 of the smallest peak, so that a decay towards 0 (cosine to 1e-8)
+    leaves the axis instead of taking most of its height.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
+    curves = _distinct_curves(by_variant, "lr")
+    peaks = [float(np.nanmax(y)) for _, _, y in curves if np.isfinite(y).any()]
+    for i, (names, x, y) in enumerate(curves):
+        # " / ": variant names made by --vary already hold commas ("sgd,1e-3").
+        ax.plot(x, y, color=f"C{i % 10}", lw=2, label=" / ".join(names))
+    log = bool(peaks) and max(peaks) > 10 * min(peaks) and min(peaks) > 0
+    if log:
+        lowest = min(float(np.nanmin(np.where(y > 0, y, np.inf))) for _, _, y in curves)
+        ax.set_yscale("log")
+        ax.set_ylim(max(min(peaks) / 100, lowest / 2), max(peaks) * 1.5)
+    elif peaks:
+        ax.set_ylim(0, max(peaks) * 1.05)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate" + (" (log scale)" if log else ""))
     ax.set_title(
-        f"{title or LABELS.get(key, key)}: median over seeds, band = min to max", fontsize=11
+        "learning rate by step (variants with the same schedule share a line)", fontsize=11
     )
     ax.grid(True, alpha=0.3, which="both")
-    entries = len(ax.get_legend_handles_labels()[0])
-    if entries > 3:  # a long legend would cover curves: put it beside the axes
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9, frameon=False)
-    elif entries:
-        ax.legend(loc="best", fontsize=9, framealpha=0.85)
-    fig.tight_layout()
-    atomic.save_figure(path, fig)
-    plt.close(fig)
-    return path
-
-
-def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: Path) -> list[Path]:
-    """The four plots of a comparison report; returns their paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    label = LABELS.get(metric, metric)
-    return [
-        plot_metric(by_variant, metric, out / f"{metric}_vs_step.png", title=f"{label} by step"),
-        plot_metric(
-            by_variant,
-            metric,
-            out / f"{metric}_vs_time.png",
-            x_key="time",
-            title=f"{label} by wall time",
-        ),
-        plot_metric(
-            by_variant, "train_loss", out / "train_loss.png", log_y=True, title="training loss"
-        ),
-        plot_metric(
-            by_variant,
-            "lr",
-            out / "lr.png",
-            log_y=True,
-            title="learning rate",
-            distinct_lines=True,
-        ),
-    ]
+    _legend(ax)
+    return _save(fig, path)

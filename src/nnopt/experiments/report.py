@@ -6,9 +6,11 @@ import base64
 import html
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from nnopt import atomic
+from nnopt.experiments.plots import Plot
 from nnopt.experiments.stats import Spread, VariantStats
 
 
@@ -66,10 +68,11 @@ def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[st
 def rich_table(stats: list[VariantStats], target: float | None, title: str) -> Table:
     header, rows = table_rows(stats, target)
     table = Table(title=title)
+    # Escaped: rich would take "[min, max]" in a header for a style tag and drop it.
     for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+        table.add_column(escape(name), justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     return table
 
 
@@ -85,7 +88,7 @@ def write_reports(
     title: str,
     stats: list[VariantStats],
     target: float | None,
-    plots: list[Path],
+    plots: list[Plot],
     recipes: dict[str, str],
     seeds: int,
 ) -> tuple[Path, Path]:
@@ -97,7 +100,7 @@ def write_reports(
     )
     md = [f"# {title}", "", intro, "", markdown_table(stats, target), ""]
     for plot in plots:
-        md += [f"![{plot.stem}]({plot.relative_to(out).as_posix()})", ""]
+        md += [f"![{plot.caption}]({plot.path.relative_to(out).as_posix()})", "", plot.caption, ""]
     md += ["## Recipes", ""]
     for variant, text in recipes.items():
         md += [f"### {variant}", "", "```toml", text.rstrip(), "```", ""]
@@ -110,9 +113,9 @@ def write_reports(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
     )
     images = "".join(
-        f'<figure><img alt="{plot.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(plot.read_bytes()).decode()}"><figcaption>{plot.stem}'
-        "</figcaption></figure>"
+        f'<figure><img alt="{html.escape(plot.caption)}" src="data:image/png;base64,'
+        f'{base64.b64encode(plot.path.read_bytes()).decode()}"><figcaption>'
+        f"{html.escape(plot.caption)}</figcaption></figure>"
         for plot in plots
     )
     recipe_html = "".join(
@@ -126,7 +129,8 @@ table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 th {{ background: #f3f3f3; }}
-figure {{ display: inline-block; margin: 0.5rem; }} img {{ max-width: 520px; }}
+figure {{ display: inline-block; vertical-align: top; margin: 0.5rem; max-width: 520px; }}
+img {{ max-width: 520px; }} figcaption {{ font-size: 0.85rem; color: #444; }}
 pre {{ background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>

@@ -273,7 +273,8 @@ class TrainSpec(Section):
     """``[train]``: how the data is fed and for how long.
 
     Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``. ``checkpoint_every``
-    unset means a checkpoint at every evaluation.
+    unset means a checkpoint at every evaluation. ``threads`` is torch's intra-op thread count
+    for the run; unset, it is chosen from the model's size.
     """
 
     DEFAULT_EPOCHS: ClassVar[int] = 10
@@ -284,6 +285,8 @@ class TrainSpec(Section):
     steps: int | None = Field(None, ge=1)
     eval_every: int = Field(100, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    # None: 1 for models under a million parameters, else the usable cores (training/threads.py)
+    threads: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
     shard_state: bool = False
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"

@@ -17,10 +17,12 @@ from nnopt.data.dataset import finalize
 from nnopt.data.user import arrays_from, load_user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
-from nnopt.models import build_model
+from nnopt.models import build_model, count_parameters
+from nnopt.optim import kernels
 from nnopt.recipe import factory
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
+from nnopt.training.threads import apply_threads
 
 
 class NextTokenLoss(nn.Module):
@@ -45,6 +47,7 @@ class RunParts:
     batch_size: int
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
+    threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -112,6 +115,16 @@ def build_optimizer(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
     return row.build(groups, build_schedule(recipe, total_steps), **options)
+
+
+def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
+    """Build or load the native kernels now, before any clock starts.
+
+    They are built on first use (seconds, or minutes on a loaded machine); left to the first
+    ``step()``, the build would be counted in the run's wall time and in its first metrics row.
+    """
+    if device.type == "cpu" and kernels.use_native(optimizer.kernels):
+        kernels.cpu.available()
 
 
 # data.factory of a recipe whose data came as an object (``nnopt.train(..., data=...)``).
@@ -217,10 +230,12 @@ def build_run(
     else:
         model = build_network(m, dataset)
         decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
+    threads = apply_threads(recipe.train.threads, count_parameters(model))
     model.to(device)
     batches = recipe.batches(len(dataset.x_train))
     total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps, user_model=user_made)
+    load_kernels(optimizer, device)
     plateau = build_plateau(recipe)
     optimizer.plateau = plateau
     classification = dataset.task == "classification"
@@ -241,4 +256,5 @@ def build_run(
         batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
+        threads=threads,
     )

@@ -93,11 +93,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def check_same_recipe(recipe: Any, payload: dict[str, Any], run_dir: Path) -> None:
+def check_same_recipe(
+    recipe: Any, payload: dict[str, Any], run_dir: Path, allowed: frozenset[str] = frozenset()
+) -> None:
     """A run resumes only under the recipe it started with; else one line per changed field.
 
-    The checkpoint records its recipe (format 3); older ones are held to ``recipe.toml``, the
-    copy the run wrote when it started.
+    ``allowed`` are the fields the user changed on purpose (``--resume RUN --set KEY=V``):
+    those may differ. The checkpoint records its recipe (format 3); older ones are held to
+    ``recipe.toml``, the copy the run wrote when it started.
     """
     from nnopt.recipe import Recipe
 
@@ -110,17 +113,24 @@ def check_same_recipe(recipe: Any, payload: dict[str, Any], run_dir: Path) -> No
     if started == recipe:
         return
     before, now = _flatten(started.to_dict()), _flatten(recipe.to_dict())
+    allowed = allowed | {_LINKED[key] for key in allowed if key in _LINKED}
     changes = [
         f"{key}: {before.get(key, '(unset)')!r} when the run started, "
         f"{now.get(key, '(unset)')!r} now"
         for key in sorted(before.keys() | now.keys())
-        if before.get(key) != now.get(key)
+        if before.get(key) != now.get(key) and key not in allowed
     ]
+    if not changes:
+        return
     raise CheckpointError(
         f"{run_dir} was started with another recipe ({'; '.join(changes) or 'it differs'}): "
-        "a run resumes only under its own recipe; restore it, or start a new run with the new "
-        "recipe (another --out)"
+        "a run resumes only under its own recipe; restore it, change a field on purpose with "
+        "--resume RUN --set KEY=VALUE, or start a new run with the new recipe (another --out)"
     )
+
+
+# A run's length is train.steps or train.epochs: setting one unsets the other.
+_LINKED = {"train.steps": "train.epochs", "train.epochs": "train.steps"}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -69,6 +69,7 @@ def train(
     on_step: StepHook | None = None,
     model: torch.nn.Module | None = None,
     data: Any = None,
+    changed: tuple[str, ...] = (),
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
 
@@ -77,7 +78,9 @@ def train(
     (its weights are the start: no initialization), the data is what a data factory returns
     (``(x_train, y_train[, x_test, y_test])``, a dict of those, or Datasets); the recipe then
     needs no [model] or [data] table, and records that they were passed (resuming such a run
-    needs them passed again).
+    needs them passed again). ``changed`` names the fields a resume changes on purpose (say
+    ``("train.steps",)`` to extend a run); any other difference from the recipe the run
+    started with is refused.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``stop_after`` ends this call
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
@@ -88,6 +91,7 @@ def train(
     """
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
+    trainer.changed = frozenset(changed)
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
 
 
@@ -158,6 +162,7 @@ class Trainer:
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
         self.batches = self.parts.batches
+        self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
         self._started = time.perf_counter()  # set again by run(), less the time already spent
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
@@ -339,7 +344,9 @@ class Trainer:
     def _restore(self) -> RunState:
         assert self.run_dir is not None
         payload = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
-        check_same_recipe(self.recipe, payload, self.run_dir)
+        check_same_recipe(self.recipe, payload, self.run_dir, self.changed)
+        if self.changed and self.ctx.is_main:  # the run's record follows the change
+            self.recipe.save(self.run_dir / "recipe.toml")
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
@@ -369,6 +376,7 @@ class Trainer:
             "wall_time": state.elapsed,
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
+            "threads": self.parts.threads,
             "metric": metric,
             "final": {
                 k: final.get(k)

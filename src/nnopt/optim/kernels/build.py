@@ -8,9 +8,15 @@ that hashes the sources (``SOURCES``), the flags and the compiler's version, so 
 another compiler builds a fresh copy. Builds write a temporary file and rename it into place,
 so concurrent processes never load a half-written library.
 
-Anything that goes wrong (no compiler, a failed build, a library that will not load) gives
-one warning and ``None``: the optimizers then run their eager rules, which are the reference
-the kernels are tested against. ``NNOPT_KERNELS=eager`` in the environment skips the build.
+A build prints one line to stderr before it starts and one when it ends (it takes seconds on a
+quiet machine, minutes on a loaded one: a silent pause would look like a hang). ``make setup``
+builds the library ahead (``python -m nnopt.optim.kernels``), and the trainer loads it
+before its clock starts, so a build never counts in a run's wall time.
+
+Anything that goes wrong (no compiler, a cache directory that cannot be created, a failed
+build, a library that will not load) gives one warning and ``None``: the optimizers then run
+their eager rules, which are the reference the kernels are tested against.
+``NNOPT_KERNELS=eager`` in the environment skips the build.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -100,9 +108,12 @@ def library_path(compiler: str, flags: list[str]) -> Path:
 
 def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
     """Compile into ``target`` atomically; return the error text on failure."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    try:
+        # Inside the try: an unwritable cache is a failed build, not a crash.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        return f"cannot write the kernel cache {target.parent}: {exc.strerror or exc}"
     try:
         proc = subprocess.run(
             [compiler, *flags, str(SOURCE), "-o", tmp],
@@ -122,6 +133,20 @@ def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
             os.unlink(tmp)
 
 
+def _announced_compile(compiler: str, flags: list[str], target: Path) -> str | None:
+    """:func:`_compile`, with a line on stderr before and after (a build is not silent)."""
+    print(
+        f"nnopt: building the native CPU kernels (once per machine) into {target.parent} ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    start = time.perf_counter()
+    error = _compile(compiler, flags, target)
+    outcome = "failed" if error else "done"
+    print(f"nnopt: kernel build {outcome} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return error
+
+
 def _build_and_load() -> ctypes.CDLL | None:
     if os.environ.get("NNOPT_KERNELS", "").lower() == "eager":
         _failure.append("NNOPT_KERNELS=eager")
@@ -129,11 +154,19 @@ def _build_and_load() -> ctypes.CDLL | None:
     compiler = find_compiler()
     if compiler is None:
         return fail("no C++ compiler found (set CXX, or install g++ or clang++)")
+    cache = cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return fail(
+            f"cannot create the kernel cache {cache}: {exc.strerror or exc}; "
+            "point NNOPT_CACHE_DIR at a writable directory"
+        )
     errors = []
     for flags in FLAG_SETS:
         path = library_path(compiler, flags)
         if not path.exists():
-            error = _compile(compiler, flags, path)
+            error = _announced_compile(compiler, flags, path)
             if error is not None:
                 errors.append(error)
                 continue

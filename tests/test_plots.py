@@ -1,0 +1,85 @@
+"""The comparison's and lr-find's plots: axis ranges from the data, merged equal curves,
+the winner's margin, the cut after an lr sweep's blow-up."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.image as mpimg
+import pytest
+
+from nnopt.experiments.figures import comparison_plots
+from nnopt.experiments.final_plot import margin_text
+from nnopt.experiments.lr_find import LRFindResult, shown_points
+from nnopt.experiments.plots import _distinct_curves, zoom
+from nnopt.experiments.stats import RunRecord
+
+
+def record(variant: str, seed: int, accs: list[float], lr: float) -> RunRecord:
+    history = [
+        {"step": 10 * (i + 1), "time": i + 1.0, "lr": lr, "train_loss": 1 / (i + 1),
+         "val_accuracy": a}
+        for i, a in enumerate(accs)
+    ]  # fmt: skip
+    return RunRecord(variant, seed, {"status": "finished"}, history)
+
+
+def test_zoom_spans_the_final_values_not_the_start():
+    low, high = zoom([0.906, 0.936, 0.92], [0.94], higher=True)
+    assert low == pytest.approx(0.906 - 0.03) and high == pytest.approx(0.94 + 0.03 / 4)
+    assert low > 0.8  # the start at 10% is left below the axis
+    assert zoom([0.5, 0.5], [], higher=True) == pytest.approx((0.495, 0.50125))  # equal finals
+    assert zoom([0.999, 1.0], [1.0], higher=True)[1] == 1.0  # an accuracy axis stops at 100%
+    low, high = zoom([0.2, 0.3], [0.1], higher=False)  # a loss: the best is the lowest
+    assert (low, high) == pytest.approx((0.1 - 0.025, 0.4))
+    assert zoom([], [], higher=True) is None
+
+
+def test_equal_lr_schedules_share_one_line():
+    by_variant = {
+        "rmsprop": [record("rmsprop", 0, [0.5, 0.6], 1e-2)],
+        "adam": [record("adam", 0, [0.5, 0.7], 1e-2)],
+        "sgd": [record("sgd", 0, [0.5, 0.6], 0.4)],
+    }
+    assert [names for names, _, _ in _distinct_curves(by_variant, "lr")] == [
+        ["rmsprop", "adam"],
+        ["sgd"],
+    ]
+
+
+def test_the_margin_names_the_winner_and_its_lead():
+    ranked = [("rmsprop", 0.936), ("sgd", 0.919), ("adam", 0.906)]
+    assert margin_text(ranked, "val_accuracy") == (
+        "rmsprop best: 93.60%, +1.70 points over sgd (medians)"
+    )
+    assert margin_text([("a", 0.2), ("b", 0.25)], "val_loss") == (
+        "a best: 0.2, -0.05 over b (medians)"
+    )
+
+
+def test_every_comparison_plot_is_written_with_a_caption(tmp_path):
+    by_variant = {
+        v: [record(v, s, [0.1, 0.8 + 0.01 * s + d, 0.9 + 0.01 * s + d], lr) for s in range(3)]
+        for v, d, lr in (("a", 0.0, 0.1), ("b", 0.02, 0.01))
+    }
+    plots = comparison_plots(by_variant, "val_accuracy", tmp_path)
+    assert [p.path.name for p in plots] == [
+        "final_val_accuracy.png",
+        "val_accuracy_vs_step.png",
+        "val_accuracy_vs_time.png",
+        "train_loss.png",
+        "lr.png",
+    ]
+    for plot in plots:
+        assert plot.caption[0].isupper() and "_" not in plot.caption.split(";")[0], plot.caption
+        assert mpimg.imread(plot.path)[..., :3].var() > 1e-3
+
+
+def test_lr_find_plot_stops_after_the_blow_up():
+    lrs = [10 ** (-6 + i / 10) for i in range(60)]
+    smoothed = [3 - math.sin(i / 59 * math.pi) * 2.5 if i < 40 else 3 + (i - 40) for i in range(60)]
+    result = LRFindResult(lrs, smoothed, smoothed, 1e-4, 1e-5, False)
+    first_above_start = next(i for i in range(30, 60) if smoothed[i] > smoothed[0])
+    assert shown_points(result) == first_above_start + 3 < 60
+    calm = LRFindResult(lrs[:20], smoothed[:20], smoothed[:20], 1e-5, 1e-6, False)
+    assert shown_points(calm) == 20
