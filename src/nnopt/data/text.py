@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import sysconfig
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from nnopt.data.dataset import Dataset
 from nnopt.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "charlm"
 DESCRIPTION = "next-character prediction over a text file (default: Python's own stdlib sources)"
@@ -51,6 +53,7 @@ def char_lm_dataset(
     max_chars: int = 300_000,
 ) -> Dataset:
     """Windows of ``context`` characters and their next characters, as int64 token ids."""
+    import torch  # here, not at import: `nnopt datasets` lists this set without torch
     if context < 2:
         raise DataError(f"{NAME}: options.context must be >= 2, got {context}")
     if path is None:
@@ -86,6 +89,8 @@ def char_lm_dataset(
 
 
 def _windows(tokens: torch.Tensor, context: int) -> torch.Tensor:
+    import torch
+
     count = (len(tokens) - 1) // context
     if count < 1:
         return tokens.new_zeros((0, context + 1))
