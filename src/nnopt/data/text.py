@@ -54,6 +54,7 @@ def char_lm_dataset(
 ) -> Dataset:
     """Windows of ``context`` characters and their next characters, as int64 token ids."""
     import torch  # here, not at import: `nnopt datasets` lists this set without torch
+
     if context < 2:
         raise DataError(f"{NAME}: options.context must be >= 2, got {context}")
     if path is None:
