@@ -266,3 +266,18 @@ def test_the_built_in_resnet_takes_images_and_sequences_and_resumes_bitwise(proj
         assert torch.equal(value, again[name]), name
     flat = Recipe.loads(text.replace("\n[data.args]\nimages = true", ""))
     assert train(flat).model.dims == 1  # (examples, features): one channel, 1-D
+
+
+def test_digits_as_images_train_the_built_in_2d_resnet(tmp_path):
+    recipe = Recipe.loads(
+        '[data]\nname = "digits"\n[data.options]\nimages = true\n'
+        '[model]\nkind = "resnet"\nchannels = 8\nlayers = 2\n'
+        '[optimizer]\nname = "adam"\nlr = 0.01\n[train]\nsteps = 60\nbatch_size = 64\n'
+    )
+    result = train(recipe)
+    assert result.model.dims == 2 and result.history[-1]["val_accuracy"] > 0.5
+    from nnopt.data import load_dataset
+
+    assert load_dataset("digits", images=True).input_shape == (1, 8, 8)
+    with pytest.raises(Exception, match="must be true or false"):
+        load_dataset("digits", images=1)

@@ -47,6 +47,13 @@ def _check_options(entry: Embedded, options: dict[str, Any]) -> dict[str, Any]:
     merged = dict(entry.defaults)
     for key, value in options.items():
         default = merged[key]
+        if isinstance(default, bool):  # a switch takes only true or false
+            if not isinstance(value, bool):
+                raise DataError(
+                    f"option {key} of {entry.name!r} must be true or false; got {value!r}"
+                )
+            merged[key] = value
+            continue
         # bool is an int subclass; `n = true` in a recipe is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DataError(f"option {key} of {entry.name!r} must be a number; got {value!r}")
@@ -64,11 +71,13 @@ def _require(condition: bool, message: str) -> None:
 # --- shipped data ----------------------------------------------------------------------------
 
 
-def _digits(seed: int) -> Arrays:
+def _digits(seed: int, images: bool) -> Arrays:
     from sklearn.datasets import load_digits  # shipped inside scikit-learn: no download
 
     bunch = load_digits()
     x, y = bunch.data, bunch.target.astype(np.int64)
+    if images:  # N x 1 x 8 x 8, for convolutional models (model.kind = "resnet")
+        x = x.reshape(len(x), 1, 8, 8)
     # Digits has no official test split: hold out a stratified 20%, fixed whatever val_fraction.
     train, test = split_indices(len(x), 0.2, seed, y)
     return Arrays(x[train], y[train], "classification", x[test], y[test], classes=list(range(10)))
@@ -186,8 +195,8 @@ REGISTRY: dict[str, Embedded] = {
         Embedded(
             "digits",
             "8x8 handwritten digits (scikit-learn), stratified 80/20 split",
-            "1797 x 64, 10 classes",
-            {},
+            "1797 x 64, 10 classes (options images=true: 1797 x 1 x 8 x 8)",
+            {"images": False},
             _digits,
         ),
         Embedded(
