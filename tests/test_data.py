@@ -180,6 +180,8 @@ def test_embedded_errors():
     with pytest.raises(ValueError, match=r"unknown option\(s\) classes.*n=1000, dim=10"):
         load_dataset("regression", classes=3)
     with pytest.raises(ValueError, match="options are: none"):
+        load_dataset("mnist1d", n=3)
+    with pytest.raises(ValueError, match="options are: images=False"):
         load_dataset("digits", n=3)
     with pytest.raises(ValueError, match="must be an integer"):
         load_dataset("spirals", n=10.5)
