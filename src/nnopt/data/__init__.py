@@ -17,7 +17,7 @@ __all__ = ["Dataset", "available_datasets", "load_dataset"]
 def available_datasets() -> list[tuple[str, str, str]]:
     """(name, description, size) of every embedded and synthetic set; builds none of them."""
     listed = [(e.name, e.description, e.size) for e in REGISTRY.values()]
-    return listed + [(text_data.NAME, text_data.DESCRIPTION, "300k characters by default")]
+    return listed + [(text_data.NAME, text_data.DESCRIPTION, text_data.SIZE)]
 
 
 def load_dataset(

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import torch
 
 NAME = "charlm"
-DESCRIPTION = "next-character prediction over a text file (default: Python's own stdlib sources)"
+DESCRIPTION = "next character of a text file (default: Python's stdlib sources)"
+SIZE = "300k chars (options path, context=64, max_chars)"
 
 
 def stdlib_corpus(max_chars: int) -> str:
