@@ -121,7 +121,7 @@ def test_a_two_rank_checkpoint_resumes_on_one_and_on_two(recipe_file, single, tm
 
 
 def test_bad_setups_fail_with_one_clear_line(recipe_file, tmp_path):
-    done = torchrun(tmp_path, str(recipe_file), "--set", "train.batch_size=63")
+    done = torchrun(tmp_path, str(recipe_file), "--set", "train.batch_size=63", "--out", "r63")
     assert done.returncode != 0
     # Each rank prints the one-line error (torchrun then adds its own failure report).
     assert "nnopt train: error: the global batch size 63 is not divisible by the world size 2" in (

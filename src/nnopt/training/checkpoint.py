@@ -113,7 +113,7 @@ def check_same_recipe(
     if started == recipe:
         return
     before, now = _flatten(started.to_dict()), _flatten(recipe.to_dict())
-    allowed = allowed | {_LINKED[key] for key in allowed if key in _LINKED}
+    allowed = allowed | {_LINKED[key] for key in allowed if key in _LINKED} | HOW_TO_RUN
     changes = [
         f"{key}: {before.get(key, '(unset)')!r} when the run started, "
         f"{now.get(key, '(unset)')!r} now"
@@ -129,6 +129,9 @@ def check_same_recipe(
     )
 
 
+# Fields that say how a run is executed, not what it computes: a checkpoint written with
+# sharded state resumes unsharded, on another device or thread count (tests/test_distributed).
+HOW_TO_RUN = frozenset({"train.shard_state", "train.device", "train.threads"})
 # A run's length is train.steps or train.epochs: setting one unsets the other.
 _LINKED = {"train.steps": "train.epochs", "train.epochs": "train.steps"}
 
