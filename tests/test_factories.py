@@ -281,3 +281,13 @@ def test_digits_as_images_train_the_built_in_2d_resnet(tmp_path):
     assert load_dataset("digits", images=True).input_shape == (1, 8, 8)
     with pytest.raises(Exception, match="must be true or false"):
         load_dataset("digits", images=1)
+
+
+def test_the_mnist1d_record_recipe_keeps_within_30k_parameters():
+    from nnopt.models import count_parameters
+    from nnopt.training.build import build_run
+
+    root = Path(__file__).resolve().parents[1]
+    parts = build_run(Recipe.load(root / "examples" / "mnist1d_record.toml"))
+    assert count_parameters(parts.model) == 28_506 <= 30_000
+    assert parts.model.dims == 1 and not parts.dataset.test_is_validation  # its own test split
