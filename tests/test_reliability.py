@@ -381,3 +381,15 @@ def test_two_trains_on_one_directory_one_refused_and_lock_freed_by_kill(recipe_f
     first.wait(timeout=30)
     with RunLock(tmp_path / "run"):  # the OS released it with the process
         pass
+
+
+def test_compare_refuses_a_changed_recipe_naming_the_field(recipe_file, tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    assert main(["compare", str(recipe_file), "--seeds", "1", "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    changed = ["--set", "optimizer.lr=0.02"]
+    assert (
+        main(["compare", str(recipe_file), "--seeds", "1", "--out", out, "--quiet", *changed]) == 2
+    )
+    line = one_line(capsys, "compare")
+    assert "holds a run of a different recipe (optimizer.lr: 0.01 when the run started" in line

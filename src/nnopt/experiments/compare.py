@@ -20,6 +20,7 @@ from nnopt.errors import UsageError, UserError
 from nnopt.experiments.jobs import Event, Job, run_jobs
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
+from nnopt.training.checkpoint import recipe_changes
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
@@ -55,9 +56,11 @@ def _run_dir(out: Path, variant: str, seed: int) -> Path:
 def _check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
     """Picking up a run is only right if it is a run of this very recipe."""
     saved = run_dir / "recipe.toml"
-    if saved.is_file() and Recipe.load(saved) != recipe:
+    # The trainer's own rule (checkpoint.recipe_changes), checked here before any run starts.
+    changes = recipe_changes(Recipe.load(saved), recipe) if saved.is_file() else []
+    if changes:
         raise UserError(
-            f"{run_dir} holds a run of a different recipe (the recipe changed since): "
+            f"{run_dir} holds a run of a different recipe ({'; '.join(changes)}): "
             "use another --out, or delete that directory to run it again"
         )
 

@@ -110,16 +110,7 @@ def check_same_recipe(
         started = Recipe.load(run_dir / "recipe.toml")
     else:
         return
-    if started == recipe:
-        return
-    before, now = _flatten(started.to_dict()), _flatten(recipe.to_dict())
-    allowed = allowed | {_LINKED[key] for key in allowed if key in _LINKED} | HOW_TO_RUN
-    changes = [
-        f"{key}: {before.get(key, '(unset)')!r} when the run started, "
-        f"{now.get(key, '(unset)')!r} now"
-        for key in sorted(before.keys() | now.keys())
-        if before.get(key) != now.get(key) and key not in allowed
-    ]
+    changes = recipe_changes(started, recipe, allowed)
     if not changes:
         return
     raise CheckpointError(
@@ -127,6 +118,21 @@ def check_same_recipe(
         "a run resumes only under its own recipe; restore it, change a field on purpose with "
         "--resume RUN --set KEY=VALUE, or start a new run with the new recipe (another --out)"
     )
+
+
+def recipe_changes(started: Any, recipe: Any, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """One line per field that differs between the recipe a run started with and ``recipe``,
+    leaving out ``allowed`` and the fields that only say how the run executes."""
+    if started == recipe:
+        return []
+    before, now = _flatten(started.to_dict()), _flatten(recipe.to_dict())
+    allowed = allowed | {_LINKED[key] for key in allowed if key in _LINKED} | HOW_TO_RUN
+    return [
+        f"{key}: {before.get(key, '(unset)')!r} when the run started, "
+        f"{now.get(key, '(unset)')!r} now"
+        for key in sorted(before.keys() | now.keys())
+        if before.get(key) != now.get(key) and key not in allowed
+    ]
 
 
 # Fields that say how a run is executed, not what it computes: a checkpoint written with
