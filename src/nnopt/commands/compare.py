@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     title = f"nnopt compare: {', '.join(variants)}"
     recipes_text = {name: recipe.to_toml() for name, recipe in variants.items()}
     md, html = write_reports(out, title, stats, args.target, plots, recipes_text, args.seeds)
-    console.print(rich_table(stats, args.target, f"{metric} over {args.seeds} seeds"))
+    label = stats[0].label if stats else metric
+    console.print(rich_table(stats, args.target, f"{label} over {args.seeds} seeds"))
     console.print(f"report: {html}  (also {md}, {files['summary.csv']})")
     return 0

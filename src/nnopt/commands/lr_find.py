@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnopt import atomic
+    from nnopt.data.feed import feed_for
     from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
     from nnopt.recipe import Recipe
     from nnopt.training.build import build_run
@@ -42,13 +43,12 @@ def run(args: argparse.Namespace) -> int:
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
     out = output_dir(args.out)
     parts = build_run(recipe)
-    data, device = parts.dataset, parts.device
-    x, y = data.x_train.to(device), data.y_train.to(device)
-    order = iter(parts.batches)  # the recipe's own batches, in the order training sees them
+    # The recipe's own batches, in the order training sees them.
+    order = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed).batches_from(0)
 
     def next_batch(_: int):
-        index = next(order)
-        return x[index], y[index]
+        batch = next(order)
+        return batch.x, batch.y
 
     result = lr_range_test(
         parts.model,

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed)
     finally:
         teardown()
+    from nnopt.experiments.stats import metric_label
+
     summary = result.summary
     if result.diverged:
         if is_main_process():
@@ -86,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
     parts = [f"{summary['status']} after {summary['steps']} steps"]
     threads = summary["threads"]
     parts.append(f"{summary['wall_time']:.1f} s ({threads} thread{'s' if threads > 1 else ''})")
-    if final.get("val_accuracy") is not None and final["val_accuracy"] == final["val_accuracy"]:
-        parts.append(f"val_accuracy {final['val_accuracy']:.4f}")
-    if final.get("val_loss") is not None:
-        parts.append(f"val_loss {final['val_loss']:.4f}")
-    if final.get("val_perplexity") is not None:
-        parts.append(f"val_perplexity {final['val_perplexity']:.2f}")
+    held_out = summary.get("held_out", "validation")
+    for key, digits in (("val_accuracy", 4), ("val_loss", 4), ("val_perplexity", 2)):
+        value = final.get(key)
+        if value is not None and value == value:  # (NaN: not measured for this task)
+            parts.append(f"{metric_label(key, held_out)} {value:.{digits}f}")
     if is_main_process():
         print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
     return 0

@@ -26,6 +26,8 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.2,
     standardize: bool = True,
+    task: str | None = None,
+    holdout: str = "auto",
     **options: Any,
 ) -> Dataset:
     """An embedded/synthetic set by name, or a ``.npz``/``.csv`` file by path.
@@ -33,18 +35,30 @@ def load_dataset(
     Without a test split in the source, ``val_fraction`` of the data (seeded, stratified for
     classification) becomes ``x_test``/``y_test``. ``standardize`` scales each feature with the
     training split's mean and std. ``options`` go to the set (see ``nnopt datasets``) or file
-    reader (``target=`` for CSV, ``task=`` to force classification or regression).
+    reader (``target=`` for CSV). ``task`` forces classification, regression or a language
+    model's token sequences (the recipe's ``data.task``); None reads it from the data.
     """
     text = str(name_or_path)
     if text == text_data.NAME:  # token windows: not features, so no finalize (split is its own)
+        if task not in (None, "language_model"):
+            raise DataError(f"data.task: {text} is a language model's data, not {task}")
         return text_data.char_lm_dataset(val_fraction=val_fraction, **options)
     if text in REGISTRY:
         arrays, name = load_embedded(text, seed, options), text
     elif Path(text).suffix.lower() in SUFFIXES:
+        if task is not None and options.get("task", task) != task:
+            raise DataError(
+                f"data.task is {task!r} and data.options.task {options['task']!r}; give one"
+            )
         arrays, name = load_file(Path(text), options), Path(text).stem
     else:
         raise DataError(
             f"unknown data set {text!r}; available: {', '.join([*REGISTRY, text_data.NAME])}; "
             f"or give a path to a {' or '.join(SUFFIXES)} file"
         )
-    return finalize(name, arrays, seed=seed, val_fraction=val_fraction, standardize=standardize)
+    if task is not None:  # the recipe's data.task: say, integer targets as a regression
+        arrays.task = task
+    return finalize(
+        name, arrays, seed=seed, val_fraction=val_fraction, standardize=standardize,
+        holdout=holdout,
+    )  # fmt: skip

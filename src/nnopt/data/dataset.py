@@ -7,7 +7,7 @@ standardization behave identically whatever the source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `nnopt datasets` 
 
 from nnopt.errors import DataError
 
-TASKS = ("classification", "regression")  # what finalize takes; charlm is "language_model"
+# The one list of tasks (the recipe's data.task): a language model's examples are token ids
+# (examples, time) and its targets the next ids, of the same shape.
+TASKS = ("classification", "regression", "language_model")
 # Integer-valued targets with at most this many distinct values are read as class labels.
 MAX_CLASSES = 50
 # A feature (nearly) constant on the training split is centred but not scaled, as
@@ -62,6 +64,10 @@ class Dataset:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
     def input_dim(self) -> int:
         return int(self.x_train.shape[1])
 
@@ -79,11 +85,10 @@ class Dataset:
 
     def describe(self) -> str:
         split = "validation" if self.test_is_validation else "test"
-        kind = (
-            f"classification, {self.num_classes} classes"
-            if self.task == "classification"
-            else f"regression, {self.output_dim} target(s)"
-        )
+        kind = {
+            "classification": f"classification, {self.num_classes} classes",
+            "language_model": f"language model, {self.num_classes} tokens",
+        }.get(self.task, f"regression, {self.output_dim} target(s)")
         scaled = "standardized" if self.mean is not None else "not standardized"
         return (
             f"{self.name}: {kind}; {self.input_dim} features; {len(self.x_train)} train / "
@@ -181,12 +186,21 @@ def finalize(
     seed: int,
     val_fraction: float,
     standardize: bool,
+    holdout: str = "auto",
 ) -> Dataset:
-    """Check, split (when the source has no test split), encode, standardize, convert."""
+    """Check, split (when the source has no test split), encode, standardize, convert.
+
+    ``holdout = "validation"`` sets a shipped test split aside and holds out ``val_fraction``
+    of the training data instead, for tuning without looking at the test split.
+    """
+    if holdout == "validation" and arrays.x_test is not None:
+        arrays = replace(arrays, x_test=None, y_test=None)
     if arrays.task not in TASKS:
         raise DataError(f"task must be one of {', '.join(TASKS)}; got {arrays.task!r}")
     if (arrays.x_test is None) != (arrays.y_test is None):
         raise DataError(f"{name}: a test split needs both x_test and y_test")
+    if arrays.task == "language_model":
+        return _token_sequences(name, arrays, seed=seed, val_fraction=val_fraction)
     x = _check_arrays(name, np.asarray(arrays.x), np.asarray(arrays.y), "training")
     y = _targets(name, np.asarray(arrays.y), "training")
     has_test = arrays.x_test is not None
@@ -205,6 +219,17 @@ def finalize(
             raise DataError(f"{name}: classification needs one label per example; got {y.shape}")
         if has_test:
             y_test = y_test.reshape(-1)
+        if classes is not None:  # labels given as codes 0..K-1 of these classes
+            for labels, split in ((y, "training"), (y_test if has_test else y, "test")):
+                codes = np.asarray(labels)
+                if codes.size and (
+                    not np.all(codes == np.round(codes)) or codes.min() < 0
+                    or codes.max() >= len(classes)
+                ):  # fmt: skip
+                    raise DataError(
+                        f"{name}: {split} labels must be class numbers 0..{len(classes) - 1}; "
+                        f"found {codes.min().item()}..{codes.max().item()}"
+                    )
         if classes is None:  # remap whatever labels were given to 0..K-1, keep the originals
             y, y_test_codes, found = encode_labels(y, y_test if has_test else None)
             classes = found.tolist()
@@ -245,5 +270,52 @@ def finalize(
         mean=None if mean is None else torch.as_tensor(mean, dtype=torch.float32),
         std=None if std is None else torch.as_tensor(std, dtype=torch.float32),
         test_is_validation=not has_test,
+        extras=dict(arrays.extras),
+    )
+
+
+def _token_sequences(name: str, arrays: Arrays, *, seed: int, val_fraction: float) -> Dataset:
+    """A language model's data: token ids ``(examples, time)``, each target the next ids
+    (same shape); the vocabulary is ``arrays.classes`` or every id seen. Not standardized."""
+    import torch
+
+    def ids(values: np.ndarray, what: str) -> np.ndarray:
+        values = np.asarray(values)
+        if values.ndim != 2 or not np.issubdtype(values.dtype, np.integer):
+            raise DataError(
+                f"{name}: a language model's {what} must be integer token ids shaped "
+                f"(examples, time); got {values.dtype} {values.shape}"
+            )
+        if values.size and values.min() < 0:
+            raise DataError(f"{name}: {what} hold negative token ids")
+        return values
+
+    x, y = ids(arrays.x, "training inputs"), ids(arrays.y, "training targets")
+    if arrays.x_test is None:
+        train_idx, val_idx = split_indices(len(x), val_fraction, seed)
+        x, x_test, y, y_test = x[train_idx], x[val_idx], y[train_idx], y[val_idx]
+    else:
+        x_test, y_test = ids(arrays.x_test, "test inputs"), ids(arrays.y_test, "test targets")
+    for a, b, split in ((x, y, "training"), (x_test, y_test, "test")):
+        if a.shape != b.shape:
+            raise DataError(
+                f"{name}: {split} inputs are shaped {a.shape} and targets {b.shape}; a language "
+                "model's targets are the next tokens, of the same shape"
+            )
+    seen = 1 + max(int(a.max()) for a in (x, y, x_test, y_test))
+    vocabulary = len(arrays.classes) if arrays.classes is not None else seen
+    if seen > vocabulary:
+        raise DataError(f"{name}: token id {seen - 1} is outside the {vocabulary}-token vocabulary")
+    as_ids = lambda a: torch.as_tensor(a, dtype=torch.int64)  # noqa: E731
+    return Dataset(
+        name=name,
+        x_train=as_ids(x),
+        y_train=as_ids(y),
+        x_test=as_ids(x_test),
+        y_test=as_ids(y_test),
+        task="language_model",
+        num_classes=vocabulary,
+        classes=arrays.classes,
+        test_is_validation=arrays.x_test is None,
         extras=dict(arrays.extras),
     )

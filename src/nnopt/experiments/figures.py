@@ -5,21 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnopt.experiments.final_plot import plot_finals
-from nnopt.experiments.plots import LABELS, Plot, plot_lr, plot_metric
-from nnopt.experiments.stats import RunRecord
+from nnopt.experiments.plots import Plot, plot_lr, plot_metric
+from nnopt.experiments.stats import RunRecord, held_out_of, metric_label
 
 
 def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: Path) -> list[Plot]:
     """The final-metric dot plot, the metric by step and by wall time, training loss, lr."""
     out.mkdir(parents=True, exist_ok=True)
-    label = LABELS.get(metric, metric)
+    label = metric_label(metric, held_out_of([r for rs in by_variant.values() for r in rs]))
     band = "median over seeds, band from min to max"
     zoomed = "y axis zoomed on the final values, so early evaluations lie below it"
     if not metric.endswith("accuracy"):
         zoomed = "y axis zoomed on the final values, so early evaluations lie above it"
     return [
         Plot(
-            plot_finals(by_variant, metric, out / f"final_{metric}.png"),
+            plot_finals(by_variant, metric, out / f"final_{metric}.png", label),
             f"Final {label} of every seed (dots) and the median (bar), best variant first.",
         ),
         Plot(
@@ -29,6 +29,7 @@ def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: P
                 out / f"{metric}_vs_step.png",
                 zoomed=True,
                 title=f"{label} by step ({band})",
+                label=label,
             ),
             f"{label.capitalize()} by optimizer step, {band}; {zoomed}.",
         ),
@@ -40,6 +41,7 @@ def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: P
                 x_key="time",
                 zoomed=True,
                 title=f"{label} by wall time ({band})",
+                label=label,
             ),
             f"{label.capitalize()} by wall time (machine-dependent), {band}; {zoomed}.",
         ),

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from nnopt.experiments.plots import (
-    LABELS,
     _save,
     finals,
     higher_is_better,
@@ -20,7 +19,7 @@ from nnopt.experiments.plots import (
     plt,
     zoom,
 )
-from nnopt.experiments.stats import RunRecord
+from nnopt.experiments.stats import RunRecord, metric_label
 
 
 def _format(value: float, metric: str) -> str:
@@ -46,7 +45,9 @@ def _row_label(variant: str, records: list[RunRecord], values: list[float]) -> s
     return f"{variant} (n={len(values)}{f', {diverged} diverged' if diverged else ''})"
 
 
-def plot_finals(by_variant: dict[str, list[RunRecord]], metric: str, path: Path) -> Path:
+def plot_finals(
+    by_variant: dict[str, list[RunRecord]], metric: str, path: Path, label: str = ""
+) -> Path:
     """The final ``metric`` of every seed (dots) and each variant's median (bar)."""
     higher = higher_is_better(metric)
     values = {v: finals(rs, metric) for v, rs in by_variant.items()}
@@ -83,7 +84,7 @@ def plot_finals(by_variant: dict[str, list[RunRecord]], metric: str, path: Path)
         ax.set_xlim(low + pad if higher else low, high if higher else high - pad)
     if higher:
         percent_axis(ax.xaxis, *ax.get_xlim())
-    ax.set_xlabel(f"final {LABELS.get(metric, metric)} (dot: one seed; bar: median)")
+    ax.set_xlabel(f"final {label or metric_label(metric)} (dot: one seed; bar: median)")
     ax.set_title(margin_text(ranked, metric) if ranked else "every run diverged", fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     return _save(fig, path)

@@ -18,14 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nnopt import atomic  # noqa: E402
-from nnopt.experiments.stats import RunRecord  # noqa: E402
+from nnopt.experiments.stats import RunRecord, metric_label  # noqa: E402
 
-LABELS = {
-    "val_accuracy": "validation accuracy",
-    "val_loss": "validation loss",
-    "train_loss": "training loss (mean since last evaluation)",
-    "lr": "learning rate",
-}
 LINESTYLES = ("-", (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2)))
 
 
@@ -107,6 +101,7 @@ def plot_metric(
     log_y: bool = False,
     zoomed: bool = False,
     title: str = "",
+    label: str = "",
 ) -> Path:
     """``key`` against ``x_key`` for every variant: median line and min-max band over seeds.
 
@@ -142,8 +137,9 @@ def plot_metric(
     if higher_is_better(key):
         percent_axis(ax.yaxis, *ax.get_ylim())
     ax.set_xlabel("wall time (s)" if x_key == "time" else "optimizer step")
-    ax.set_ylabel(LABELS.get(key, key))
-    ax.set_title(title or LABELS.get(key, key), fontsize=11)
+    label = label or metric_label(key)
+    ax.set_ylabel(label)
+    ax.set_title(title or label, fontsize=11)
     ax.grid(True, alpha=0.3, which="both")
     _legend(ax)
     return _save(fig, path)

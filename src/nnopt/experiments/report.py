@@ -35,11 +35,12 @@ def _mean_std(spread: Spread | None, metric: str) -> str:
 def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[str], list[list]]:
     """Header and rows of the comparison table, as strings."""
     metric = stats[0].metric if stats else "val_accuracy"
+    label = stats[0].label if stats else metric
     header = [
         "variant",
-        f"final {metric} median [min, max]",
+        f"final {label} median [min, max]",
         "final mean ± std",
-        f"best {metric} median",
+        f"best {label} median",
         "final train loss",
         "wall time (s)",
         "diverged",

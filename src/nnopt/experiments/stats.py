@@ -66,6 +66,35 @@ class VariantStats:
     time_to_target: Spread | None = None
     reached_target: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    held_out: str = "validation"  # the split val_* metrics are measured on: test or validation
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.metric, self.held_out)
+
+
+# Words for the metrics a run logs; "val_" names the held-out split, which is the data set's
+# own test split when it ships one ("test"), else carved from the training data ("validation").
+_WORDS = {"accuracy": "accuracy", "loss": "loss", "perplexity": "perplexity"}
+
+
+def metric_label(metric: str, held_out: str = "validation") -> str:
+    """``val_accuracy`` -> "test accuracy" or "validation accuracy"; ``train_loss`` ->
+    "training loss"; ``lr`` -> "learning rate"."""
+    if metric == "lr":
+        return "learning rate"
+    split, _, word = metric.partition("_")
+    if split == "val" and word in _WORDS:
+        return f"{held_out} {_WORDS[word]}"
+    if split == "train" and word in _WORDS:
+        return f"training {_WORDS[word]}"
+    return metric
+
+
+def held_out_of(records: list[RunRecord]) -> str:
+    """What the runs' held-out split is: "test", "validation" (or "held-out" when mixed)."""
+    kinds = {r.summary.get("held_out", "validation") for r in records}
+    return kinds.pop() if len(kinds) == 1 else "held-out"
 
 
 def reaches(value: float, target: float, metric: str) -> bool:
@@ -102,6 +131,7 @@ def variant_stats(
         best=Spread.of([best_of(r.history) for r in ok]),
         train_loss=Spread.of([r.history[-1]["train_loss"] if r.history else math.nan for r in ok]),
         wall_time=Spread.of([r.summary.get("wall_time", math.nan) for r in ok]),
+        held_out=held_out_of(records),
     )
     if target is not None:
         hits = [first_reaching(r.history, metric, target) for r in ok]
@@ -121,6 +151,7 @@ def stats_dict(stats: VariantStats) -> dict[str, Any]:
     out: dict[str, Any] = {
         "variant": stats.variant,
         "metric": stats.metric,
+        "held_out": stats.held_out,
         "runs": stats.runs,
         "diverged": stats.diverged,
         "reached_target": stats.reached_target,

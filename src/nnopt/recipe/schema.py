@@ -13,8 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from nnopt.data.batches import Mode
+from nnopt.data.dataset import TASKS
+from nnopt.data.streamed import LOADERS
 from nnopt.optim import table
 
+# The metrics a run can follow (a metrics row's columns; "val_": the held-out split).
+METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss")
+Metric = Literal[*METRICS]  # type: ignore[valid-type]
 Unit = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -42,6 +47,17 @@ class DataSpec(Section):
     val_fraction: float = Field(0.2, gt=0, lt=1)
     standardize: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    # What val_* metrics are measured on. "auto": the data set's own test split when it ships
+    # one (reported as "test"), else val_fraction of the training data ("validation").
+    # "validation": always val_fraction of the training data; a shipped test split is unused.
+    holdout: Literal["auto", "validation"] = "auto"
+    # "auto": from the data (class labels, real targets, or a set's own kind, as charlm's)
+    task: Literal["auto", *TASKS] = "auto"  # type: ignore[valid-type]
+    # Datasets (not tensors) from a factory: read into memory, or streamed by a DataLoader;
+    # "auto" streams those estimated over streamed.MEMORY_LIMIT bytes.
+    loader: Literal[*LOADERS] = "auto"  # type: ignore[valid-type]
+    workers: int = Field(0, ge=0)  # DataLoader worker processes (streamed data)
+    pin_memory: bool = False  # page-locked batches for a CUDA device (streamed data)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -243,10 +259,11 @@ class PlateauSpec(Section):
     """``[plateau]``: cut the lr by ``factor`` when ``metric`` stops improving.
 
     ``patience`` and ``cooldown`` count evaluations (every ``train.eval_every`` steps), not
-    steps. ``mode`` unset means ``max`` for ``val_accuracy`` and ``min`` otherwise.
+    steps. ``metric`` unset follows the run's ``train.metric``; ``mode`` unset means ``max``
+    for ``val_accuracy`` and ``min`` otherwise.
     """
 
-    metric: Literal["val_loss", "val_accuracy", "train_loss"] = "val_loss"
+    metric: Metric | None = None  # None: the run's metric, train.metric
     mode: Literal["min", "max"] | None = None
     factor: float = Field(0.1, gt=0, lt=1)
     patience: int = Field(10, ge=0)
@@ -290,6 +307,9 @@ class TrainSpec(Section):
     checkpoint_every: int | None = Field(None, ge=1)
     shard_state: bool = False
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    # What the run is judged by: its summary's best, compare's table and --target, the
+    # plateau controller. "auto": val_accuracy for classification, else val_loss.
+    metric: Literal["auto", *METRICS] = "auto"  # type: ignore[valid-type]
 
     @model_validator(mode="before")
     @classmethod

@@ -13,8 +13,9 @@ import nnopt
 from nnopt import schedules
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
-from nnopt.data.dataset import finalize
-from nnopt.data.user import arrays_from, load_user_data
+from nnopt.data.dataset import Arrays, finalize
+from nnopt.data.streamed import StreamedData
+from nnopt.data.user import load_user_data, user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
@@ -37,7 +38,7 @@ class NextTokenLoss(nn.Module):
 class RunParts:
     """Everything a training run is made of, built from one recipe."""
 
-    dataset: Dataset
+    dataset: Dataset | StreamedData  # in memory, or read by a DataLoader during training
     model: nn.Module
     optimizer: nnopt.Optimizer
     plateau: ReduceOnPlateau | None
@@ -48,6 +49,7 @@ class RunParts:
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
     threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
+    metric: str = "val_loss"  # what the run is judged by (train.metric resolved)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -83,11 +85,38 @@ def build_schedule(recipe: Any, total_steps: int) -> Any:
     return main
 
 
-def build_plateau(recipe: Any) -> ReduceOnPlateau | None:
-    spec = recipe.plateau
-    if spec is None:
+def followed_metric(recipe: Any, task: str) -> str:
+    """``train.metric``, "auto" resolved (val_accuracy for classification, else val_loss),
+    checked against what the task's rows hold."""
+    metric = recipe.train.metric
+    if metric == "auto":
+        return "val_accuracy" if task == "classification" else "val_loss"
+    _check_metric("train.metric", metric, task)
+    return metric
+
+
+def _check_metric(field: str, metric: str, task: str) -> None:
+    if metric == "val_accuracy" and task != "classification":
+        raise RecipeError(f"{field}: val_accuracy is a classification's; this data is {task}")
+    if metric == "val_perplexity" and task != "language_model":
+        raise RecipeError(f"{field}: val_perplexity is a language model's; this data is {task}")
+
+
+def plateau_metric(recipe: Any, task: str) -> str | None:
+    """What the plateau controller follows: plateau.metric, else the run's metric."""
+    if recipe.plateau is None:
         return None
-    mode = spec.mode or ("max" if spec.metric == "val_accuracy" else "min")
+    if recipe.plateau.metric is None:
+        return followed_metric(recipe, task)
+    _check_metric("plateau.metric", recipe.plateau.metric, task)
+    return recipe.plateau.metric
+
+
+def build_plateau(recipe: Any, metric: str | None) -> ReduceOnPlateau | None:
+    spec = recipe.plateau
+    if spec is None or metric is None:
+        return None
+    mode = spec.mode or ("max" if metric == "val_accuracy" else "min")
     return ReduceOnPlateau(
         mode=mode,
         factor=spec.factor,
@@ -131,37 +160,44 @@ def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
 PASSED = "python:passed to nnopt.train"
 
 
-def build_dataset(recipe: Any, passed: Any = None) -> Dataset:
+def build_dataset(recipe: Any, passed: Any = None) -> Dataset | StreamedData:
     """The recipe's data: a built-in set or file (``data.name``), the user's factory, or the
     object passed from Python (tensors, arrays or Datasets, as a factory returns them)."""
     data = recipe.data
     if passed is not None:
-        arrays = arrays_from(passed)
-        return finalize(
-            "data", arrays, seed=recipe.seed, val_fraction=data.val_fraction,
-            standardize=data.standardize,
-        )  # fmt: skip
+        return _finalized("data", user_data(passed, seed=recipe.seed, data=data), recipe)
     if data.factory == PASSED:
         raise RecipeError(
             "data: this run's data was passed from Python (nnopt.train(..., data=...)); pass "
             "it again to resume"
         )
     if data.factory is None:
-        return load_dataset(
+        dataset = load_dataset(
             data.name,
             seed=recipe.seed,
             val_fraction=data.val_fraction,
             standardize=data.standardize,
+            task=None if data.task == "auto" else data.task,
+            holdout=data.holdout,
             **data.options,
         )
-    arrays = load_user_data(data.factory, data.args, recipe.seed)
-    name = data.factory.rpartition(":")[2]
+        return dataset
+    made = load_user_data(data.factory, data.args, recipe.seed, data)
+    return _finalized(data.factory.rpartition(":")[2], made, recipe)
+
+
+def _finalized(name: str, made: Arrays | StreamedData, recipe: Any) -> Dataset | StreamedData:
+    """Arrays checked, split and standardized as every source's are; streamed data as is."""
+    if isinstance(made, StreamedData):
+        return made
+    data = recipe.data
     return finalize(
-        name, arrays, seed=recipe.seed, val_fraction=data.val_fraction, standardize=data.standardize
-    )
+        name, made, seed=recipe.seed, val_fraction=data.val_fraction,
+        standardize=data.standardize, holdout=data.holdout,
+    )  # fmt: skip
 
 
-def build_network(m: Any, dataset: Dataset) -> nn.Module:
+def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
     """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
     ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
     targets) when its signature names them."""
@@ -184,8 +220,9 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
                 "torch.nn.Module"
             )
         return made
-    images = dataset.x_train.ndim == 4 and m.kind == "resnet"
-    if dataset.x_train.ndim != 2 and dataset.task != "language_model" and not images:
+    dims = len(dataset.input_shape)
+    images = dims == 3 and m.kind == "resnet"
+    if dims != 1 and dataset.task != "language_model" and not images:
         raise RecipeError(
             f"model.kind {m.kind!r} takes (examples, features) data, and this data's examples "
             f"are shaped {dataset.input_shape}: use a model.factory for it"
@@ -197,7 +234,7 @@ def build_network(m: Any, dataset: Dataset) -> nn.Module:
         )
     return build_model(
         m.kind,
-        dataset.input_dim,
+        math.prod(dataset.input_shape),
         dataset.output_dim,
         hidden=tuple(m.hidden),
         activation=m.activation,
@@ -232,11 +269,12 @@ def build_run(
         decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     threads = apply_threads(recipe.train.threads, count_parameters(model))
     model.to(device)
-    batches = recipe.batches(len(dataset.x_train))
+    batches = recipe.batches(dataset.n_train)
     total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps, user_model=user_made)
     load_kernels(optimizer, device)
-    plateau = build_plateau(recipe)
+    metric = followed_metric(recipe, dataset.task)
+    plateau = build_plateau(recipe, plateau_metric(recipe, dataset.task))
     optimizer.plateau = plateau
     classification = dataset.task == "classification"
     loss_name = recipe.train.loss
@@ -257,4 +295,5 @@ def build_run(
         device=device,
         init_decisions=decisions,
         threads=threads,
+        metric=metric,
     )

@@ -22,13 +22,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from nnopt import atomic
+from nnopt.data.feed import Batch, feed_for
 from nnopt.distributed import ShardedOptimizer, setup
-from nnopt.errors import RecipeError, UserError
+from nnopt.errors import CheckpointError, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
-from nnopt.training.build import PASSED, RunParts, build_run
+from nnopt.training.build import PASSED, RunParts, build_run, plateau_metric
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -152,12 +153,11 @@ class Trainer:
         self.parts: RunParts = build_run(
             recipe, local_rank=self.ctx.local_rank, model=model, data=data
         )
-        dataset, device = self.parts.dataset, self.parts.device
-        self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
-        # Each rank evaluates its slice of the held-out split; the sums are reduced.
-        x_val, y_val = dataset.x_test.to(device), dataset.y_test.to(device)
-        self.x_val = x_val.tensor_split(self.ctx.world)[self.ctx.rank]
-        self.y_val = y_val.tensor_split(self.ctx.world)[self.ctx.rank]
+        dataset = self.parts.dataset
+        # Each rank trains on its slice of every batch and evaluates its slice of the
+        # held-out split; the sums are reduced.
+        self.feed = feed_for(dataset, self.parts.device, self.parts.batches, recipe.seed,
+                             self.ctx.world, self.ctx.rank)  # fmt: skip
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
@@ -188,15 +188,6 @@ class Trainer:
         device_ids = [self.parts.device.index] if self.parts.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=device_ids), optimizer
 
-    def _local(self, index: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """This rank's slice of a global batch and its share of the global mean loss."""
-        if not self.ctx.enabled:
-            return index, 1.0
-        local = index.tensor_split(self.ctx.world)[self.ctx.rank]
-        # DDP averages gradients over ranks; weighting each rank's mean loss by its share
-        # makes that average the global batch's mean gradient even for uneven slices.
-        return local, self.ctx.world * len(local) / len(index)
-
     # --- the loop -----------------------------------------------------------------------
 
     def run(
@@ -223,7 +214,7 @@ class Trainer:
         self._started = time.perf_counter() - state.elapsed
         self.parts.model.train()
         with Progress(total, disable=self.quiet or not self.ctx.is_main, start=state.step) as bar:
-            batches = self.batches.iter_from(*divmod(state.step, self.batches.batches_per_epoch))
+            batches = self.feed.batches_from(state.step)
             while state.step < end:
                 loss = self._train_step(next(batches))
                 state.step += 1
@@ -246,12 +237,11 @@ class Trainer:
         log.close()
         return self._finish(state, status, message)
 
-    def _train_step(self, index: torch.Tensor) -> float:
+    def _train_step(self, batch: Batch) -> float:
         """One optimizer step on a global batch; its mean loss, the same number on every rank."""
-        index, share = self._local(index)
-        x, y = self.x_train[index], self.y_train[index]
+        x, y, share = batch.x, batch.y, batch.share
         self.optimizer.zero_grad()
-        loss = self.parts.loss_fn(self.net(x), y) if len(index) else _zero_loss(self.net, x)
+        loss = self.parts.loss_fn(self.net(x), y) if len(batch) else _zero_loss(self.net, x)
         reg = self.recipe.regularization
         if reg.in_loss and (reg.l1 or reg.l2):
             loss = loss + penalty(
@@ -277,7 +267,7 @@ class Trainer:
 
     def _evaluate(self, state: RunState, log: MetricsLog) -> dict[str, Any]:
         """A metrics row on the held-out split: logged, and fed to the plateau controller."""
-        sums = evaluation_sums(self.parts.model, self.parts.loss_fn, self.x_val, self.y_val)
+        sums = evaluation_sums(self.parts.model, self.parts.loss_fn, self.feed.held_out())
         row = {
             "step": state.step,
             "epoch": state.step / self.batches.batches_per_epoch,
@@ -288,7 +278,7 @@ class Trainer:
         }
         log.append(row)  # the log extends state.history itself
         if self.parts.plateau is not None:
-            self.parts.plateau.update(row[self.recipe.plateau.metric])
+            self.parts.plateau.update(row[plateau_metric(self.recipe, self.parts.dataset.task)])
         return row
 
     def _divergence(self, loss: float, step: int) -> str:
@@ -338,6 +328,7 @@ class Trainer:
             "optimizer": optimizer_state,
             "rng": rng_state(),
             "run": state.to_checkpoint(),
+            "data": self._data_position(state.step),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
 
@@ -350,7 +341,26 @@ class Trainer:
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
+        self._check_same_data(payload.get("data"))
         return RunState.from_checkpoint(payload)
+
+    def _data_position(self, step: int) -> dict[str, int]:
+        """Where the run is in its data: the epoch, the batch within it, and the data's size
+        (the order of the rest of the run is a function of these and the seed)."""
+        per_epoch = self.batches.batches_per_epoch
+        epoch, position = divmod(step, per_epoch)
+        return {"epoch": epoch, "position": position, "batches_per_epoch": per_epoch,
+                "examples": self.batches.n}  # fmt: skip
+
+    def _check_same_data(self, saved: dict[str, int] | None) -> None:
+        if saved is None:  # a checkpoint from before format 3 recorded it
+            return
+        if saved["examples"] != self.batches.n:
+            raise CheckpointError(
+                f"{self.run_dir}: the run started on {saved['examples']} training examples and "
+                f"the data now has {self.batches.n}; resuming would feed other batches than the "
+                "run's: restore the data, or start a new run"
+            )
 
     def _finish(self, state: RunState, status: str, message: str) -> Result:
         state.elapsed = self._elapsed()
@@ -361,8 +371,8 @@ class Trainer:
 
     def _summary(self, state: RunState, status: str, message: str) -> dict[str, Any]:
         rows = state.history
-        metric = "val_accuracy" if self.classification else "val_loss"
-        pick = max if self.classification else min
+        metric = self.parts.metric
+        pick = max if metric == "val_accuracy" else min
         finite = [r for r in rows if not math.isnan(r[metric])]
         best = pick(finite, key=lambda r: r[metric]) if finite else None
         final = rows[-1] if rows else {}
@@ -378,6 +388,9 @@ class Trainer:
             "world_size": self.ctx.world,
             "threads": self.parts.threads,
             "metric": metric,
+            # val_* are measured on the data set's own test split, or on a validation split
+            # carved from the training data when it has none.
+            "held_out": "validation" if self.parts.dataset.test_is_validation else "test",
             "final": {
                 k: final.get(k)
                 for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")

@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,21 @@ LANGUAGE_MODEL_COLUMNS = (*COLUMNS, "val_perplexity")  # a language model's rows
 
 @torch.no_grad()
 def evaluation_sums(
-    model: nn.Module, loss_fn: nn.Module, x: Tensor, y: Tensor
+    model: nn.Module, loss_fn: nn.Module, chunks: Iterable[tuple[Tensor, Tensor]]
 ) -> tuple[float, float, float]:
-    """(sum of losses, number correct, count) over a split, in chunks: sums add across ranks."""
+    """(sum of losses, number correct, count) over a split given in chunks: sums add across
+    ranks. The loss of a chunk is its mean, weighted by the chunk's size."""
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0.0
-    for start in range(0, len(x), 4096):
-        out = model(x[start : start + 4096])
-        target = y[start : start + 4096]
+    total_loss, correct, count = 0.0, 0.0, 0
+    for x, target in chunks:
+        out = model(x)
         total_loss += loss_fn(out, target).item() * len(target)
         if out.dim() == 2 and target.dim() == 1:
             correct += (out.argmax(dim=1) == target).sum().item()
+        count += len(target)
     model.train(was_training)
-    return total_loss, correct, float(len(x))
+    return total_loss, correct, float(count)
 
 
 def metrics_from_sums(
