@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 # The training API pulls in data sets, pydantic and plotting: loaded on first use only.
 _LAZY = {
     "train": ("nnopt.training", "train"),
+    "compare": ("nnopt.experiments.api", "compare"),
+    "lr_find": ("nnopt.experiments.api", "lr_find"),
+    "Comparison": ("nnopt.experiments.api", "Comparison"),
     "Trainer": ("nnopt.training", "Trainer"),
     "Result": ("nnopt.training", "Result"),
     "Recipe": ("nnopt.recipe", "Recipe"),

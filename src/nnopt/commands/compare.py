@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from nnopt.commands import output_dir
 from nnopt.console import console as make_console
 
 
@@ -36,38 +35,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnopt.experiments.compare import (
-        expand_variants,
-        run_comparison,
-        summarize,
-        write_summaries,
-    )
-    from nnopt.experiments.figures import comparison_plots
+    from nnopt.experiments.api import compare
+    from nnopt.experiments.compare import expand_variants
     from nnopt.experiments.live import CompareProgress
-    from nnopt.experiments.report import rich_table, write_reports
-    from nnopt.optim.kernels import cpu
+    from nnopt.experiments.report import rich_table
     from nnopt.recipe import Recipe
 
     console = make_console()
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
-    variants = expand_variants(recipes, args.vary)
-    out = output_dir(args.out)
-    total = len(variants) * args.seeds
-    cpu.available()  # build the kernels once, here, not in each of --jobs workers at once
+    total = len(expand_variants(recipes, args.vary)) * args.seeds  # (and checks --vary)
     with CompareProgress(console, total, quiet=args.quiet) as progress:
-        records = run_comparison(
-            variants, args.seeds, out, jobs=args.jobs, on_event=progress.on_event
-        )
-    stats, metric = summarize(records, args.target)
-    files = write_summaries(out, records, stats)
-    by_variant: dict = {}
-    for record in records:
-        by_variant.setdefault(record.variant, []).append(record)
-    plots = comparison_plots(by_variant, metric, out / "plots")
-    title = f"nnopt compare: {', '.join(variants)}"
-    recipes_text = {name: recipe.to_toml() for name, recipe in variants.items()}
-    md, html = write_reports(out, title, stats, args.target, plots, recipes_text, args.seeds)
-    label = stats[0].label if stats else metric
-    console.print(rich_table(stats, args.target, f"{label} over {args.seeds} seeds"))
-    console.print(f"report: {html}  (also {md}, {files['summary.csv']})")
+        result = compare(
+            recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=args.out,
+            jobs=args.jobs, on_event=progress.on_event,
+        )  # fmt: skip
+    title = f"{result.label} over {args.seeds} seeds"
+    console.print(rich_table(result.stats, args.target, title))
+    files = result.files
+    console.print(f"report: {files['report.html']}  (also {files['report.md']}, "
+                  f"{files['summary.csv']})")  # fmt: skip
     return 0

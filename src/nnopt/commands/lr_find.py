@@ -31,10 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnopt import atomic
-    from nnopt.data.feed import feed_for
-    from nnopt.experiments.lr_find import lr_range_test, plot_lr_find
+    from nnopt.experiments.api import lr_find
     from nnopt.recipe import Recipe
-    from nnopt.training.build import build_run
 
     if not 0 < args.min_lr < args.max_lr:
         raise UsageError(f"need 0 < --min-lr < --max-lr, got {args.min_lr:g} and {args.max_lr:g}")
@@ -42,25 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps must be >= 2, got {args.steps}")
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
     out = output_dir(args.out)
-    parts = build_run(recipe)
-    # The recipe's own batches, in the order training sees them.
-    order = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed).batches_from(0)
-
-    def next_batch(_: int):
-        batch = next(order)
-        return batch.x, batch.y
-
-    result = lr_range_test(
-        parts.model,
-        parts.optimizer,
-        next_batch,
-        parts.loss_fn,
-        min_lr=args.min_lr,
-        max_lr=args.max_lr,
-        steps=args.steps,
-    )
+    result = lr_find(recipe, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
     atomic.write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    plot_lr_find(result, str(out / "lr_find.png"))
+    result.plot(out / "lr_find.png")
     if result.suggestion is None:
         print(f"too few points for a suggestion ({len(result.lrs)}); raise --steps or --max-lr")
         return 1

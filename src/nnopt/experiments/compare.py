@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
-from nnopt.experiments.jobs import Event, Job, run_jobs
+from nnopt.experiments.jobs import Event, Job, Passed, run_jobs
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
 from nnopt.training.checkpoint import recipe_changes
@@ -84,10 +84,12 @@ def run_comparison(
     *,
     jobs: int = 1,
     on_event: Callable[[Event], None] | None = None,
+    passed: Passed | None = None,
 ) -> list[RunRecord]:
     """Run (or pick up) every (variant, seed) and return their records, in a stable order.
 
-    ``on_event`` sees every job's progress, done and error events (``jobs.Event``).
+    ``on_event`` sees every job's progress, done and error events (``jobs.Event``);
+    ``passed`` holds a model and data given from Python, used by every run.
     """
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
@@ -101,7 +103,9 @@ def run_comparison(
     for _, recipe, run_dir in plan:
         _check_same_recipe(recipe, run_dir)
     todo = [
-        Job(v, r.seed, r.to_toml(), str(d)) for v, r, d in plan if _record(v, r.seed, d) is None
+        Job(v, r.seed, r.to_toml(), str(d), passed)
+        for v, r, d in plan
+        if _record(v, r.seed, d) is None
     ]
     if todo:
         # Parallel runs share the cores: one thread each avoids oversubscription.

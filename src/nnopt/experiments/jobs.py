@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,26 @@ PROGRESS_INTERVAL = 0.25  # seconds between two progress events of one job
 
 
 @dataclass(frozen=True)
+class Passed:
+    """Objects passed from Python (``nnopt.compare(model=..., data=...)``): a forked worker
+    inherits them, nothing is pickled."""
+
+    model: Any = None  # an nn.Module (copied for each run) or a function building one
+    data: Any = None  # what a data factory returns
+
+
+@dataclass(frozen=True)
 class Job:
     variant: str
     seed: int
     recipe_text: str  # the recipe as TOML (what a worker process receives)
     run_dir: str
+    passed: Passed | None = field(default=None, compare=False)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int, str, str]]:
+        # A job travels back in its events: without the passed objects, which the parent
+        # has (pickling tensors would hand file descriptors across a closing pipe).
+        return Job, (self.variant, self.seed, self.recipe_text, self.run_dir)
 
 
 @dataclass
@@ -153,7 +168,10 @@ def _execute(job: Job, threads: int, emit: Callable[[Event], None]) -> Event | N
     try:
         recipe = Recipe.loads(job.recipe_text)
         resume = (Path(job.run_dir) / CHECKPOINT_NAME).is_file()
-        result = train(recipe, job.run_dir, resume=resume, quiet=True, on_step=on_step)
+        objects = {}
+        if job.passed is not None:  # (only then: train's other callers pass no objects)
+            objects = {"model": _model_for(job.passed.model, recipe.seed), "data": job.passed.data}
+        result = train(recipe, job.run_dir, resume=resume, quiet=True, on_step=on_step, **objects)
     except UserError as exc:
         failure = Event(job, "error", error=("user", str(exc)))
     except OSError as exc:
@@ -184,3 +202,24 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="nnopt-parent-watch").start()
+
+
+def _model_for(model: Any, seed: int) -> Any:
+    """A run's own model: a copy of a module (every seed starts from its weights), or the
+    function's model built under the run's seed (each seed its own initial weights)."""
+    import copy
+
+    import torch
+
+    if model is None:
+        return None
+    if isinstance(model, torch.nn.Module):
+        return copy.deepcopy(model)
+    torch.manual_seed(seed)
+    made = model()
+    if not isinstance(made, torch.nn.Module):
+        raise UserError(
+            f"model: the function passed to nnopt.compare returned a {type(made).__name__}, "
+            "expected a torch.nn.Module"
+        )
+    return made

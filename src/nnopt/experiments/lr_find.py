@@ -30,6 +30,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,11 @@ class LRFindResult:
     def usable(self) -> int:
         """How many points make the curve: all but the one that stopped the sweep."""
         return len(self.lrs) - 1 if self.stopped_early else len(self.lrs)
+
+    def plot(self, path: str | Path) -> Path:
+        """Draw the sweep (loss against lr, the suggestions marked) to ``path``."""
+        plot_lr_find(self, str(path))
+        return Path(path)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON; a non-finite loss (the blow-up) becomes None (null)."""

@@ -1,0 +1,158 @@
+"""``nnopt.compare`` and ``nnopt.lr_find`` from Python: the commands' work on your own
+objects, returning results that hold the numbers and draw their plots (for notebooks).
+
+The command line (``nnopt compare``, ``nnopt lr-find``) calls these same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnopt.experiments.jobs import Event, Passed
+from nnopt.experiments.lr_find import LRFindResult
+from nnopt.experiments.plots import Plot
+from nnopt.experiments.stats import RunRecord, VariantStats
+
+
+@dataclass
+class Comparison:
+    """What ``compare`` found: every run's record and each variant's statistics."""
+
+    records: list[RunRecord]
+    stats: list[VariantStats]
+    metric: str  # what the runs are judged by (their train.metric)
+    target: float | None
+    out: Path
+    recipes: dict[str, str] = field(default_factory=dict)  # variant -> recipe TOML
+    plots: list[Plot] = field(default_factory=list)  # drawn by plot()
+    files: dict[str, Path] = field(default_factory=dict)  # summary.csv/json, report.md/html
+
+    @property
+    def label(self) -> str:
+        return self.stats[0].label if self.stats else self.metric
+
+    @property
+    def best(self) -> str | None:
+        """The variant with the best median final metric (None when every run diverged)."""
+        ranked = [s for s in self.stats if s.final is not None]
+        if not ranked:
+            return None
+        higher = self.metric.endswith("accuracy")
+        pick = max if higher else min
+        return pick(ranked, key=lambda s: s.final.median).variant  # type: ignore[union-attr]
+
+    def table(self) -> str:
+        """The comparison table, as Markdown (a notebook shows it as a table)."""
+        from nnopt.experiments.report import markdown_table
+
+        return markdown_table(self.stats, self.target)
+
+    def _repr_markdown_(self) -> str:
+        return f"**{self.label}** over seeds\n\n{self.table()}"
+
+    def plot(self, out: str | Path | None = None) -> list[Plot]:
+        """Draw the figures (final metric per seed, metric by step and by time, training
+        loss, lr) into ``out`` (default: the comparison's ``plots/``); their paths."""
+        from nnopt.experiments.figures import comparison_plots
+
+        by_variant: dict[str, list[RunRecord]] = {}
+        for record in self.records:
+            by_variant.setdefault(record.variant, []).append(record)
+        self.plots = comparison_plots(by_variant, self.metric, Path(out or self.out / "plots"))
+        return self.plots
+
+
+def compare(
+    recipes: Any | Sequence[Any],
+    *,
+    seeds: int = 3,
+    vary: Iterable[str] = (),
+    overrides: Iterable[str] = (),
+    target: float | None = None,
+    out: str | Path = "runs/compare",
+    jobs: int = 1,
+    model: Any = None,
+    data: Any = None,
+    report: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> Comparison:
+    """Run every recipe (or every ``vary`` variant of one) over ``seeds`` seeds.
+
+    ``recipes``: one or a list of recipes (Recipe, dict of tables, TOML text or a path).
+    ``vary`` and ``overrides`` are ``"KEY=V1,V2"`` / ``"KEY=VALUE"`` as ``--vary`` / ``--set``.
+    ``model``: an ``nn.Module`` (each run trains its own copy, so every seed starts from its
+    weights) or a function returning one (called under each run's seed). ``data``: what a
+    data factory returns. Runs already finished in ``out`` are picked up, not run again.
+    ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
+    """
+    from nnopt.commands import output_dir
+    from nnopt.experiments.compare import (
+        expand_variants,
+        run_comparison,
+        summarize,
+        write_summaries,
+    )
+    from nnopt.optim.kernels import cpu
+    from nnopt.training.loop import as_recipe
+
+    listed = list(recipes) if isinstance(recipes, list | tuple) else [recipes]
+    passed_model, passed_data = model is not None, data is not None
+    made = [
+        as_recipe(r, model_passed=passed_model, data_passed=passed_data).with_overrides(
+            list(overrides)
+        )
+        for r in listed
+    ]
+    variants = expand_variants(made, list(vary))
+    out = output_dir(out)
+    cpu.available()  # build the kernels once, here, not in each of the jobs at once
+    passed = Passed(model, data) if passed_model or passed_data else None
+    records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed)
+    stats, metric = summarize(records, target)
+    result = Comparison(records, stats, metric, target, out,
+                        {name: r.to_toml() for name, r in variants.items()})  # fmt: skip
+    if report:
+        from nnopt.experiments.report import write_reports
+
+        result.files = write_summaries(out, records, stats)
+        title = f"nnopt compare: {', '.join(variants)}"
+        md, html = write_reports(out, title, stats, target, result.plot(), result.recipes, seeds)
+        result.files.update({"report.md": md, "report.html": html})
+    return result
+
+
+def lr_find(
+    recipe: Any,
+    *,
+    model: Any = None,
+    data: Any = None,
+    min_lr: float = 1e-6,
+    max_lr: float = 10.0,
+    steps: int = 100,
+) -> LRFindResult:
+    """The learning-rate range test on a recipe's model and data (or yours: ``model`` is
+    swept as given and put back exactly afterwards), over the batches training would see.
+    The result holds the sweep and the suggestions; ``result.plot(path)`` draws it."""
+    from nnopt.data.feed import feed_for
+    from nnopt.errors import UsageError
+    from nnopt.experiments.lr_find import lr_range_test
+    from nnopt.training.build import build_run
+    from nnopt.training.loop import as_recipe
+
+    if not 0 < min_lr < max_lr:
+        raise UsageError(f"need 0 < min_lr < max_lr, got {min_lr:g} and {max_lr:g}")
+    if steps < 2:
+        raise UsageError(f"steps must be >= 2, got {steps}")
+    recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
+    parts = build_run(recipe, model=model, data=data)
+    order = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed).batches_from(0)
+
+    def next_batch(_: int) -> Any:
+        batch = next(order)
+        return batch.x, batch.y
+
+    return lr_range_test(parts.model, parts.optimizer, next_batch, parts.loss_fn,
+                         min_lr=min_lr, max_lr=max_lr, steps=steps)  # fmt: skip
