@@ -80,3 +80,15 @@ def test_lr_find_sweeps_your_model_and_puts_it_back(tmp_path):
     assert len(result.lrs) <= 40 and result.lrs[0] == pytest.approx(1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert result.plot(tmp_path / "lr.png").stat().st_size > 1000
+
+
+def test_every_data_field_but_the_source_applies_to_data_passed_from_python():
+    from nnopt.recipe.schema import DataSpec
+    from nnopt.training.loop import DATA_SOURCE, as_recipe
+
+    values = {"val_fraction": 0.3, "standardize": False, "holdout": "validation",
+              "task": "regression", "loader": "stream", "workers": 2,
+              "pin_memory": True}  # fmt: skip
+    assert set(values) == set(DataSpec.model_fields) - set(DATA_SOURCE)  # a new field: add it
+    recipe = as_recipe({**RECIPE, "data": {"name": "digits", **values}}, data_passed=True)
+    assert {k: getattr(recipe.data, k) for k in values} == values

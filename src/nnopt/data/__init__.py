@@ -45,6 +45,10 @@ def load_dataset(
         return text_data.char_lm_dataset(val_fraction=val_fraction, **options)
     if text in REGISTRY:
         arrays, name = load_embedded(text, seed, options), text
+    elif Path(text).is_dir():
+        from nnopt.data.images import load_image_folder
+
+        arrays, name = load_image_folder(Path(text), options), Path(text).name
     elif Path(text).suffix.lower() in SUFFIXES:
         if task is not None and options.get("task", task) != task:
             raise DataError(
@@ -54,7 +58,7 @@ def load_dataset(
     else:
         raise DataError(
             f"unknown data set {text!r}; available: {', '.join([*REGISTRY, text_data.NAME])}; "
-            f"or give a path to a {' or '.join(SUFFIXES)} file"
+            f"or give a path to a {' or '.join(SUFFIXES)} file or an image folder"
         )
     if task is not None:  # the recipe's data.task: say, integer targets as a regression
         arrays.task = task

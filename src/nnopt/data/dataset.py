@@ -258,6 +258,9 @@ def finalize(
     import torch
 
     label_dtype = torch.int64 if arrays.task == "classification" else torch.float32
+    # Contiguous rows whatever layout the source had: a transposed array (images read as
+    # H x W x C and permuted) would reach the model as channels_last (see images.decode).
+    x, x_test = np.ascontiguousarray(x), np.ascontiguousarray(x_test)
     return Dataset(
         name=name,
         x_train=torch.as_tensor(x, dtype=torch.float32),

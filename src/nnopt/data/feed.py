@@ -165,7 +165,9 @@ class _BatchReader(torch.utils.data.Dataset):
                 f"({type(exc).__name__}: {str(exc).splitlines()[0]}); every x must have one "
                 "shape and every y another"
             ) from None
-        return xs.to(self.input_dtype), ys.to(self.label_dtype), share
+        # Contiguous, as in memory: stacking permuted examples may give channels_last.
+        xs = xs.to(self.input_dtype).contiguous()
+        return xs, ys.to(self.label_dtype).contiguous(), share
 
     def _item(self, i: int) -> tuple[Any, Any]:
         try:

@@ -1,5 +1,7 @@
-"""User data files: ``.npz`` (arrays x, y[, x_test, y_test]) and ``.csv`` (header row, a target
-column, numeric feature columns). Read with numpy and the csv module only."""
+"""User data files: ``.npz`` (arrays x, y[, x_test, y_test]), ``.npy`` (the features; the
+labels, and a test split, in the ``.npy`` files its options name) and ``.csv`` (header row, a
+target column, numeric feature columns). Read with numpy and the csv module only. Features
+may have any shape ``(examples, ...)``: images ``N x C x H x W`` train a 2-D ``resnet``."""
 
 from __future__ import annotations
 
@@ -15,8 +17,12 @@ import numpy as np
 from nnopt.data.dataset import TASKS, Arrays, infer_task
 from nnopt.errors import DataError, DataFileNotFound
 
-SUFFIXES = (".npz", ".csv")
-_OPTIONS = {".npz": ("task",), ".csv": ("target", "task")}
+SUFFIXES = (".npz", ".npy", ".csv")
+_OPTIONS = {
+    ".npz": ("task",),
+    ".npy": ("labels", "test", "test_labels", "task"),
+    ".csv": ("target", "task"),
+}
 
 
 def _check_file_options(path: Path, options: dict[str, Any]) -> str | None:
@@ -67,6 +73,29 @@ def load_npz(path: Path, options: dict[str, Any]) -> Arrays:
         raise DataError(f"{path}: has only one of x_test, y_test; give both or neither")
     task, y, y_test = _task_and_labels(y, y_test, task)
     return Arrays(x, y, task, x_test, y_test)
+
+
+def load_npy(path: Path, options: dict[str, Any]) -> Arrays:
+    """``data.name = "x.npy"`` with ``options.labels = "y.npy"`` (and optionally ``test`` and
+    ``test_labels``): paths relative to the working directory, as ``data.name`` is."""
+    task = _check_file_options(path, options)
+    if "labels" not in options:
+        raise DataError(f"{path}: an .npy file holds the features only; name the labels' .npy "
+                        "file in data.options.labels")  # fmt: skip
+    if ("test" in options) != ("test_labels" in options):
+        raise DataError(f"{path}: give both data.options.test and data.options.test_labels")
+    x, y = _npy(path), _npy(Path(options["labels"]))
+    x_test = _npy(Path(options["test"])) if "test" in options else None
+    y_test = _npy(Path(options["test_labels"])) if "test_labels" in options else None
+    task, y, y_test = _task_and_labels(y, y_test, task)
+    return Arrays(x, y, task, x_test, y_test)
+
+
+def _npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataFileNotFound(f"data file not found: {path}")
+    with _unreadable(path, "a NumPy .npy array"):
+        return np.load(path, allow_pickle=False)
 
 
 def _number(text: str) -> float:
@@ -127,6 +156,9 @@ def load_file(path: Path, options: dict[str, Any]) -> Arrays:
         raise DataFileNotFound(f"data file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory: data.name must name a {path.suffix} file")
-    if path.suffix.lower() == ".npz":
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
         return load_npz(path, options)
+    if suffix == ".npy":
+        return load_npy(path, options)
     return load_csv(path, options)

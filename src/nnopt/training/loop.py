@@ -121,7 +121,7 @@ def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = Fa
         except tomllib.TOMLDecodeError as exc:
             raise RecipeError(f"the recipe is not valid TOML: {exc}") from exc
     if data_passed:
-        kept = {k: v for k, v in tables.get("data", {}).items() if k in _DATA_KEPT}
+        kept = {k: v for k, v in tables.get("data", {}).items() if k not in DATA_SOURCE}
         tables["data"] = {**kept, "factory": PASSED}
     if model_passed:
         kept = {k: v for k, v in tables.get("model", {}).items() if k in _MODEL_KEPT}
@@ -129,8 +129,10 @@ def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = Fa
     return Recipe.from_dict(tables)
 
 
-# What a recipe's [data] / [model] still mean when the object itself was passed.
-_DATA_KEPT = ("val_fraction", "standardize")
+# What a recipe's [data] / [model] no longer mean when the object itself was passed: where
+# the data comes from (every other [data] field still applies to the data passed), and all
+# of [model] but nothing (a passed model is neither built nor initialized).
+DATA_SOURCE = ("name", "factory", "args", "options")
 _MODEL_KEPT = ()
 
 
