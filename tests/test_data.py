@@ -175,7 +175,9 @@ def test_val_fraction():
 
 
 def test_embedded_errors():
-    with pytest.raises(ValueError, match=r"available: digits.*\.npz or \.csv"):
+    with pytest.raises(
+        ValueError, match=r"available: digits.*\.npz or \.npy or \.csv file or an image folder"
+    ):
         load_dataset("cifar10")
     with pytest.raises(ValueError, match=r"unknown option\(s\) classes.*n=1000, dim=10"):
         load_dataset("regression", classes=3)

@@ -158,3 +158,45 @@ def test_nnopt_optimizers_work_under_a_users_own_ddp():
     for params in ranks:
         for a, b in zip(params, model.parameters(), strict=True):
             torch.testing.assert_close(a, b.detach(), **TOLERANCE)
+
+
+STREAMED = """
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+
+class Digits(torch.utils.data.Dataset):
+    def __init__(self):
+        d = load_digits()
+        self.x, self.y, self.classes = d.data.astype(np.float32) / 16, d.target, list(range(10))
+        self.targets = self.y  # (the validation split is then stratified, as in memory)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def digits():
+    return Digits()
+"""
+
+
+def test_two_ranks_streaming_a_dataset_match_one_process_in_memory(tmp_path):
+    (tmp_path / "streamdigits.py").write_text(STREAMED)
+    text = RECIPE.replace('name = "digits"', 'factory = "streamdigits:digits"\nstandardize = false')
+    (tmp_path / "r.toml").write_text(text + "\n")
+    done = torchrun(tmp_path, "r.toml", "--out", "two", "--set", "data.loader=stream",
+                    "--set", "data.workers=1")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = subprocess.run(
+        [sys.executable, "-m", "nnopt", "train", "r.toml", "--out", "one", "--quiet",
+         "--set", "data.loader=memory"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    expected = final_params(tmp_path / "one")
+    for name, value in final_params(tmp_path / "two").items():
+        torch.testing.assert_close(value, expected[name], **TOLERANCE)

@@ -55,6 +55,12 @@ def one(jitter=0.0):
     return Blobs(jitter=jitter)
 
 
+def labelled():
+    blobs = Blobs()
+    blobs.targets = blobs.y  # torchvision's attribute: the split is then stratified
+    return blobs
+
+
 def net(input_shape, output_dim):
     return nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Dropout(0.2),
                          nn.Linear(16, output_dim))
@@ -194,3 +200,10 @@ def test_a_classification_without_a_class_count_asks_for_it(project):
                       num_classes=None, seed=0, val_fraction=0.2, workers=0,
                       pin_memory=False)  # fmt: skip
     assert floats.task == "regression" and floats.output_dim == 3
+
+
+def test_one_labelled_dataset_is_split_as_in_memory(project):
+    r = recipe(**{"streamproject:data": "streamproject:labelled"})
+    streamed = train(r)
+    in_memory = train(r.with_overrides(["data.loader=memory"]))
+    assert_same(streamed, in_memory)

@@ -17,7 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nnopt.data import available_datasets
 
-    table = Table(title="data sets (no download needed; or pass a .npz/.csv path)")
+    table = Table(
+        title="data sets (no download needed; or pass a .npz/.npy/.csv path, an image folder, "
+        "or a data.factory)"
+    )
     for column in ("name", "description", "size"):
         table.add_column(column)
     for name, description, size in available_datasets():

@@ -45,16 +45,16 @@ def load_dataset(
         return text_data.char_lm_dataset(val_fraction=val_fraction, **options)
     if text in REGISTRY:
         arrays, name = load_embedded(text, seed, options), text
-    elif Path(text).is_dir():
-        from nnopt.data.images import load_image_folder
-
-        arrays, name = load_image_folder(Path(text), options), Path(text).name
     elif Path(text).suffix.lower() in SUFFIXES:
         if task is not None and options.get("task", task) != task:
             raise DataError(
                 f"data.task is {task!r} and data.options.task {options['task']!r}; give one"
             )
         arrays, name = load_file(Path(text), options), Path(text).stem
+    elif Path(text).is_dir():
+        from nnopt.data.images import load_image_folder
+
+        arrays, name = load_image_folder(Path(text), options), Path(text).name
     else:
         raise DataError(
             f"unknown data set {text!r}; available: {', '.join([*REGISTRY, text_data.NAME])}; "

@@ -143,7 +143,13 @@ def streamed(
             )
     test_is_validation = test is None
     if test is None:
-        train_idx, val_idx = split_indices(len(train), val_fraction, seed)
+        # Stratified as data in memory is, when the labels can be had without reading every
+        # example (a `targets` attribute, as torchvision's data sets have).
+        targets = getattr(train, "targets", None) if task == "classification" else None
+        labels = None if targets is None else np.asarray(targets)
+        if labels is not None and len(labels) != len(train):
+            labels = None
+        train_idx, val_idx = split_indices(len(train), val_fraction, seed, labels)
         train, test = (torch.utils.data.Subset(train, i.tolist()) for i in (train_idx, val_idx))
     else:
         test_x, _ = first_pair(test, "test")
