@@ -207,3 +207,10 @@ def test_one_labelled_dataset_is_split_as_in_memory(project):
     streamed = train(r)
     in_memory = train(r.with_overrides(["data.loader=memory"]))
     assert_same(streamed, in_memory)
+
+
+def test_a_streamed_run_resumes_with_other_workers_to_the_same_numbers(project):
+    whole = train(recipe("[data.args]\njitter = 0.5"))
+    train(recipe("[data.args]\njitter = 0.5"), project / "cut", stop_after=11)
+    more = recipe("workers = 2\n[data.args]\njitter = 0.5")
+    assert_same(whole, train(more, project / "cut", resume=True))

@@ -25,7 +25,8 @@ class RunState:
     """Where a run is: what the loop carries from step to step, saved in every checkpoint.
 
     Beside it a checkpoint holds the model, the optimizer (schedule step and plateau state
-    included) and every RNG; the data order needs nothing saved, it is a function of the step.
+    included), every RNG and where the run is in its data (``data``: epoch, position in it,
+    the data's size, checked on resume); the data order itself is a function of the step.
     """
 
     step: int = 0  # optimizer steps taken
@@ -137,7 +138,11 @@ def recipe_changes(started: Any, recipe: Any, allowed: frozenset[str] = frozense
 
 # Fields that say how a run is executed, not what it computes: a checkpoint written with
 # sharded state resumes unsharded, on another device or thread count (tests/test_distributed).
-HOW_TO_RUN = frozenset({"train.shard_state", "train.device", "train.threads"})
+# (data.workers and pin_memory: every streamed batch is read under its step's seed, so the
+# numbers do not depend on them; tests/test_streamed.py.)
+HOW_TO_RUN = frozenset(
+    {"train.shard_state", "train.device", "train.threads", "data.workers", "data.pin_memory"}
+)
 # A run's length is train.steps or train.epochs: setting one unsets the other.
 _LINKED = {"train.steps": "train.epochs", "train.epochs": "train.steps"}
 
