@@ -274,7 +274,9 @@ class TrainSpec(Section):
 
     Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``. ``checkpoint_every``
     unset means a checkpoint at every evaluation. ``threads`` is torch's intra-op thread count
-    for the run; unset, it is chosen from the model's size.
+    for the run; unset, it is chosen from the model's size. ``compile = true`` runs the model's
+    forward and loss through ``torch.compile``, compiled before the clock starts (its seconds are
+    ``summary.json``'s ``compile_time``, not part of ``wall_time``; see training/compiled.py).
     """
 
     DEFAULT_EPOCHS: ClassVar[int] = 10
@@ -290,6 +292,7 @@ class TrainSpec(Section):
     checkpoint_every: int | None = Field(None, ge=1)
     shard_state: bool = False
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    compile: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -136,8 +136,9 @@ def recipe_changes(started: Any, recipe: Any, allowed: frozenset[str] = frozense
 
 
 # Fields that say how a run is executed, not what it computes: a checkpoint written with
-# sharded state resumes unsharded, on another device or thread count (tests/test_distributed).
-HOW_TO_RUN = frozenset({"train.shard_state", "train.device", "train.threads"})
+# sharded state resumes unsharded, on another device or thread count (tests/test_distributed),
+# compiled or not (the same computation, within float rounding, like another thread count).
+HOW_TO_RUN = frozenset({"train.shard_state", "train.device", "train.threads", "train.compile"})
 # A run's length is train.steps or train.epochs: setting one unsets the other.
 _LINKED = {"train.steps": "train.epochs", "train.epochs": "train.steps"}
 

@@ -28,6 +28,7 @@ from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
+from nnopt.training import compiled
 from nnopt.training.build import PASSED, RunParts, build_run
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -161,6 +162,9 @@ class Trainer:
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
+        # loss_fn(net(x), y), compiled here when train.compile (compile time kept apart)
+        self.forward_loss, self.compile_time = compiled.for_trainer(self)
+        self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
         self.batches = self.parts.batches
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
         self._started = time.perf_counter()  # set again by run(), less the time already spent
@@ -250,8 +254,8 @@ class Trainer:
         """One optimizer step on a global batch; its mean loss, the same number on every rank."""
         index, share = self._local(index)
         x, y = self.x_train[index], self.y_train[index]
-        self.optimizer.zero_grad()
-        loss = self.parts.loss_fn(self.net(x), y) if len(index) else _zero_loss(self.net, x)
+        self.optimizer.zero_grad(set_to_none=not self.keep_grads)
+        loss = self.forward_loss(x, y) if len(index) else _zero_loss(self.net, x)
         reg = self.recipe.regularization
         if reg.in_loss and (reg.l1 or reg.l2):
             loss = loss + penalty(
@@ -374,6 +378,7 @@ class Trainer:
             "steps": state.step,
             "total_steps": self.parts.total_steps,
             "wall_time": state.elapsed,
+            "compile_time": self.compile_time,  # train.compile's, this process; not in wall_time
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
             "threads": self.parts.threads,
