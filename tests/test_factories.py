@@ -291,3 +291,15 @@ def test_the_mnist1d_record_recipe_keeps_within_30k_parameters():
     parts = build_run(Recipe.load(root / "examples" / "mnist1d_record.toml"))
     assert count_parameters(parts.model) == 28_506 <= 30_000
     assert parts.model.dims == 1 and not parts.dataset.test_is_validation  # its own test split
+
+
+def test_the_mnist1d_fast_recipe_trains_the_papers_5210_parameter_cnn():
+    from nnopt.models import count_parameters
+    from nnopt.training.build import build_run
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = Recipe.load(root / "examples" / "mnist1d_fast.toml")
+    assert recipe.model.kind == "cnn1d" and recipe.model.channels == 25
+    parts = build_run(recipe)
+    assert count_parameters(parts.model) == 5_210
+    assert recipe.name == "mnist1d_fast" and recipe.data.name == "mnist1d"

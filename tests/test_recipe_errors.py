@@ -113,8 +113,9 @@ def test_choices():
 def test_unknown_keys():
     text = problems(MINIMAL + "[train]\nepoch = 3\n")
     assert text == (
-        "train: unknown key 'epoch'; allowed: batch_size, checkpoint_every, device, epochs, "
-        "eval_every, loss, metric, mode, shard_state, steps, threads; did you mean 'epochs'?"
+        "train: unknown key 'epoch'; allowed: batch_size, checkpoint_every, compile, device, "
+        "epochs, eval_every, loss, metric, mode, shard_state, steps, threads; "
+        "did you mean 'epochs'?"
     )
     top = problems("colour = 1\n" + MINIMAL)
     assert top.startswith("recipe: unknown key 'colour'; allowed: data, model, name, optimizer")

@@ -291,7 +291,9 @@ class TrainSpec(Section):
 
     Give ``epochs`` or ``steps``, not both; with neither, ``epochs = 10``. ``checkpoint_every``
     unset means a checkpoint at every evaluation. ``threads`` is torch's intra-op thread count
-    for the run; unset, it is chosen from the model's size.
+    for the run; unset, it is chosen from the model's size. ``compile = true`` runs the model's
+    forward and loss through ``torch.compile``, compiled before the clock starts (its seconds are
+    ``summary.json``'s ``compile_time``, not part of ``wall_time``; see training/compiled.py).
     """
 
     DEFAULT_EPOCHS: ClassVar[int] = 10
@@ -307,6 +309,7 @@ class TrainSpec(Section):
     checkpoint_every: int | None = Field(None, ge=1)
     shard_state: bool = False
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    compile: bool = False
     # What the run is judged by: its summary's best, compare's table and --target, the
     # plateau controller. "auto": val_accuracy for classification, else val_loss.
     metric: Literal["auto", *METRICS] = "auto"  # type: ignore[valid-type]

@@ -137,12 +137,14 @@ def recipe_changes(started: Any, recipe: Any, allowed: frozenset[str] = frozense
 
 
 # Fields that say how a run is executed, not what it computes: a checkpoint written with
-# sharded state resumes unsharded, on another device or thread count (tests/test_distributed).
+# sharded state resumes unsharded, on another device or thread count (tests/test_distributed),
+# compiled or not (the same computation, within float rounding, like another thread count).
 # (data.workers and pin_memory: every streamed batch is read under its step's seed, so the
 # numbers do not depend on them; tests/test_streamed.py.)
 HOW_TO_RUN = frozenset(
-    {"train.shard_state", "train.device", "train.threads", "data.workers", "data.pin_memory"}
-)
+    {"train.shard_state", "train.device", "train.threads", "train.compile", "data.workers",
+     "data.pin_memory"}
+)  # fmt: skip
 # A run's length is train.steps or train.epochs: setting one unsets the other.
 _LINKED = {"train.steps": "train.epochs", "train.epochs": "train.steps"}
 

@@ -29,6 +29,7 @@ from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
+from nnopt.training import compiled
 from nnopt.training.build import PASSED, RunParts, build_run, plateau_metric
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -163,6 +164,9 @@ class Trainer:
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
+        # loss_fn(net(x), y), compiled here when train.compile (compile time kept apart)
+        self.forward_loss, self.compile_time = compiled.for_trainer(self)
+        self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
         self.batches = self.parts.batches
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
         self._started = time.perf_counter()  # set again by run(), less the time already spent
@@ -242,8 +246,8 @@ class Trainer:
     def _train_step(self, batch: Batch) -> float:
         """One optimizer step on a global batch; its mean loss, the same number on every rank."""
         x, y, share = batch.x, batch.y, batch.share
-        self.optimizer.zero_grad()
-        loss = self.parts.loss_fn(self.net(x), y) if len(batch) else _zero_loss(self.net, x)
+        self.optimizer.zero_grad(set_to_none=not self.keep_grads)
+        loss = self.forward_loss(x, y) if len(batch) else _zero_loss(self.net, x)
         reg = self.recipe.regularization
         if reg.in_loss and (reg.l1 or reg.l2):
             loss = loss + penalty(
@@ -386,6 +390,7 @@ class Trainer:
             "steps": state.step,
             "total_steps": self.parts.total_steps,
             "wall_time": state.elapsed,
+            "compile_time": self.compile_time,  # train.compile's, this process; not in wall_time
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
             "threads": self.parts.threads,
