@@ -83,3 +83,29 @@ def test_lr_find_plot_stops_after_the_blow_up():
     assert shown_points(result) == first_above_start + 3 < 60
     calm = LRFindResult(lrs[:20], smoothed[:20], smoothed[:20], 1e-5, 1e-6, False)
     assert shown_points(calm) == 20
+
+
+@pytest.mark.parametrize("held_out", ["test", "validation"])
+def test_the_metric_axes_name_the_held_out_split(tmp_path, monkeypatch, held_out):
+    from nnopt.experiments import plots
+
+    labels: dict[str, tuple[str, str]] = {}
+    save = plots._save
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        labels[path.name] = (ax.get_ylabel(), ax.get_xlabel())
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    import nnopt.experiments.final_plot as final_plot
+
+    monkeypatch.setattr(final_plot, "_save", keep)
+    by_variant = {v: [record(v, s, [0.5, 0.9], 0.1) for s in range(2)] for v in ("first", "second")}
+    for records in by_variant.values():
+        for r in records:
+            r.summary["held_out"] = held_out
+    comparison_plots(by_variant, "val_accuracy", tmp_path)
+    assert labels["val_accuracy_vs_step.png"][0] == f"{held_out} accuracy"
+    assert labels["val_accuracy_vs_time.png"][0] == f"{held_out} accuracy"
+    assert labels["final_val_accuracy.png"][1].startswith(f"final {held_out} accuracy")

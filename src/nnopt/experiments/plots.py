@@ -101,7 +101,7 @@ def plot_metric(
     log_y: bool = False,
     zoomed: bool = False,
     title: str = "",
-    label: str = "",
+    y_label: str = "",
 ) -> Path:
     """``key`` against ``x_key`` for every variant: median line and min-max band over seeds.
 
@@ -137,9 +137,9 @@ def plot_metric(
     if higher_is_better(key):
         percent_axis(ax.yaxis, *ax.get_ylim())
     ax.set_xlabel("wall time (s)" if x_key == "time" else "optimizer step")
-    label = label or metric_label(key)
-    ax.set_ylabel(label)
-    ax.set_title(title or label, fontsize=11)
+    y_label = y_label or metric_label(key)
+    ax.set_ylabel(y_label)
+    ax.set_title(title or y_label, fontsize=11)
     ax.grid(True, alpha=0.3, which="both")
     _legend(ax)
     return _save(fig, path)
