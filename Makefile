@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	@echo "setup 2/4: installing torch==2.13.0, CPU build (~200 MB; the longest step)"
 	$(BIN)/pip install -q torch==2.13.0
-	@echo "setup 3/4: installing nnopt (editable) with numpy, scikit-learn, matplotlib," \
+	@echo "setup 3/4: installing nnopt (editable) with numpy, scikit-learn, matplotlib, pillow," \
 	      "pydantic, rich, mnist1d, tomli-w, pytest, ruff"
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
 	@echo "setup 4/4: building nnopt's native CPU kernels (C++, seconds)"
