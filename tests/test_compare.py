@@ -352,3 +352,24 @@ def test_lr_find_with_too_few_steps_says_so(tmp_path, capsys):
     assert main(["lr-find", str(recipe), "--steps", "4", "--out", str(tmp_path / "lr")]) == 1
     assert "too few points" in capsys.readouterr().out
     assert (tmp_path / "lr" / "lr_find.json").is_file()
+
+
+def test_a_target_table_prints_unwrapped_into_a_log(monkeypatch):
+    # Off a terminal (a log, CI, `| tee`) the nine-column table with --target must keep each
+    # row on one line: wrapped cells were unreadable (and broke make readme-check).
+    import io
+    import sys
+
+    from nnopt.console import console
+    from nnopt.experiments.report import rich_table
+    from nnopt.experiments.stats import Spread, VariantStats
+
+    spread = Spread(median=0.957, low=0.939, high=0.966, mean=0.955, std=0.0101, n=5)
+    stats = [VariantStats("mnist1d_fast", "val_accuracy", 5, 0, spread, spread,
+                          Spread.of([0.0059]), Spread.of([6.7]), Spread.of([450.0]),
+                          Spread.of([4.3]), 5, held_out="test")]  # fmt: skip
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    console().print(rich_table(stats, 0.94, "test accuracy over 5 seeds"))
+    (row,) = [line for line in out.getvalue().splitlines() if "mnist1d_fast" in line]
+    assert "95.70% [93.90%, 96.60%]" in row and "450 (5/5 reached)" in row

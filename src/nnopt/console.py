@@ -8,9 +8,10 @@ from rich.console import Console
 
 
 def console() -> Console:
-    """A rich console; 160 columns when stdout is not a terminal (logs, CI, `| tee`).
+    """A rich console; 240 columns when stdout is not a terminal (logs, CI, `| tee`).
 
     rich falls back to 80 columns off a terminal, which would squeeze the comparison and
-    benchmark tables into unreadable, truncated cells.
+    benchmark tables into unreadable, truncated cells; a comparison with ``--target`` has nine
+    columns, about 190 wide (a table takes only the width it needs).
     """
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    return Console() if sys.stdout.isatty() else Console(width=240)
