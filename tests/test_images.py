@@ -36,6 +36,26 @@ def make_folder(root: Path, per_class: int = 20, split: bool = False, seed: int 
     return root
 
 
+def resnet_recipe(data: str, batch_size: int, eval_every: int) -> str:
+    """60 Adam steps of a small 2-D ResNet on the [data] given."""
+    return f"""
+name = "images"
+[data]
+{data}
+[model]
+kind = "resnet"
+channels = 4
+layers = 2
+[optimizer]
+name = "adam"
+lr = 0.01
+[train]
+steps = 60
+batch_size = {batch_size}
+eval_every = {eval_every}
+"""
+
+
 def test_an_image_folder_reads_as_classes_of_images(tmp_path):
     root = make_folder(tmp_path / "imgs", per_class=10)
     data = load_dataset(str(root), standardize=False)
@@ -52,22 +72,7 @@ def test_an_image_folder_reads_as_classes_of_images(tmp_path):
 
 def test_a_folder_with_train_and_test_trains_the_2d_resnet(tmp_path, capsys):
     root = make_folder(tmp_path / "imgs", per_class=24, split=True)
-    recipe = Recipe.loads(f"""
-name = "stripes"
-[data]
-name = "{root}"
-[model]
-kind = "resnet"
-channels = 4
-layers = 2
-[optimizer]
-name = "adam"
-lr = 0.01
-[train]
-steps = 60
-batch_size = 16
-eval_every = 20
-""")
+    recipe = Recipe.loads(resnet_recipe(f'name = "{root}"', batch_size=16, eval_every=20))
     result = train(recipe)
     assert result.summary["held_out"] == "test"
     assert result.history[-1]["val_accuracy"] >= 0.9  # stripes are easy for a convolution
@@ -104,24 +109,8 @@ def test_npy_images_with_their_labels_file(tmp_path, monkeypatch, capsys):
         load_dataset("x.npy")
     with pytest.raises(DataError, match="data file not found: nope.npy"):
         load_dataset("x.npy", labels="nope.npy")
-    Path("r.toml").write_text("""
-name = "npy"
-[data]
-name = "x.npy"
-[data.options]
-labels = "y.npy"
-[model]
-kind = "resnet"
-channels = 4
-layers = 2
-[optimizer]
-name = "adam"
-lr = 0.01
-[train]
-steps = 60
-batch_size = 64
-eval_every = 30
-""")
+    data = 'name = "x.npy"\n[data.options]\nlabels = "y.npy"'
+    Path("r.toml").write_text(resnet_recipe(data, batch_size=64, eval_every=30))
     assert main(["train", "r.toml", "--out", "run", "--quiet"]) == 0
     assert "validation accuracy" in capsys.readouterr().out
 

@@ -84,7 +84,7 @@ def test_lr_find_sweeps_your_model_and_puts_it_back(tmp_path):
 
 def test_every_data_field_but_the_source_applies_to_data_passed_from_python():
     from nnopt.recipe.schema import DataSpec
-    from nnopt.training.loop import DATA_SOURCE, as_recipe
+    from nnopt.training.passed import DATA_SOURCE, as_recipe
 
     values = {"val_fraction": 0.3, "standardize": False, "holdout": "validation",
               "task": "regression", "loader": "stream", "workers": 2,

@@ -96,7 +96,7 @@ def compare(
         write_summaries,
     )
     from nnopt.optim.kernels import cpu
-    from nnopt.training.loop import as_recipe
+    from nnopt.training.passed import as_recipe
 
     listed = list(recipes) if isinstance(recipes, list | tuple) else [recipes]
     passed_model, passed_data = model is not None, data is not None
@@ -140,7 +140,7 @@ def lr_find(
     from nnopt.errors import UsageError
     from nnopt.experiments.lr_find import lr_range_test
     from nnopt.training.build import build_run
-    from nnopt.training.loop import as_recipe
+    from nnopt.training.passed import as_recipe
 
     if not 0 < min_lr < max_lr:
         raise UsageError(f"need 0 < min_lr < max_lr, got {min_lr:g} and {max_lr:g}")

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
-from nnopt.training.build import PASSED, RunParts, build_run, plateau_metric
+from nnopt.training.build import RunParts, build_run, plateau_metric
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -40,6 +39,7 @@ from nnopt.training.checkpoint import (
     save_checkpoint,
 )
 from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
+from nnopt.training.passed import as_recipe
 from nnopt.training.progress import Progress
 from nnopt.training.rundir import RunLock
 
@@ -95,46 +95,6 @@ def train(
     trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
     trainer.changed = frozenset(changed)
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
-
-
-def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = False) -> Any:
-    """A :class:`Recipe` from a Recipe, a dict of tables, TOML text or a file path; with
-    objects passed from Python, its [model] / [data] record that (``build.PASSED``)."""
-    from nnopt.recipe import Recipe
-
-    if isinstance(recipe, Path) or (
-        isinstance(recipe, str) and "\n" not in recipe and Path(recipe).suffix == ".toml"
-    ):
-        if not (model_passed or data_passed):
-            return Recipe.load(recipe)
-        recipe = Path(recipe).read_text()
-    if not (model_passed or data_passed):
-        if isinstance(recipe, str):
-            return Recipe.loads(recipe)
-        return Recipe.from_dict(recipe) if isinstance(recipe, dict) else recipe
-    if isinstance(recipe, Recipe):
-        tables = recipe.to_dict()
-    elif isinstance(recipe, dict):
-        tables = dict(recipe)
-    else:
-        try:
-            tables = tomllib.loads(recipe)
-        except tomllib.TOMLDecodeError as exc:
-            raise RecipeError(f"the recipe is not valid TOML: {exc}") from exc
-    if data_passed:
-        kept = {k: v for k, v in tables.get("data", {}).items() if k not in DATA_SOURCE}
-        tables["data"] = {**kept, "factory": PASSED}
-    if model_passed:
-        kept = {k: v for k, v in tables.get("model", {}).items() if k in _MODEL_KEPT}
-        tables["model"] = {**kept, "factory": PASSED}
-    return Recipe.from_dict(tables)
-
-
-# What a recipe's [data] / [model] no longer mean when the object itself was passed: where
-# the data comes from (every other [data] field still applies to the data passed), and all
-# of [model] but nothing (a passed model is neither built nor initialized).
-DATA_SOURCE = ("name", "factory", "args", "options")
-_MODEL_KEPT = ()
 
 
 class Trainer:
