@@ -50,6 +50,7 @@ class RunParts:
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
     threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
     metric: str = "val_loss"  # what the run is judged by (train.metric resolved)
+    plateau_metric: str | None = None  # what [plateau] follows (its metric, else the run's)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -274,7 +275,8 @@ def build_run(
     optimizer = build_optimizer(recipe, model, total_steps, user_model=user_made)
     load_kernels(optimizer, device)
     metric = followed_metric(recipe, dataset.task)
-    plateau = build_plateau(recipe, plateau_metric(recipe, dataset.task))
+    plateau_follows = plateau_metric(recipe, dataset.task)
+    plateau = build_plateau(recipe, plateau_follows)
     optimizer.plateau = plateau
     classification = dataset.task == "classification"
     loss_name = recipe.train.loss
@@ -296,4 +298,5 @@ def build_run(
         init_decisions=decisions,
         threads=threads,
         metric=metric,
+        plateau_metric=plateau_follows,
     )

@@ -29,7 +29,7 @@ from nnopt.models import count_parameters
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
-from nnopt.training.build import RunParts, build_run, plateau_metric
+from nnopt.training.build import RunParts, build_run
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -244,7 +244,7 @@ class Trainer:
         }
         log.append(row)  # the log extends state.history itself
         if self.parts.plateau is not None:
-            self.parts.plateau.update(row[plateau_metric(self.recipe, self.parts.dataset.task)])
+            self.parts.plateau.update(row[self.parts.plateau_metric])
         return row
 
     def _divergence(self, loss: float, step: int) -> str:
