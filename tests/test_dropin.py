@@ -227,10 +227,39 @@ def test_meta_tensors_step_without_error(name):
     assert p.device.type == "meta"
 
 
-@pytest.mark.parametrize("option", ["differentiable", "capturable"])
-def test_options_nnopt_cannot_honour_say_so(option):
-    with pytest.raises(ValueError, match=rf"{option}=True is not supported.*torch\.optim"):
-        nnopt.Adam([nn.Parameter(torch.zeros(2))], **{option: True})
+def test_capturable_is_refused_and_says_so():
+    with pytest.raises(ValueError, match=r"capturable=True is not supported.*torch\.optim"):
+        nnopt.Adam([nn.Parameter(torch.zeros(2))], capturable=True)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "AdamW"])
+def test_meta_parameters_with_fused_raise_torch_error(name):
+    """torch checks device and dtype for fused=True at the first step: a meta parameter gets
+    its RuntimeError from nnopt too (with or without flat buffers)."""
+    for flat in (False, True):
+        for cls in (getattr(nnopt, name), getattr(torch.optim, name)):
+            p = nn.Parameter(torch.empty(4, device="meta"))
+            opt = cls(
+                [p],
+                lr=0.1,
+                fused=True,
+                **({"flat": flat} if cls.__module__.startswith("nnopt") else {}),
+            )
+            p.grad = torch.empty(4, device="meta")
+            with pytest.raises(
+                RuntimeError,
+                match="`fused=True` requires all the params to be floating point Tensors",
+            ):
+                opt.step()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "Adam", "RMSprop"])
+def test_meta_tensors_step_in_flat_buffers(name):
+    p = nn.Parameter(torch.empty(4, device="meta"))
+    opt = getattr(nnopt, name)([p], lr=0.1, flat=True)
+    p.grad = torch.empty(4, device="meta")
+    opt.step()
+    assert p.device.type == "meta"
 
 
 # Two here (compiling costs seconds); every optimizer in tests/clients/.

@@ -113,10 +113,8 @@ SAME_CALL = [
 
 @pytest.mark.parametrize(("name", "args", "kwargs"), SAME_CALL)
 def test_same_call_same_numbers(name, args, kwargs):
-    # dampening's special first step is tracked per tensor, not in flat buffers (refused there)
-    modes = (False,) if name == "SGD" and len(args) > 2 and args[2] else (True, False)
     compare_trajectories(
-        nnopt_variants(getattr(nnopt, name), *args, flat_modes=modes, **kwargs),
+        nnopt_variants(getattr(nnopt, name), *args, flat_modes=(True, False), **kwargs),
         torch_variants(getattr(torch.optim, name), *args, **kwargs),
         steps=20,
     )

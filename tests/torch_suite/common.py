@@ -40,9 +40,8 @@ def torch_twin(name: str) -> type:
     base = getattr(torch.optim, name)
 
     def __init__(self, params, *args, flat=False, **kwargs):
-        for flag in ("differentiable", "capturable"):
-            if kwargs.get(flag) and (flag == "differentiable" or not torch.cuda.is_available()):
-                raise ValueError(f"{flag}=True is not supported by nnopt")
+        if kwargs.get("capturable") and not torch.cuda.is_available():
+            raise ValueError("capturable=True is not supported by nnopt")
         self.flat, self.kernels = flat, "auto"
         base.__init__(self, params, *args, **kwargs)
 
@@ -65,9 +64,6 @@ def make_nnopt(case: Case, params: Any, **override: Any) -> torch.optim.Optimize
     """nnopt's optimizer of the case's class, kwargs, layout and kernel mode."""
     cfg = case.cfg
     kwargs = cfg.kwargs(**override)
-    if case.flat and kwargs.get("dampening"):
-        # README: dampening's first step is tracked per tensor, so flat buffers refuse it.
-        pytest.skip("flat=True cannot apply: dampening is refused in flat buffers")
     opt = nnopt_cls(cfg.name)(params, **kwargs, flat=case.flat)
     if case.kernels != "any":
         opt.kernels = case.kernels

@@ -45,7 +45,6 @@ DEVICES = ("cpu", "cuda") if HAS_CUDA else ("cpu",)
 # Implementation flags (torch's "global cliquey" kwargs) each config is also run with.
 IMPLS = ("foreach", "forloop", "fused")
 UNHONOURED = {
-    "differentiable": "nnopt cannot honour differentiable=True (autograd through the step)",
     "capturable": "nnopt cannot honour capturable=True on CPU (a CUDA-graph option)",
 }
 
@@ -161,8 +160,6 @@ class Config:
     @property
     def unhonoured(self) -> str | None:
         """Why nnopt cannot run this config (it must refuse it), or None."""
-        if self.impl == "differentiable":
-            return UNHONOURED["differentiable"]
         if self.impl == "capturable" and self.device == "cpu":
             return UNHONOURED["capturable"]
         return None
@@ -232,9 +229,7 @@ def unhonoured_configs(device: str = "cpu") -> list[Config]:
     """Each config with each flag nnopt declares it cannot honour on ``device``."""
     out = []
     for c in all_configs(device):
-        flags = ["differentiable"] if "differentiable" in c.facts["supported_impls"] else []
-        if c.facts["has_capturable_arg"] and device == "cpu":
-            flags.append("capturable")
+        flags = ["capturable"] if c.facts["has_capturable_arg"] and device == "cpu" else []
         out += [Config(c.name, c.desc, c.base_kwargs, c.facts, device, f) for f in flags]
     return out
 

@@ -190,26 +190,18 @@ def _error_params():
     return out
 
 
-# torch refuses these only because its foreach/capturable kernels cannot take them; nnopt's
-# dispatch reads Tensor lr and betas as numbers and steps correctly (test_tensor_lr).
-LIFTED_LIMITS = (
-    "lr as Tensor doesn't work with foreach",
-    "betas must be either both floats or both Tensors",
-    r"betas\[0\] as a Tensor is not supported",
-)
-
-
 @pytest.mark.parametrize(("name", "error", "flat"), _error_params())
 def test_errors(name, error, flat):
-    """PyTorch's error inputs raise (or warn) the same exception type from nnopt."""
-    desc, params, kwargs, error_on, error_type, _regex = copy.deepcopy(error)
-    if any(limit in desc for limit in LIFTED_LIMITS):
-        pytest.skip(f"a torch implementation limit nnopt does not have: {desc}")
-    if params is None:  # torch's error inputs leave the params to the test
-        params = [torch.nn.Parameter(torch.randn(2, 3))]
+    """torch's test_errors: each of PyTorch's error inputs raises (or warns) torch's exception
+    type with a message matching torch's regex (nnopt's own sentence comes first), checking
+    the options before the params (torch passes params=None with a bad lr and expects the
+    lr error)."""
+    desc, params, kwargs, error_on, error_type, regex = copy.deepcopy(error)
     cls = nnopt_cls(name)
     warns = issubclass(error_type, Warning)
-    expect = pytest.warns(error_type) if warns else raises_like(error_type)
+    expect = (
+        pytest.warns(error_type, match=regex) if warns else pytest.raises(error_type, match=regex)
+    )
     if error_on == "CONSTRUCTION_ERROR":
         with expect:
             cls(params, **kwargs, flat=flat)

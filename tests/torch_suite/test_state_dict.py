@@ -230,6 +230,51 @@ def test_state_dict_hooks(case: Case):
     assert opt.param_groups[0]["lr"] == 0.5
 
 
+@pytest.mark.parametrize("case", configs.cases())
+def test_non_empty_state(case: Case):
+    """torch's test_non_empty_state: after a step every entry of ``optimizer.state`` holds
+    something (plain SGD, maximize included, makes no entry at all), and the state dict
+    has torch's parameter indices."""
+    params = leaves(FEW, device=case.device)
+    opt, ref = make_nnopt(case, clones(params)), make_torch(case.cfg, clones(params))
+    for o in (opt, ref):
+        assign_step(o, o.param_groups[0]["params"], grads_for(params, 1)[0])
+    assert all(len(state) > 0 for state in opt.state.values()), dict(opt.state)
+    assert sorted(opt.state_dict()["state"]) == sorted(ref.state_dict()["state"])
+
+
+@pytest.mark.parametrize("case", configs.cases(configs.default_configs))
+def test_load_state_dict_post_hook_sees_a_loaded_optimizer(case: Case):
+    """torch's test_load_state_dict_post_hook / _pre_post_hook: a post hook may store any
+    value in ``optimizer.state`` (torch's tests store a bool), and sees the optimizer fully
+    loaded (every group option, nnopt's included); loading and stepping go on as torch's."""
+    opt, params, _ = primed(case, steps=1)
+    ref = make_torch(case.cfg, clones(params))
+    seen = []
+
+    def pre(o, sd):
+        o.state["pre_flag"] = "set before loading"  # torch's state is a plain defaultdict
+
+    def post(o):
+        o.state["post_flag"] = True
+        seen.append({k: v for k, v in o.param_groups[0].items() if k != "params"})
+
+    for o in (opt, ref):
+        o.register_load_state_dict_pre_hook(pre)
+        o.register_load_state_dict_post_hook(post)
+    opt.load_state_dict(opt.state_dict())
+    ref.load_state_dict(ref.state_dict())
+    for key in ("l1", "l2", "base_lr", "lr", "decoupled_weight_decay"):
+        assert key in seen[0], f"the post hook saw a group without {key!r}: {sorted(seen[0])}"
+    assert opt.state["post_flag"] is True and ref.state["post_flag"] is True
+    # A state dict holding a non-parameter entry loads again, as torch's does.
+    opt.load_state_dict(opt.state_dict())
+    assert opt.state["post_flag"] is True
+    grads = grads_for(params, 2)
+    for g in grads:
+        assign_step(opt, params, g)
+
+
 @pytest.mark.parametrize("case", configs.cases(configs.default_configs))
 def test_named_parameters(case: Case):
     """Named parameters give state dicts with torch's ``param_names``, loadable both ways."""

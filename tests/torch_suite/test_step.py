@@ -134,8 +134,6 @@ def test_param_groups_with_own_options(case: Case):
 
 
 def make_nnopt_groups(case: Case, groups, outer):
-    if case.flat and case.cfg.kwargs().get("dampening"):
-        pytest.skip("flat=True cannot apply: dampening is refused in flat buffers")
     if case.cfg.name == "Adagrad" and "initial_accumulator_value" in case.cfg.kwargs():
         # README, differences: torch.optim.Adagrad ignores a group's own value; nnopt uses it.
         pytest.skip("documented difference: a group's initial_accumulator_value is honoured")

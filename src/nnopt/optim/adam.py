@@ -10,7 +10,13 @@ import torch
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer
 from nnopt.optim.options import Hyper, scalar
-from nnopt.optim.validation import check_positive, check_type, check_unit_interval
+from nnopt.optim.validation import (
+    OptionError,
+    check_positive,
+    check_tensor_option,
+    check_type,
+    check_unit_interval,
+)
 
 
 class Adam(Optimizer):
@@ -76,9 +82,28 @@ class Adam(Optimizer):
     def validate_group(self, group: dict[str, Any]) -> None:
         betas = group["betas"]
         if not isinstance(betas, tuple | list) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        check_unit_interval("betas[0]", betas[0])
-        check_unit_interval("betas[1]", betas[1])
+            raise OptionError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        if group.get("foreach") and not group.get("capturable"):
+            # torch's foreach Adam takes Python numbers only; nnopt follows its refusal.
+            for name, value in (
+                ("lr", group["lr"]),
+                ("betas[0]", betas[0]),
+                ("betas[1]", betas[1]),
+            ):
+                if isinstance(value, torch.Tensor):
+                    raise OptionError(
+                        f"{name} as a Tensor needs foreach=False or None, got foreach=True",
+                        f"{name} as a Tensor is not supported for capturable=False and "
+                        "foreach=True",
+                    )
+        if isinstance(betas[0], torch.Tensor) != isinstance(betas[1], torch.Tensor):
+            raise OptionError(
+                f"betas must be two numbers or two Tensors, got {betas!r}",
+                "betas must be either both floats or both Tensors",
+            )
+        for index, beta in enumerate(betas):
+            check_tensor_option(f"betas[{index}]", beta)
+            check_unit_interval(f"betas[{index}]", beta)
         check_positive("eps", group["eps"])
         check_type("amsgrad", group["amsgrad"], (bool,))
 
@@ -87,7 +112,7 @@ class Adam(Optimizer):
         return keys + ("max_exp_avg_sq",) if group["amsgrad"] else keys
 
     def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
-        beta1, beta2 = map(scalar, group["betas"])
+        beta1, beta2 = map(h.number, group["betas"])
         return rules.adam_(
             param,
             grad,

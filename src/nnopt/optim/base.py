@@ -48,16 +48,26 @@ class Optimizer(torch.optim.Optimizer):
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
+        check_type("flat", flat, (bool,))
+        # torch checks every option before it looks at params (a bad lr with params=None
+        # raises the lr error, not a TypeError), and so does nnopt.
+        options = dict(defaults)
+        if callable(options["lr"]) and not isinstance(options["lr"], Tensor):
+            options["lr"] = 0.0  # a schedule: each value it gives is checked when it is used
+        check_options(options)
+        self.validate_group(options)
         if isinstance(params, Tensor):
             raise TypeError(
                 "params must be an iterable of Tensors or dicts (e.g. model.parameters()), "
-                f"got a single {type(params).__name__}"
+                f"got a single {type(params).__name__} (torch.optim: params argument given "
+                "to the optimizer should be an iterable of Tensors or dicts, but got "
+                f"{torch.typename(params)})"
             )
-        check_type("flat", flat, (bool,))
         params = list(params)
         if not params:
             raise ValueError(
-                "params is empty: pass model.parameters() or a non-empty list of param groups"
+                "params is empty: pass model.parameters() or a non-empty list of param groups "
+                "(torch.optim: optimizer got an empty parameter list)"
             )
         self.flat = flat
         # "auto": PyTorch's fused kernels where their math is exactly the rule, else nnopt's
@@ -69,6 +79,8 @@ class Optimizer(torch.optim.Optimizer):
         self._step_index = 0
         self._flat_layouts: list[FlatLayout] = []
         self._lr_override: Schedule | None = None
+        self._loading: list[dict[str, Any]] | None = None  # groups before a load_state_dict
+        self._check_fused = True  # torch checks fused=True's device and dtype once
         super().__init__(params, defaults)
 
     # --- what a concrete optimizer provides ---------------------------------------------
@@ -167,19 +179,21 @@ class Optimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 dispatch.init_state(self, group, p, self.state[p])
         if self.flat:
-            self._flat_layouts.append(FlatLayout(group["params"], self._pad_to))
+            self._flat_layouts.append(FlatLayout(_packed(group), self._pad_to))
 
     # --- learning rate ------------------------------------------------------------------
 
-    def current_lr(self, group: dict[str, Any]) -> float:
+    def current_lr(self, group: dict[str, Any], tensor: bool = False) -> float | Tensor:
         """The lr for this step: schedule(step) or the base lr, times the plateau scale.
 
         With neither a schedule nor a plateau controller, ``group["lr"]`` is used as it is,
-        so torch's LR schedulers and manual edits keep working.
+        so torch's LR schedulers and manual edits keep working (a Tensor lr is returned as
+        the Tensor itself with ``tensor=True``, else as a float).
         """
         schedule = self._lr_override or group.get("schedule")
         if schedule is None and self.plateau is None:
-            return scalar(group["lr"])
+            lr = group["lr"]
+            return lr if tensor and isinstance(lr, Tensor) else scalar(lr)
         lr = float(schedule(self._step_index)) if schedule is not None else group["base_lr"]
         if self.plateau is not None and self._lr_override is None:
             lr = max(lr * self.plateau.scale, getattr(self.plateau, "min_lr", 0.0))
@@ -197,21 +211,51 @@ class Optimizer(torch.optim.Optimizer):
 
     # --- the step -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch."""
+        """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch.
+
+        As torch's, the step runs under autograd only for a ``differentiable=True`` optimizer
+        (whose groups take the eager rule, see ``dispatch.step_differentiable``).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for index, group in enumerate(self.param_groups):
-            h = Hyper.of(group, self.current_lr(group))
-            if self.flat:
-                dispatch.step_flat(self, group, h, self._intact_layout(index))
-            else:
-                dispatch.step_group(self, group, h)
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
+            for index, group in enumerate(self.param_groups):
+                if group.get("fused") and getattr(self, "_check_fused", True):
+                    self._check_fused_devices(group)
+                differentiable = bool(group.get("differentiable"))
+                # Tensor options stay Tensors where autograd must see them, and while
+                # torch.compile traces (.item() would break the graph; a Tensor lr that a
+                # scheduler changes in place is then read at every call, not baked in).
+                tensors = differentiable or torch.compiler.is_compiling()
+                h = Hyper.of(group, self.current_lr(group, tensors), tensors)
+                if differentiable:
+                    dispatch.step_differentiable(self, group, h)
+                elif self.flat:
+                    dispatch.step_flat(self, group, h, self._intact_layout(index))
+                else:
+                    dispatch.step_group(self, group, h)
         self._step_index += 1
         return loss
+
+    def _check_fused_devices(self, group: dict[str, Any]) -> None:
+        """fused=True asks for a fused kernel, which runs only on floating-point tensors of
+        real devices: refuse others (meta tensors) with torch's error, once, as torch does."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.device.type not in FUSED_DEVICES or not p.is_floating_point():
+                raise RuntimeError(
+                    f"fused=True needs floating-point parameters on a device with fused "
+                    f"kernels ({', '.join(FUSED_DEVICES)}); pass fused=None for this one "
+                    "(torch.optim: `fused=True` requires all the params to be floating point "
+                    f"Tensors of supported devices: {list(FUSED_DEVICES)} but {p.dtype} and "
+                    f"{p.device.type})"
+                )
+            self._check_fused = False
+            return
 
     def _intact_layout(self, index: int) -> FlatLayout:
         """Group ``index``'s flat layout, rebuilt if a parameter left its buffer (p.data=,
@@ -221,7 +265,7 @@ class Optimizer(torch.optim.Optimizer):
         its old buffer in ``zero_grad``: both ``step`` and ``zero_grad`` go through here.
         """
         layout = self._flat_layouts[index]
-        params = self.param_groups[index]["params"]
+        params = _packed(self.param_groups[index])
         if not layout.is_intact(params):
             layout = self._flat_layouts[index] = FlatLayout(params, self._pad_to)
         return layout
@@ -232,7 +276,7 @@ class Optimizer(torch.optim.Optimizer):
         """Hold every group in flat buffers padded to a multiple of ``pad_to`` (as FSDP pads
         to the world size) and return the layouts, one per group."""
         self.flat, self._pad_to = True, pad_to
-        self._flat_layouts = [FlatLayout(g["params"], pad_to) for g in self.param_groups]
+        self._flat_layouts = [FlatLayout(_packed(g), pad_to) for g in self.param_groups]
         return self._flat_layouts
 
     def update_tensor(
@@ -295,8 +339,27 @@ class Optimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         state_dict["state"] = copy.deepcopy(state_dict["state"])
         extra = state_dict.pop("nnopt", None)
-        previous = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
-        super().load_state_dict(state_dict)
+        # torch's load_state_dict puts the loaded groups in place through __setstate__ and
+        # only then runs the user's post-hooks: nnopt's fix-ups run inside __setstate__, so a
+        # post-hook sees a fully loaded optimizer.
+        self._loading = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._loading = None
+        if extra is not None:
+            self._step_index = int(extra["step"])
+            if extra.get("plateau") is not None and self.plateau is not None:
+                self.plateau.load_state_dict(extra["plateau"])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        previous = self.__dict__.get("_loading")
+        if previous is not None:
+            self._finish_loading(previous)
+
+    def _finish_loading(self, previous: list[dict[str, Any]]) -> None:
+        """Options the loaded groups lack, step counters as tensors, flat state re-read."""
         torch_defaults = _signature_defaults(type(self))
         for group, before in zip(self.param_groups, previous, strict=True):
             group.pop("schedule", None)
@@ -308,22 +371,22 @@ class Optimizer(torch.optim.Optimizer):
             check_options(group)
             self.validate_group(group)
         for state in self.state.values():
-            step = state.get("step")
+            # torch lets state hold entries of any kind (a hook may store a flag): only a
+            # per-parameter dict has a step counter.
+            step = state.get("step") if isinstance(state, dict) else None
             if step is not None and not isinstance(step, Tensor):
                 state["step"] = torch.tensor(float(step), dtype=step_dtype())
         for layout in self._flat_layouts:
             layout.unbind_state()  # the loaded tensors are copied in at the next step
-        if extra is not None:
-            self._step_index = int(extra["step"])
-            if extra.get("plateau") is not None and self.plateau is not None:
-                self.plateau.load_state_dict(extra["plateau"])
 
     def __getstate__(self) -> dict[str, Any]:
         # torch's optimizer pickles only defaults/state/param_groups; keep ours too.
         state = super().__getstate__()
-        for name in ("flat", "kernels", "plateau", "_pad_to", "_step_index", "_flat_layouts"):
+        names = ("flat", "kernels", "plateau", "_pad_to", "_step_index", "_flat_layouts")
+        for name in (*names, "_check_fused"):
             state[name] = self.__dict__[name]
         state["_lr_override"] = None
+        state["_loading"] = None
         return state
 
     @property
@@ -336,8 +399,17 @@ class Optimizer(torch.optim.Optimizer):
         return [b for layout in self._flat_layouts for b in layout.buckets]
 
 
+# Devices with fused optimizer kernels, as torch lists them (torch 2.13).
+FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
+
 # nnopt's own options: a torch.optim state dict never has them, so loading one keeps ours.
 NNOPT_EXTRAS = frozenset({"l1", "l2", "eps_inside_sqrt"})
+
+
+def _packed(group: dict[str, Any]) -> list[Tensor]:
+    """The parameters a flat layout holds: none of a differentiable group (its step is the
+    eager rule on the parameters themselves)."""
+    return [] if group.get("differentiable") else group["params"]
 
 
 def _signature_defaults(cls: type) -> dict[str, Any]:

@@ -101,6 +101,9 @@ def step_group(
             continue
         if grad.is_sparse:
             grad = grad.to_dense()
+        if not complete:  # a rule without state (plain SGD) leaves no entry, as torch
+            items.append((p, grad, {}, False))
+            continue
         state = all_state[p]
         if last is not None and len(state) == complete and last in state:
             # The common case, checked inline (this loop runs per tensor, every step).
@@ -139,11 +142,13 @@ def step_group(
             on_cpu = device.type == "cpu"  # the counters are used in place there
             steps = [s["step"] if on_cpu else s["step"].to(device) for s in ss]
         opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
+    tracing = torch.compiler.is_compiling()
     for param, grad, state, fresh in rest:
         if opt.uses_step and sequential:
             state["step"] += 1
         if opt.uses_step and opt.rule_reads_step:
-            step = int(state["step"].item())
+            # While torch.compile traces, the counter itself: .item() would break the graph.
+            step = state["step"] if tracing else int(state["step"].item())
         else:
             step = 1 if fresh else 2
         tensors = {k: state[k] for k in keys}
@@ -152,6 +157,40 @@ def step_group(
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
         apply(opt, group, h, param, grad, tensors, step, mode)
+
+
+def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None:
+    """One step of a ``differentiable=True`` group, which autograd sees through (as torch's):
+    the eager rule, parameter by parameter, under grad mode; no kernel, no flat buffer.
+
+    Autograd keeps tensors a step reads for the backward pass, so the state tensors are
+    replaced by fresh copies before the rule updates them in place: the next step cannot
+    overwrite what this one saved. The parameter is updated in place, as torch does; so it
+    must not be a leaf that requires grad (autograd refuses that for torch's optimizers too):
+    meta-learning steps a non-leaf copy (``p = w.clone()``).
+    """
+    keys = opt.state_keys(group)
+    for p in group["params"]:
+        grad = p.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            grad = grad.to_dense()
+        state = opt.state[p] if keys or opt.uses_step else {}
+        fresh = init_state(opt, group, p, state, keys)
+        if opt.uses_step:
+            state["step"] += 1  # a count: it never requires grad
+        if opt.uses_step and opt.rule_reads_step:
+            step = int(state["step"].item())
+        else:
+            step = 1 if fresh else 2
+        for key in keys:
+            state[key] = state[key].clone()
+        param, tensors = p, {k: state[k] for k in keys}
+        if param.is_complex():
+            param, grad = torch.view_as_real(param), torch.view_as_real(grad)
+            tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
+        apply(opt, group, h, param, grad, tensors, step, "eager")
 
 
 def _step_many(opt: Optimizer, group: dict[str, Any], h: Hyper, params: list[Tensor]) -> list:
@@ -323,19 +362,24 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
     fused = (
         kernels.use_torch_fused(mode)
         and opt.fused_covers(group, h)
-        and opt.fused_supports(bucket.param)
+        and _fused_kind(opt, bucket.param)  # not meta tensors: torch's kernel fails there
     )
     for first, last in bucket.runs(active):
-        step = bucket.advance_steps(first, last) if opt.uses_step else 2
+        if opt.uses_step:
+            step = bucket.advance_steps(first, last)
+        else:  # as step_group: 1 on the first step of the state, else 2
+            step = 1 if first in bucket.fresh else 2
         param = bucket.segment(bucket.param, first, last)
         grad = bucket.segment(bucket.grad, first, last)
         state = {k: bucket.segment(v, first, last) for k, v in bucket.state.items()}
         if fused:
             count = torch.tensor(float(step), dtype=torch.float32, device=param.device)
             steps = [count] if opt.uses_step else []
-            opt.fused(group, h, [param], [grad], [state], steps, False)
+            opt.fused(group, h, [param], [grad], [state], steps, step == 1)
         else:
             apply(opt, group, h, param, grad, state, step, mode)
+    if bucket.fresh:
+        bucket.fresh = {i for i in bucket.fresh if not active[i]}
 
 
 def _fused_kind(opt: Optimizer, param: Tensor) -> bool:

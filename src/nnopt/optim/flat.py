@@ -11,6 +11,7 @@ user assignments replace it); see :meth:`FlatBucket.prepare`.
 from __future__ import annotations
 
 import operator
+from collections import Counter
 
 import torch
 from torch import Tensor
@@ -61,6 +62,9 @@ class FlatBucket:
         self.uniform_step: int | None = None  # the common step when all counters agree
         self.state_bound = False
         self.unregistered: set[int] = set()  # params whose state views are not handed out yet
+        # Params whose state was just created and not stepped yet: a rule whose first step is
+        # special (SGD's dampening: b <- g) reads it when the bucket keeps no step counters.
+        self.fresh: set[int] = set()
         self._all_active = [True] * len(params)
 
     def __len__(self) -> int:
@@ -141,6 +145,7 @@ class FlatBucket:
                     if not active[i]:
                         self.unregistered.add(i)
                         continue
+                    self.fresh.add(i)
                 else:
                     view.copy_(held)
                 per_param[p][key] = view
@@ -170,17 +175,22 @@ class FlatBucket:
             if self.steps is not None:
                 per_param[p]["step"] = self.step_views[i]
             self.unregistered.discard(i)
+            self.fresh.add(i)
 
     def runs(self, active: list[bool]) -> list[tuple[int, int]]:
-        """Maximal runs [first, last) of consecutive active parameters sharing one step count."""
+        """Maximal runs [first, last) of consecutive active parameters sharing one step count
+        (and, for buckets without counters, all fresh or all not)."""
         uniform = self.steps is None or self.uniform_step is not None
-        if uniform and (active is self._all_active or all(active)):
+        if uniform and not self.fresh and (active is self._all_active or all(active)):
             return [(0, len(self.params))]
         steps = self.steps.tolist() if self.steps is not None else [0] * len(self.params)
+        fresh = self.fresh
         runs: list[tuple[int, int]] = []
         start = None
         for i, on in enumerate(active):
-            if start is not None and (not on or steps[i] != steps[start]):
+            if start is not None and (
+                not on or steps[i] != steps[start] or (i in fresh) != (start in fresh)
+            ):
                 runs.append((start, i))
                 start = None
             if on and start is None:
@@ -217,13 +227,14 @@ class FlatLayout:
         self.param_ids = list(map(id, params))
         by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
         self.loose: list[Tensor] = []
-        seen: set[int] = set()
+        # A parameter listed twice is stepped twice, one after the other, as torch does: that
+        # is the per-tensor path's job, so every copy of it stays loose.
+        counts = Counter(self.param_ids)
         for p in params:
-            if packable(p) and id(p) not in seen:
+            if packable(p) and counts[id(p)] == 1:
                 by_kind.setdefault((p.device, p.dtype), []).append(p)
             else:
                 self.loose.append(p)
-            seen.add(id(p))
         self.buckets = [FlatBucket(ps, pad_to) for ps in by_kind.values()]
 
     def is_intact(self, params: list[Tensor]) -> bool:

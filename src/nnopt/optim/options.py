@@ -21,12 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim.validation import check_nonnegative, check_type
+from nnopt.optim.validation import check_nonnegative, check_tensor_option, check_type
 
 # Options torch accepts that nnopt cannot honour: value that is refused -> why.
 REFUSED = {
-    "differentiable": "nnopt steps are not differentiable (torch.no_grad); use torch.optim "
-    "for higher-order optimization through the step",
     "capturable": "nnopt steps read the step count on the host and cannot be captured in a "
     "CUDA graph; use torch.optim with capturable=True",
 }
@@ -43,14 +41,31 @@ def scalar(value: Any) -> float:
 
 
 def check_options(group: dict[str, Any]) -> None:
-    """Validate the options shared by every optimizer; refuse what nnopt cannot honour."""
+    """Validate the options shared by every optimizer; refuse what nnopt cannot honour.
+
+    Each mistake torch.optim also refuses raises torch's exception type with torch's words in
+    the message (see ``validation``).
+    """
     for name, why in REFUSED.items():
         if group.get(name):
             raise ValueError(f"{name}=True is not supported: {why}")
     check_type("maximize", group.get("maximize", False), (bool,))
     check_type("foreach", group.get("foreach"), (bool, type(None)))
     check_type("fused", group.get("fused"), (bool, type(None)))
+    check_type("differentiable", group.get("differentiable", False), (bool,))
     check_type("decoupled_weight_decay", group.get("decoupled_weight_decay", False), (bool,))
+    if group.get("fused"):
+        if group.get("differentiable"):
+            raise RuntimeError(
+                "fused=True cannot take gradients through the step; pass differentiable=True "
+                "without fused (torch.optim: `fused` does not support `differentiable`)"
+            )
+        if group.get("foreach"):
+            raise RuntimeError(
+                "fused=True and foreach=True ask for two different kernels; pass one "
+                "(torch.optim: `fused` and `foreach` cannot be `True` together)"
+            )
+    check_tensor_option("lr", group["lr"])
     check_nonnegative("lr", group["lr"])
     for name in ("weight_decay", *EXTRAS):
         check_nonnegative(name, group.get(name, 0.0))
@@ -64,22 +79,35 @@ def step_dtype() -> torch.dtype:
 
 @dataclass(frozen=True)
 class Hyper:
-    """What one group's update needs this step, beside the rule's own options."""
+    """What one group's update needs this step, beside the rule's own options.
 
-    lr: float
-    coupled: float  # added to the gradient: g + coupled * theta
-    decoupled: float  # theta <- theta * (1 - lr * decoupled)
+    Options are floats, except with ``tensors`` (a differentiable step, or a step torch.compile
+    traces), where an option given as a Tensor stays that Tensor: autograd reaches it, and a
+    compiled step reads its current value rather than a number baked in at tracing.
+    """
+
+    lr: float | Tensor
+    coupled: float | Tensor  # added to the gradient: g + coupled * theta
+    decoupled: float | Tensor  # theta <- theta * (1 - lr * decoupled)
     l1: float
     maximize: bool
+    tensors: bool = False
 
     @classmethod
-    def of(cls, group: dict[str, Any], lr: float) -> Hyper:
-        wd = scalar(group.get("weight_decay", 0.0))
+    def of(cls, group: dict[str, Any], lr: float | Tensor, tensors: bool = False) -> Hyper:
+        wd = group.get("weight_decay", 0.0)
+        wd = wd if tensors and isinstance(wd, Tensor) else scalar(wd)
         decoupled = bool(group.get("decoupled_weight_decay", False))
+        l2 = scalar(group.get("l2", 0.0))
         return cls(
             lr=lr,
-            coupled=scalar(group.get("l2", 0.0)) + (0.0 if decoupled else wd),
+            coupled=l2 if decoupled else (l2 + wd if l2 else wd),
             decoupled=wd if decoupled else 0.0,
             l1=scalar(group.get("l1", 0.0)),
             maximize=bool(group.get("maximize", False)),
+            tensors=tensors,
         )
+
+    def number(self, value: Any) -> float | Tensor:
+        """An option of the rule (a beta) as the rule takes it: see the class docstring."""
+        return value if self.tensors and isinstance(value, Tensor) else scalar(value)

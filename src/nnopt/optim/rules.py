@@ -9,6 +9,11 @@ A rule knows nothing of parameter groups, flat buffers or devices: the same func
 one tensor or on a flat buffer holding millions of parameters.
 
 Notation: theta the parameters, g the gradient, eta the learning rate, t the step (from 1).
+
+Hyperparameters are Python numbers, except in a differentiable step (``differentiable=True``),
+where one that requires grad (a Tensor lr, beta or weight decay) stays a Tensor so that
+autograd sees it: the ``_add_``-style helpers below take either, and a number takes torch's
+fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
 from __future__ import annotations
@@ -19,11 +24,43 @@ import torch
 from torch import Tensor
 
 Divisor = float | Tensor
+Scalar = float | Tensor  # a Tensor only where a differentiable step needs its gradient
 
 
-def sgd_(param: Tensor, grad: Tensor, *, lr: float) -> Divisor:
+def _add_(target: Tensor, x: Tensor, alpha: Scalar) -> Tensor:
+    """target <- target + alpha * x."""
+    if isinstance(alpha, Tensor):
+        return target.add_(x * alpha)
+    return target.add_(x, alpha=alpha)
+
+
+def _addcmul_(target: Tensor, x: Tensor, y: Tensor, value: Scalar) -> Tensor:
+    """target <- target + value * x * y."""
+    if isinstance(value, Tensor):
+        return target.add_(x * y * value)
+    return target.addcmul_(x, y, value=value)
+
+
+def _addcdiv_(target: Tensor, x: Tensor, y: Tensor, value: Scalar) -> Tensor:
+    """target <- target + value * x / y."""
+    if isinstance(value, Tensor):
+        return target.add_(x / y * value)
+    return target.addcdiv_(x, y, value=value)
+
+
+def _plus_(x: Tensor, eps: float) -> Tensor:
+    """x + eps, in place, except in a differentiable step: there x is a square root's output,
+    which autograd keeps for the backward pass."""
+    return x.add(eps) if torch.is_grad_enabled() else x.add_(eps)
+
+
+def _sqrt(x: Scalar) -> Scalar:
+    return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)
+
+
+def sgd_(param: Tensor, grad: Tensor, *, lr: Scalar) -> Divisor:
     """Plain gradient descent: theta <- theta - eta * g."""
-    param.add_(grad, alpha=-lr)
+    _add_(param, grad, -lr)
     return 1.0
 
 
@@ -32,7 +69,7 @@ def momentum_(
     grad: Tensor,
     buf: Tensor,
     *,
-    lr: float,
+    lr: Scalar,
     momentum: float,
     nesterov: bool,
     dampening: float = 0.0,
@@ -49,21 +86,21 @@ def momentum_(
     else:
         buf.mul_(momentum).add_(grad, alpha=1.0 - dampening)
     if nesterov:
-        param.add_(grad.add(buf, alpha=momentum), alpha=-lr)
+        _add_(param, grad.add(buf, alpha=momentum), -lr)
     else:
-        param.add_(buf, alpha=-lr)
+        _add_(param, buf, -lr)
     return 1.0
 
 
-def adagrad_(param: Tensor, grad: Tensor, sum_sq: Tensor, *, lr: float, eps: float) -> Divisor:
+def adagrad_(param: Tensor, grad: Tensor, sum_sq: Tensor, *, lr: Scalar, eps: float) -> Divisor:
     """AdaGrad (Duchi et al. 2011).
 
     G <- G + g^2
     theta <- theta - eta * g / (sqrt(G) + eps)
     """
     sum_sq.addcmul_(grad, grad, value=1.0)
-    std = sum_sq.sqrt().add_(eps)
-    param.addcdiv_(grad, std, value=-lr)
+    std = _plus_(sum_sq.sqrt(), eps)
+    _addcdiv_(param, grad, std, -lr)
     return std
 
 
@@ -72,7 +109,7 @@ def rmsprop_(
     grad: Tensor,
     square_avg: Tensor,
     *,
-    lr: float,
+    lr: Scalar,
     rho: float,
     eps: float,
     eps_inside_sqrt: bool,
@@ -95,12 +132,12 @@ def rmsprop_(
         spread = square_avg.addcmul(grad_avg, grad_avg, value=-1.0)
     else:
         spread = square_avg.clone()
-    denom = spread.add_(eps).sqrt_() if eps_inside_sqrt else spread.sqrt_().add_(eps)
+    denom = spread.add_(eps).sqrt_() if eps_inside_sqrt else _plus_(spread.sqrt_(), eps)
     if momentum_buffer is not None and momentum > 0:
         momentum_buffer.mul_(momentum).addcdiv_(grad, denom)
-        param.add_(momentum_buffer, alpha=-lr)
+        _add_(param, momentum_buffer, -lr)
     else:
-        param.addcdiv_(grad, denom, value=-lr)
+        _addcdiv_(param, grad, denom, -lr)
     return denom
 
 
@@ -111,9 +148,9 @@ def adam_(
     exp_avg_sq: Tensor,
     *,
     step: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
+    lr: Scalar,
+    beta1: Scalar,
+    beta2: Scalar,
     eps: float,
     max_exp_avg_sq: Tensor | None = None,
 ) -> Divisor:
@@ -125,32 +162,37 @@ def adam_(
     theta <- theta - eta * m_hat / (sqrt(v_hat) + eps)
     """
     exp_avg.lerp_(grad, 1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    _addcmul_(exp_avg_sq.mul_(beta2), grad, grad, 1.0 - beta2)
     bias_correction1 = 1.0 - beta1**step
-    bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+    bias_correction2_sqrt = _sqrt(1.0 - beta2**step)
     if max_exp_avg_sq is not None:
-        torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        if torch.is_grad_enabled():  # a differentiable step: out= is not differentiable
+            max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq.clone(), exp_avg_sq))
+        else:
+            torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second = max_exp_avg_sq
     else:
         second = exp_avg_sq
     denom = (second.sqrt() / bias_correction2_sqrt).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+    _addcdiv_(param, exp_avg, denom, -lr / bias_correction1)
     return denom
 
 
 # Regularization, shared by every rule and applied by the optimizer base.
 
 
-def decoupled_decay_(param: Tensor, *, lr: float, weight_decay: float) -> None:
+def decoupled_decay_(param: Tensor, *, lr: Scalar, weight_decay: Scalar) -> None:
     """Decoupled weight decay (Loshchilov & Hutter 2019, AdamW): theta <- theta * (1 - eta * wd)."""
     param.mul_(1.0 - lr * weight_decay)
 
 
-def with_l2(grad: Tensor, param: Tensor, *, l2: float) -> Tensor:
+def with_l2(grad: Tensor, param: Tensor, *, l2: Scalar) -> Tensor:
     """Coupled L2: the gradient of l2/2 * ||theta||^2 added to g (torch's ``weight_decay``).
 
     g <- g + l2 * theta   (a new tensor: the user's .grad is never modified)
     """
+    if isinstance(l2, Tensor):  # differentiable: param is updated in place after this
+        return grad + param.clone() * l2
     return grad.add(param, alpha=l2)
 
 
@@ -161,5 +203,7 @@ def soft_threshold_(param: Tensor, threshold: Divisor) -> None:
     solution with exact zeros. For adaptive rules tau is per coordinate (the rule's own
     step size eta / d), which is the proximal step in the metric the rule preconditions with.
     """
-    shrunk = param.abs().sub_(threshold).clamp_(min=0.0)
-    param.copy_(shrunk.mul_(param.sign()))
+    # A differentiable step: autograd keeps what abs and sign read, so read a copy.
+    source = param.clone() if torch.is_grad_enabled() else param
+    shrunk = source.abs().sub_(threshold).clamp_(min=0.0)
+    param.copy_(shrunk.mul_(source.sign()))

@@ -84,11 +84,6 @@ class SGD(Optimizer):
                 "nesterov=True needs momentum > 0 and dampening = 0 "
                 f"(got momentum={group['momentum']}, dampening={group['dampening']})"
             )
-        if self.flat and group["dampening"]:
-            raise ValueError(
-                "dampening is not supported with flat=True (its first step is special); "
-                "use flat=False"
-            )
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] > 0 else ()

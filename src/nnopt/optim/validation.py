@@ -1,4 +1,11 @@
-"""Argument checks with messages that name the argument and the allowed values."""
+"""Argument checks with messages that name the argument and the allowed values.
+
+Each message starts with nnopt's words (the recipe loader names the field from them) and ends
+with torch.optim's own message for the same mistake, so code and tests written against
+torch.optim (``pytest.raises(ValueError, match="Invalid beta parameter at index 0")``) keep
+matching: "betas[0] must be in [0, 1), got 1.0 (torch.optim: Invalid beta parameter at
+index 0: 1.0)".
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,76 @@ from typing import Any
 
 import torch
 
+# torch.optim's message for an option out of range, by nnopt's name of the option.
+TORCH_WORDS = {
+    "lr": "Invalid learning rate: {}",
+    "eps": "Invalid epsilon value: {}",
+    "betas[0]": "Invalid beta parameter at index 0: {}",
+    "betas[1]": "Invalid beta parameter at index 1: {}",
+    "weight_decay": "Invalid weight_decay value: {}",
+    "momentum": "Invalid momentum value: {}",
+    "lr_decay": "Invalid lr_decay value: {}",
+    "initial_accumulator_value": "Invalid initial_accumulator_value value: {}",
+    "alpha": "Invalid alpha value: {}",
+}
+
+
+class OptionError(ValueError):
+    """A bad option. ``plain`` is nnopt's sentence alone (what a recipe error shows); the
+    message adds torch.optim's words for the same mistake where torch has them."""
+
+    def __init__(self, plain: str, torch_words: str | None = None) -> None:
+        self.plain = plain
+        super().__init__(plain if torch_words is None else f"{plain} (torch.optim: {torch_words})")
+
+
+def refuse(name: str, value: Any, allowed: str) -> OptionError:
+    """``name must be <allowed>, got <value>``, with torch's message for ``name`` if any."""
+    words = TORCH_WORDS.get(name)
+    return OptionError(
+        f"{name} must be {allowed}, got {value!r}", words.format(value) if words else None
+    )
+
 
 def check_type(name: str, value: Any, allowed: tuple[type, ...]) -> None:
     if not isinstance(value, allowed):
         names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-        raise ValueError(f"{name} must be {names}, got {value!r}")
+        raise OptionError(f"{name} must be {names}, got {value!r}")
+
+
+def check_tensor_option(name: str, value: Any) -> None:
+    """A Tensor option holds one element (torch's "Tensor lr must be 1-element")."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise OptionError(
+            f"{name} must be a number or a one-element Tensor, got a Tensor of shape "
+            f"{tuple(value.shape)}",
+            f"Tensor {name} must be 1-element",
+        )
 
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         value = value.item()  # torch accepts a Tensor lr or beta
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise OptionError(f"{name} must be a number, got {value!r}")
     if math.isnan(value):
-        raise ValueError(f"{name} must be a number, got nan")
+        raise refuse(name, value, "a number")
     return float(value)
 
 
 def check_nonnegative(name: str, value: Any) -> None:
     """name >= 0 (and finite)."""
     if not 0.0 <= _number(name, value) < math.inf:
-        raise ValueError(f"{name} must be >= 0 and finite, got {value!r}")
+        raise refuse(name, value, ">= 0 and finite")
 
 
 def check_positive(name: str, value: Any) -> None:
     """name > 0 (and finite)."""
     if not 0.0 < _number(name, value) < math.inf:
-        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+        raise refuse(name, value, "> 0 and finite")
 
 
 def check_unit_interval(name: str, value: Any) -> None:
     """name in [0, 1): decay rates, momentum coefficients."""
     if not 0.0 <= _number(name, value) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        raise refuse(name, value, "in [0, 1)")

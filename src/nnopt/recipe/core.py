@@ -64,7 +64,8 @@ class Recipe(Section):
         try:  # flat=False: one tensor needs no packing, only the hyperparameters are asked
             row.build([group], self.optimizer.lr, **{**options, "flat": False})
         except ValueError as exc:
-            raise problem(self._field_line(str(exc))) from None
+            # nnopt's sentence alone: torch's words for the same mistake add nothing here
+            raise problem(self._field_line(getattr(exc, "plain", str(exc)))) from None
         return self
 
     def _field_line(self, message: str) -> str:
