@@ -13,9 +13,10 @@ from nnopt import atomic
 from nnopt.errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# 3: the recipe's TOML under "recipe" (a resume checks it). 2: the run state under "run".
-# 1 had its fields at the top level, the loss window as a pair.
-CHECKPOINT_FORMAT = 3
+# 4: RNG states as tensors and plain values, so every checkpoint loads with
+# torch.load(weights_only=True). 3: the recipe's TOML under "recipe" (a resume checks it).
+# 2: the run state under "run". 1 had its fields at the top level, the loss window as a pair.
+CHECKPOINT_FORMAT = 4
 # What every format holds; a file without them is not an nnopt checkpoint.
 REQUIRED = ("model", "optimizer", "rng")
 
