@@ -256,6 +256,14 @@ def test_compare_writes_summaries_and_counts_the_diverged_variant_apart(compared
     assert "0/2" in stdout and "2/2" in stdout  # the terminal table
 
 
+def test_compare_runs_write_checkpoints_that_load_with_weights_only(compared):
+    out, _ = compared
+    paths = sorted(out.glob("runs/*/seed-*/checkpoint.pt"))
+    assert len(paths) >= 2  # (the diverging variant may stop before its first checkpoint)
+    for path in paths:
+        assert torch.load(path, weights_only=True)["run"]["step"] > 0
+
+
 def test_compare_runs_share_their_seeds_start(compared):
     out, _ = compared
     for seed in (5, 6):

@@ -88,7 +88,7 @@ def test_compiled_run_equals_the_eager_run_and_resumes(tmp_path):
     for e, c in zip(rows_e, rows_c, strict=True):
         assert c["val_accuracy"] == pytest.approx(e["val_accuracy"], abs=0.005)
         assert c["val_loss"] == pytest.approx(e["val_loss"], rel=1e-3)
-    payload = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=False)
+    payload = torch.load(tmp_path / "compiled" / "checkpoint.pt", weights_only=True)
     assert not any("_orig_mod" in key for key in payload["model"])
     assert payload["model"].keys() == eager.model.state_dict().keys()
     summary = json.loads((tmp_path / "compiled" / "summary.json").read_text())

@@ -55,7 +55,7 @@ def torchrun(tmp_path: Path, *args: str, nproc: int = 2) -> subprocess.Completed
 
 
 def final_params(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
 
 
 @pytest.fixture(scope="module")

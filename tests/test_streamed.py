@@ -138,13 +138,13 @@ def test_a_streamed_run_resumes_bitwise_with_augmentation_and_any_workers(projec
     train(recipe(jitter), project / "cut", stop_after=13)  # mid-epoch: 240 / 32 = 8 per epoch
     resumed = train(recipe(jitter), project / "cut", resume=True)
     assert_same(whole, resumed)
-    payload = torch.load(project / "cut" / "checkpoint.pt", weights_only=False)
+    payload = torch.load(project / "cut" / "checkpoint.pt", weights_only=True)
     assert payload["data"] == {"epoch": 3, "position": 6, "batches_per_epoch": 8, "examples": 240}
 
 
 def test_a_cut_resumed_on_changed_data_is_refused(project, monkeypatch):
     train(recipe(), project / "cut", stop_after=13)
-    payload = torch.load(project / "cut" / "checkpoint.pt", weights_only=False)
+    payload = torch.load(project / "cut" / "checkpoint.pt", weights_only=True)
     assert payload["data"]["position"] == 13 - 8
     monkeypatch.setenv("STREAM_TEST_N", "250")
     sys.modules.pop("streamproject", None)

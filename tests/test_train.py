@@ -125,7 +125,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     full = train(recipe, tmp_path / "full")
     # Interrupted at step 33 (between checkpoints 28 and 35), then resumed from step 28.
     train(recipe, tmp_path / "cut", stop_after=33)
-    payload = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    payload = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert payload["run"]["step"] == 33
     resumed = train(recipe, tmp_path / "cut", resume=True)
     for a, b in zip(params_of(full), params_of(resumed), strict=True):
@@ -140,7 +140,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
 def test_the_checkpoint_holds_the_run_state(tmp_path):
     recipe = digits_recipe("train.checkpoint_every=7")
     train(recipe, tmp_path, stop_after=33)
-    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert payload["format"] == checkpoint_module.CHECKPOINT_FORMAT
     state = checkpoint_module.RunState.from_checkpoint(payload)
     assert payload["run"] == state.to_checkpoint()
@@ -157,7 +157,7 @@ def test_a_format_1_checkpoint_still_resumes_exactly(tmp_path):
     full = train(recipe, tmp_path / "full")
     train(recipe, tmp_path / "old", stop_after=33)
     path = tmp_path / "old" / "checkpoint.pt"
-    payload = torch.load(path, weights_only=False)
+    payload = torch.load(path, weights_only=True)
     run = payload.pop("run")
     window = [run.pop("loss_sum"), run.pop("loss_count")]
     torch.save({**payload, "format": 1, **run, "window": window}, path)  # as nnopt 0.1 wrote
@@ -200,7 +200,7 @@ def test_a_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(tmp_pat
     assert result.diverged
     message = result.summary["message"]
     assert "step" in message and "lr 1e+06" in message
-    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert payload["run"]["step"] < result.summary["steps"]
     assert all(torch.isfinite(t).all() for t in payload["model"].values())
 

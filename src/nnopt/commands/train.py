@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from nnopt.commands import output_dir
-from nnopt.errors import UserError
+from nnopt.errors import UsageError, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="with --resume: load a checkpoint written by an older nnopt (format 3 or earlier) "
+        "with pickle, which can run code, and rewrite it as a plain one; only for files you "
+        "wrote (without it every checkpoint loads as tensors and plain values only)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.training import train
     from nnopt.training.checkpoint import CHECKPOINT_NAME
 
+    if args.trust_checkpoint and not args.resume:
+        raise UsageError("--trust-checkpoint applies to a resume: --resume RUN_DIR")
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / CHECKPOINT_NAME).is_file():
@@ -74,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         resume, changed = False, ()
         output_dir(run_dir)
     try:
-        result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed)
+        result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed,
+                       trust_checkpoint=args.trust_checkpoint)  # fmt: skip
     finally:
         teardown()
     from nnopt.experiments.stats import metric_label

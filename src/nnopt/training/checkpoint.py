@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
+import sys
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -11,11 +14,15 @@ import torch
 
 from nnopt import atomic
 from nnopt.errors import CheckpointError
+from nnopt.rng import plain_rng_state
+from nnopt.training import unpickled
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# 3: the recipe's TOML under "recipe" (a resume checks it). 2: the run state under "run".
-# 1 had its fields at the top level, the loss window as a pair.
-CHECKPOINT_FORMAT = 3
+# 4: RNG states as tensors and plain values, so every checkpoint loads with
+# torch.load(weights_only=True); older ones resume only through --trust-checkpoint, which
+# converts them. 3: the recipe's TOML under "recipe" (a resume checks it). 2: the run state
+# under "run". 1 had its fields at the top level, the loss window as a pair.
+CHECKPOINT_FORMAT = 4
 # What every format holds; a file without them is not an nnopt checkpoint.
 REQUIRED = ("model", "optimizer", "rng")
 
@@ -63,9 +70,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic.save_torch(path, payload)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, *, trust: bool = False, rewrite: bool = True) -> dict[str, Any]:
     """The payload of an nnopt checkpoint, or a :class:`CheckpointError` saying why not.
 
+    Every checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain values
+    only, so a file from elsewhere cannot run code as it loads. A file that holds anything else
+    is refused in one line naming what it holds (nothing of it is executed), unless ``trust``:
+    then it is unpickled once (say, a checkpoint of an older nnopt, which pickled NumPy
+    arrays), converted to today's format and, when ``rewrite``, written back in its place.
     A file that torch cannot read (empty, truncated, garbage) and one that is not an nnopt
     checkpoint both get one line naming the file and what to do; ``nnopt --debug`` shows the
     underlying error.
@@ -74,24 +86,92 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        # weights_only=False: the payload holds NumPy's and Python's RNG states, written by us.
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():
+            # (torch warns of a bare pickle's protocol before refusing it: the refusal says it)
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
         raise  # the machine's refusal (permissions, I/O error): reported as such
-    except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (bad zip), ...
-        text = str(exc).strip()
-        reason = text.splitlines()[0].split(". ")[0] if text else "no detail"
-        raise CheckpointError(
-            f"{path} is unreadable ({type(exc).__name__}: {reason}); it cannot be resumed: "
-            f"start the run afresh (delete {path.parent} or choose another --out)"
-        ) from exc
+    except Exception as exc:  # UnpicklingError, EOFError, RuntimeError (bad zip), ...
+        found = unpickled.unsafe_globals(path, exc)
+        if not found:
+            raise CheckpointError(_unreadable(path, exc)) from exc
+        if not trust:
+            raise CheckpointError(_refusal(path, found)) from exc
+        return _convert_trusted(path, rewrite)
+    _check_required(path, payload)
+    return payload
+
+
+def _refusal(path: Path, found: list[str]) -> str:
+    if unpickled.is_old_nnopt(found):
+        return (
+            f"{path} was written by an older nnopt (checkpoint format 3 or earlier: it holds "
+            "pickled NumPy arrays, and nnopt now loads only tensors and plain values); if you "
+            f"wrote it, convert it once: nnopt train --resume {path.parent} --trust-checkpoint"
+        )
+    return (
+        f"{path} is not a plain nnopt checkpoint: it holds {unpickled.describe(found)}; nnopt "
+        "loads only tensors and plain values, so it was not executed"
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    text = str(exc).strip()
+    reason = text.splitlines()[0].split(". ")[0] if text else "no detail"
+    return (
+        f"{path} is unreadable ({type(exc).__name__}: {reason}); it cannot be resumed: "
+        f"start the run afresh (delete {path.parent} or choose another --out)"
+    )
+
+
+def _check_required(path: Path, payload: Any) -> None:
     missing = [key for key in REQUIRED if not isinstance(payload, dict) or key not in payload]
     if missing:
         raise CheckpointError(
             f"{path} is not an nnopt checkpoint (no {', '.join(map(repr, missing))}); it cannot "
             f"be resumed: start the run afresh (delete {path.parent} or choose another --out)"
         )
-    return payload
+
+
+def _convert_trusted(path: Path, rewrite: bool) -> dict[str, Any]:
+    """Unpickle a file the user trusts, once, and return (and, when ``rewrite``, write back
+    atomically) the same checkpoint as tensors and plain values, which later loads read safely."""
+    print(
+        f"nnopt: loading {path} with pickle because --trust-checkpoint was given: only do this "
+        "for files you wrote (it is rewritten as a plain checkpoint, which needs no trust)",
+        file=sys.stderr,
+    )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(_unreadable(path, exc)) from exc
+    _check_required(path, payload)
+    plain = {
+        "format": CHECKPOINT_FORMAT,
+        **{key: payload[key] for key in ("recipe", "world_size", "data") if key in payload},
+        "model": payload["model"],
+        "optimizer": payload["optimizer"],
+        "rng": plain_rng_state(payload["rng"]),
+        "run": RunState.from_checkpoint(payload).to_checkpoint(),
+    }
+    buffer = io.BytesIO()
+    torch.save(plain, buffer)
+    buffer.seek(0)
+    try:  # what is written must load safely, or the conversion was not one
+        converted = torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        found = unpickled.unsafe_globals(buffer.getvalue(), exc)
+        what = unpickled.describe(found) if found else "objects torch does not load safely"
+        raise CheckpointError(
+            f"{path} cannot be converted to a plain checkpoint: beside nnopt's values it holds "
+            f"{what}; it was left as it was"
+        ) from exc
+    if rewrite:
+        atomic.write_bytes(path, buffer.getvalue())
+    return converted
 
 
 def check_same_recipe(

@@ -72,6 +72,7 @@ def train(
     model: torch.nn.Module | None = None,
     data: Any = None,
     changed: tuple[str, ...] = (),
+    trust_checkpoint: bool = False,
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
 
@@ -84,7 +85,11 @@ def train(
     ``("train.steps",)`` to extend a run); any other difference from the recipe the run
     started with is refused.
 
-    ``resume=True`` continues from ``out_dir/checkpoint.pt``. ``stop_after`` ends this call
+    ``resume=True`` continues from ``out_dir/checkpoint.pt``, read with
+    ``torch.load(weights_only=True)``: a checkpoint holding anything but tensors and plain values
+    is refused, nothing of it run. ``trust_checkpoint=True`` unpickles one that you wrote with
+    an older nnopt (format 3 or earlier) once and rewrites it in today's format; never give it
+    for a file from elsewhere. ``stop_after`` ends this call
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
     ``on_step(step, total, row)`` is called after every step (``row``: the metrics row when
     that step was evaluated, else None), for progress displays such as ``compare``'s.
@@ -94,6 +99,7 @@ def train(
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
     trainer.changed = frozenset(changed)
+    trainer.trust_checkpoint = trust_checkpoint
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
 
 
@@ -129,6 +135,7 @@ class Trainer:
         self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
         self.batches = self.parts.batches
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
+        self.trust_checkpoint = False  # a resume may unpickle (and convert) an old checkpoint
         self._started = time.perf_counter()  # set again by run(), less the time already spent
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
@@ -300,7 +307,10 @@ class Trainer:
 
     def _restore(self) -> RunState:
         assert self.run_dir is not None
-        payload = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
+        # Every rank reads the checkpoint; one converts a trusted old one in place.
+        payload = load_checkpoint(
+            self.run_dir / CHECKPOINT_NAME, trust=self.trust_checkpoint, rewrite=self.ctx.is_main
+        )
         check_same_recipe(self.recipe, payload, self.run_dir, self.changed)
         if self.changed and self.ctx.is_main:  # the run's record follows the change
             self.recipe.save(self.run_dir / "recipe.toml")
