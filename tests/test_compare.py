@@ -370,6 +370,8 @@ def test_a_target_table_prints_unwrapped_into_a_log(monkeypatch):
                           Spread.of([4.3]), 5, held_out="test")]  # fmt: skip
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    console().print(rich_table(stats, 0.94, "test accuracy over 5 seeds"))
+    table, left_out = rich_table(stats, 0.94, "test accuracy over 5 seeds", console())
+    assert left_out == 0
+    console().print(table)
     (row,) = [line for line in out.getvalue().splitlines() if "mnist1d_fast" in line]
     assert "95.70% [93.90%, 96.60%]" in row and "450 (5/5 reached)" in row

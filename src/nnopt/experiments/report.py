@@ -6,16 +6,18 @@ import base64
 import html
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from nnopt import atomic
 from nnopt.experiments.plots import Plot
 from nnopt.experiments.stats import Spread, VariantStats
+from nnopt.names import format_metric
 
 
 def _fmt(value: float, metric: str) -> str:
-    return f"{value:.2%}" if metric.endswith("accuracy") else f"{value:.4g}"
+    return format_metric(metric, value)
 
 
 def _spread(spread: Spread | None, metric: str) -> str:
@@ -32,16 +34,19 @@ def _mean_std(spread: Spread | None, metric: str) -> str:
     return f"{_fmt(spread.mean, metric)} ± {_fmt(spread.std, metric)}"
 
 
-def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[str], list[list]]:
-    """Header and rows of the comparison table, as strings."""
+def table_rows(
+    stats: list[VariantStats], target: float | None, *, short: bool = False
+) -> tuple[list[str], list[list]]:
+    """Header and rows of the comparison table, as strings. ``short``: headers without the
+    metric's name, for a terminal table whose title names it."""
     metric = stats[0].metric if stats else "val_accuracy"
-    label = stats[0].label if stats else metric
+    label = "" if short else f" {stats[0].label if stats else metric}"
     header = [
         "variant",
-        f"final {label} median [min, max]",
+        f"final{label} median [min, max]",
         "final mean ± std",
-        f"best {label} median",
-        "final train loss",
+        f"best{label} median",
+        "train loss" if short else "final train loss",
         "wall time (s)",
         "diverged",
     ]
@@ -66,15 +71,40 @@ def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[st
     return header, rows
 
 
-def rich_table(stats: list[VariantStats], target: float | None, title: str) -> Table:
-    header, rows = table_rows(stats, target)
-    table = Table(title=title)
-    # Escaped: rich would take "[min, max]" in a header for a style tag and drop it.
-    for i, name in enumerate(header):
-        table.add_column(escape(name), justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*map(escape, row))
-    return table
+# The terminal table's columns by their index in table_rows, in the order they go when it is
+# too wide for the terminal (report.md keeps them all): wall time, training loss, time to the
+# target, mean ± std, best, diverged, steps to the target. The variant and the final
+# median [min, max] always stay.
+DROP_ORDER = (5, 4, 8, 2, 3, 6, 7)
+
+
+def rich_table(
+    stats: list[VariantStats], target: float | None, title: str, console: Console | None = None
+) -> tuple[Table, int]:
+    """The comparison table for a terminal: its title names the metric, its headers are
+    short, and on a ``console`` too narrow for all its columns (80 wide, say) the least
+    telling columns go, rather than every cell wrapping over three lines. Returns the table
+    and how many columns were left out."""
+    header, rows = table_rows(stats, target, short=True)
+    keep = list(range(len(header)))
+    for drop in (None, *DROP_ORDER):
+        if drop is not None and drop in keep:
+            keep.remove(drop)
+        table = Table(title=title)
+        # Escaped: rich would take "[min, max]" in a header for a style tag and drop it.
+        for i in keep:
+            table.add_column(escape(header[i]), justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(escape(row[i]) for i in keep))
+        if console is None or _unwrapped_width(table, console) <= console.width:
+            break
+    return table, len(header) - len(keep)
+
+
+def _unwrapped_width(table: Table, console: Console) -> int:
+    """The width a table needs with no cell wrapped (measured as on an unbounded terminal:
+    rich clamps a measurement to the console's width)."""
+    return console.measure(table, options=console.options.update_width(10**4)).maximum
 
 
 def markdown_table(stats: list[VariantStats], target: float | None) -> str:
