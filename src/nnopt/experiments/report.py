@@ -12,6 +12,7 @@ from rich.table import Table
 
 from nnopt import atomic
 from nnopt.experiments.plots import Plot
+from nnopt.experiments.recipe_view import recipes_html, recipes_markdown
 from nnopt.experiments.stats import Spread, VariantStats
 from nnopt.names import format_metric
 
@@ -132,9 +133,7 @@ def write_reports(
     md = [f"# {title}", "", intro, "", markdown_table(stats, target), ""]
     for plot in plots:
         md += [f"![{plot.caption}]({plot.path.relative_to(out).as_posix()})", "", plot.caption, ""]
-    md += ["## Recipes", ""]
-    for variant, text in recipes.items():
-        md += [f"### {variant}", "", "```toml", text.rstrip(), "```", ""]
+    md += recipes_markdown(recipes)
     md_path = out / "report.md"
     atomic.write_text(md_path, "\n".join(md))
 
@@ -149,9 +148,7 @@ def write_reports(
         f"{html.escape(plot.caption)}</figcaption></figure>"
         for plot in plots
     )
-    recipe_html = "".join(
-        f"<h3>{html.escape(v)}</h3><pre>{html.escape(t)}</pre>" for v, t in recipes.items()
-    )
+    recipe_html = recipes_html(recipes)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -160,14 +157,21 @@ table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 th {{ background: #f3f3f3; }}
-figure {{ display: inline-block; vertical-align: top; margin: 0.5rem; max-width: 520px; }}
-img {{ max-width: 520px; }} figcaption {{ font-size: 0.85rem; color: #444; }}
+table.recipes td {{ text-align: left; }}
+figure {{ margin: 1.5rem 0; }} figcaption {{ font-size: 0.9rem; color: #444; }}
+/* One figure a row at its own size (its text as drawn); a click shows it as large as the
+   window allows, another click puts it back. */
+img {{ display: block; width: 100%; max-width: 900px; cursor: zoom-in; }}
+img.zoomed {{ position: fixed; inset: 0; width: 100vw; height: 100vh; max-width: none;
+  object-fit: contain; background: rgba(255, 255, 255, 0.97); cursor: zoom-out; z-index: 9; }}
 pre {{ background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>
 <table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>
 {images}
-<h2>Recipes</h2>{recipe_html}
+{recipe_html}
+<script>document.querySelectorAll("img").forEach((i) =>
+  i.addEventListener("click", () => i.classList.toggle("zoomed")));</script>
 </body></html>
 """
     html_path = out / "report.html"
