@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from nnopt.commands import output_dir
+from nnopt.commands import named_output, output_dir
 from nnopt.errors import UserError
 
 
@@ -30,16 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
-
-
-def fresh_run_dir(name: str) -> Path:
-    """runs/NAME, or runs/NAME-2, -3... so an earlier run is never overwritten."""
-    base = Path("runs") / name
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{name}-{n}")
-    return candidate
 
 
 def is_main_process() -> bool:
@@ -68,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Each rank would pick its own fresh runs/NAME-k: they must all name one directory.
             raise UserError("under torchrun, give --out RUN_DIR: every rank must write one run")
-        run_dir = Path(args.out) if args.out else fresh_run_dir(recipe.name)
+        run_dir = Path(args.out) if args.out else named_output(recipe.name)
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
         resume, changed = False, ()

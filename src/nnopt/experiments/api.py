@@ -72,7 +72,7 @@ def compare(
     vary: Iterable[str] = (),
     overrides: Iterable[str] = (),
     target: float | None = None,
-    out: str | Path = "runs/compare",
+    out: str | Path | None = None,
     jobs: int = 1,
     model: Any = None,
     data: Any = None,
@@ -88,9 +88,13 @@ def compare(
     data factory returns. Runs already finished in ``out`` are picked up, not run again.
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
     """
+    from nnopt import atomic
     from nnopt.commands import output_dir
     from nnopt.experiments.compare import (
+        PLAN,
+        default_out,
         expand_variants,
+        plan_text,
         run_comparison,
         summarize,
         write_summaries,
@@ -107,7 +111,8 @@ def compare(
         for r in listed
     ]
     variants = expand_variants(made, list(vary))
-    out = output_dir(out)
+    out = output_dir(default_out(variants) if out is None else out)
+    atomic.write_text(out / PLAN, plan_text(variants))  # what a rerun's default out matches
     cpu.available()  # build the kernels once, here, not in each of the jobs at once
     passed = Passed(model, data) if passed_model or passed_data else None
     records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed)

@@ -12,6 +12,7 @@ from rich.table import Table
 from nnopt import atomic
 from nnopt.experiments.plots import Plot
 from nnopt.experiments.stats import Spread, VariantStats
+from nnopt.wording import counted
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -95,9 +96,9 @@ def write_reports(
 ) -> tuple[Path, Path]:
     """report.md (plots linked) and a self-contained report.html (plots embedded)."""
     intro = (
-        f"{len(stats)} variants x {seeds} seeds. Each cell is the median over seeds with "
-        "[min, max]; diverged runs are counted apart, not averaged in. The same seed gives "
-        "the same data split and initial weights in every variant."
+        f"{counted(len(stats), 'variant')} x {counted(seeds, 'seed')}. Each cell is the median "
+        "over seeds with [min, max]; diverged runs are counted apart, not averaged in. The "
+        "same seed gives the same data split and initial weights in every variant."
     )
     md = [f"# {title}", "", intro, "", markdown_table(stats, target), ""]
     for plot in plots:
