@@ -145,6 +145,7 @@ def lr_find(
     from nnopt.errors import UsageError
     from nnopt.experiments.lr_find import lr_range_test
     from nnopt.training.build import build_run
+    from nnopt.training.firstbatch import check_first_batch
     from nnopt.training.passed import as_recipe
 
     if not 0 < min_lr < max_lr:
@@ -153,7 +154,14 @@ def lr_find(
         raise UsageError(f"steps must be >= 2, got {steps}")
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     parts = build_run(recipe, model=model, data=data)
-    order = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed).batches_from(0)
+    feed = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed)
+
+    def first_batch() -> tuple[Any, Any]:
+        batch = next(feed.batches_from(0))
+        return batch.x, batch.y
+
+    check_first_batch(parts.model, parts.loss_fn, first_batch, recipe.model.factory)
+    order = feed.batches_from(0)
 
     def next_batch(_: int) -> Any:
         batch = next(order)

@@ -38,6 +38,7 @@ from nnopt.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from nnopt.training.firstbatch import check_first_batch
 from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
 from nnopt.training.passed import as_recipe
 from nnopt.training.progress import Progress
@@ -124,6 +125,8 @@ class Trainer:
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
+        first = lambda: compiled.first_batches(self)[0]  # noqa: E731
+        check_first_batch(self.parts.model, self.parts.loss_fn, first, recipe.model.factory)
         # loss_fn(net(x), y), compiled here when train.compile (compile time kept apart)
         self.forward_loss, self.compile_time = compiled.for_trainer(self)
         self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
