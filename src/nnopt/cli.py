@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or bool(os.environ.get("NNOPT_DEBUG"))
     try:
         return run(args)
-    except KeyboardInterrupt:
-        print("nnopt: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # (an Interrupted run says where, and what was kept)
+        print(f"nnopt {args.command}: {stop or 'interrupted'}", file=sys.stderr)
         return 130
     except UserError as error:
         if debug:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,3 +33,10 @@ def named_output(name: str, same: Callable[[Path], bool] | None = None) -> Path:
         n += 1
         candidate = base.with_name(f"{name}-{n}")
     return candidate
+
+
+def command_name() -> str:
+    """How this command was invoked, for a line that tells the user what to type next:
+    ``.venv/bin/nnopt`` as typed, or ``/path/to/python -m nnopt``."""
+    typed = sys.argv[0] if sys.argv else ""
+    return typed if Path(typed).name == "nnopt" else f"{sys.executable} -m nnopt"

@@ -60,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             f"read back {counted(found, 'finished run')} from {out}; {left}", highlight=False
         )
-    with CompareProgress(console, total, quiet=args.quiet) as progress:
-        result = compare(
-            recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
-            jobs=args.jobs, on_event=progress.on_event,
-        )  # fmt: skip
+    try:
+        with CompareProgress(console, total, quiet=args.quiet) as progress:
+            result = compare(
+                recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
+                jobs=args.jobs, on_event=progress.on_event,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted; finished runs and the last checkpoint of the others are kept in "
+            f"{out}: the same command picks them up"
+        ) from None
     title = f"{result.label} over {counted(args.seeds, 'seed')}"
     console.print(rich_table(result.stats, args.target, title))
     files = result.files

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from nnopt.commands import named_output, output_dir
-from nnopt.errors import UserError
+from nnopt.commands import command_name, named_output, output_dir
+from nnopt.errors import Interrupted, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
         resume, changed = False, ()
         output_dir(run_dir)
+    say = print if is_main_process() else None
     try:
-        result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed)
+        result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed, say=say)
+    except Interrupted as stop:  # the exact command that continues the run
+        resume_with = f"{command_name()} train --resume {run_dir}"
+        raise Interrupted(stop.step, stop.kept, resume_with) from None
     finally:
         teardown()
     from nnopt.experiments.stats import metric_label

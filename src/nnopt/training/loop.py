@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nnopt import atomic
 from nnopt.data.feed import Batch, feed_for
 from nnopt.distributed import ShardedOptimizer, setup
-from nnopt.errors import CheckpointError, RecipeError, UserError
+from nnopt.errors import CheckpointError, Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.regularization import penalty
@@ -73,6 +73,7 @@ def train(
     model: torch.nn.Module | None = None,
     data: Any = None,
     changed: tuple[str, ...] = (),
+    say: Callable[[str], None] | None = None,
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
 
@@ -89,12 +90,15 @@ def train(
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
     ``on_step(step, total, row)`` is called after every step (``row``: the metrics row when
     that step was evaluated, else None), for progress displays such as ``compare``'s.
-    A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
-    naming the step and the learning rate; the last good checkpoint stays in place.
+    ``say(line)`` gets the lines for a person (the CLI prints them): where a resume starts.
+    Ctrl-C raises :class:`nnopt.errors.Interrupted` (a KeyboardInterrupt) naming the step it
+    stopped at and the checkpoint kept. A non-finite loss ends the run with
+    ``summary["status"] == "diverged"`` and a message naming the step and the learning rate;
+    the last good checkpoint stays in place.
     """
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
-    trainer.changed = frozenset(changed)
+    trainer.changed, trainer.say = frozenset(changed), say
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
 
 
@@ -132,6 +136,9 @@ class Trainer:
         self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
         self.batches = self.parts.batches
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
+        self.say: Callable[[str], None] | None = None  # where a resume starts, for a person
+        self._state: RunState | None = None  # the run's position, once started or restored
+        self._kept: int | None = None  # the step of the last checkpoint written or restored
         self._started = time.perf_counter()  # set again by run(), less the time already spent
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
@@ -172,12 +179,24 @@ class Trainer:
         """
         holds_dir = self.run_dir is not None and self.ctx.is_main
         with RunLock(self.run_dir) if holds_dir else contextlib.nullcontext():
-            return self._run(resume, stop_after, on_step)
+            try:
+                return self._run(resume, stop_after, on_step)
+            except KeyboardInterrupt:  # Ctrl-C: say what the checkpoint kept, what is lost
+                if self._state is None:
+                    raise
+                again = f"nnopt.train(recipe, {str(self.run_dir)!r}, resume=True)"
+                raise Interrupted(
+                    self._state.step, self._kept, again if holds_dir else ""
+                ) from None
 
     def _run(self, resume: bool, stop_after: int | None, on_step: StepHook | None) -> Result:
-        state = self._restore() if resume else self._begin()
+        state = self._state = self._restore() if resume else self._begin()
         log = MetricsLog(self.run_dir if self.ctx.is_main else None, state.history)
         total = self.parts.total_steps
+        if resume and self.say is not None:
+            self.say(f"resuming {self.run_dir} from step {state.step} of {total}"
+                     if state.step < total else f"{self.run_dir} already finished: all {total} "
+                     "steps done, nothing to train")  # fmt: skip
         end = total if stop_after is None else min(total, stop_after)
         status, message = "finished", ""
         self._started = time.perf_counter() - state.elapsed
@@ -300,6 +319,7 @@ class Trainer:
             "data": self._data_position(state.step),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+        self._kept = state.step
 
     def _restore(self) -> RunState:
         assert self.run_dir is not None
@@ -311,7 +331,9 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
         self._check_same_data(payload.get("data"))
-        return RunState.from_checkpoint(payload)
+        state = RunState.from_checkpoint(payload)
+        self._kept = state.step
+        return state
 
     def _data_position(self, step: int) -> dict[str, int]:
         """Where the run is in its data: the epoch, the batch within it, and the data's size
