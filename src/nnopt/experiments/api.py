@@ -92,6 +92,7 @@ def compare(
     from nnopt.commands import output_dir
     from nnopt.experiments.compare import (
         PLAN,
+        check_target,
         default_out,
         expand_variants,
         plan_text,
@@ -111,6 +112,7 @@ def compare(
         for r in listed
     ]
     variants = expand_variants(made, list(vary))
+    check_target(target, next(iter(variants.values())), data)  # before any run starts
     out = output_dir(default_out(variants) if out is None else out)
     atomic.write_text(out / PLAN, plan_text(variants))  # what a rerun's default out matches
     cpu.available()  # build the kernels once, here, not in each of the jobs at once

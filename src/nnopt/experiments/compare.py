@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
@@ -72,6 +73,27 @@ def default_out(variants: dict[str, Recipe]) -> Path:
         return plan.is_file() and plan.read_text() == text
 
     return named_output(f"compare-{name}", same)
+
+
+def check_target(target: float | None, recipe: Recipe, data: Any = None) -> None:
+    """A target on the scale of the metric the runs follow: an accuracy is a fraction (95 is
+    0.95), a loss is never negative, a perplexity never below 1. Known before any run starts
+    (the data is read only when train.metric is "auto" and the task unknown)."""
+    if target is None:
+        return
+    from nnopt.training.build import build_dataset, followed_metric
+
+    metric = recipe.train.metric
+    if metric == "auto":
+        task = recipe.data.task if recipe.data.task != "auto" else build_dataset(recipe, data).task
+        metric = followed_metric(recipe, task)
+    if metric.endswith("accuracy") and not 0 <= target <= 1:
+        guess = f": did you mean {target / 100:g}?" if 1 < target <= 100 else ""
+        raise UsageError(f"target {target:g} is outside [0, 1], the range of {metric}{guess}")
+    least = 1.0 if metric.endswith("perplexity") else 0.0
+    if target < least:
+        guess = f": did you mean {-target:g}?" if -target >= least else ""
+        raise UsageError(f"target {target:g} is below {least:g}, the least {metric} can be{guess}")
 
 
 def _run_dir(out: Path, variant: str, seed: int) -> Path:
