@@ -13,30 +13,15 @@ import subprocess
 import sys
 import time
 
+from recipe_helpers import tiny_run
+
 from nnopt.cli import main
 from nnopt.training import train
 from nnopt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
-RECIPE = """
-name = "tiny"
-[data]
-name = "digits"
-[model]
-kind = "mlp"
-hidden = [8]
-[optimizer]
-name = "adam"
-lr = 0.01
-[train]
-steps = {steps}
-batch_size = 32
-eval_every = 15
-checkpoint_every = {every}
-"""
-
 
 def test_ctrl_c_names_the_checkpoint_kept_the_steps_lost_and_the_command(tmp_path):
-    (tmp_path / "long.toml").write_text(RECIPE.format(steps=10**6, every=50))
+    (tmp_path / "long.toml").write_text(tiny_run(10**6, eval_every=15, checkpoint_every=50))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "nnopt", "train", "long.toml", "--out", "run", "--quiet"],
@@ -70,7 +55,9 @@ def test_ctrl_c_names_the_checkpoint_kept_the_steps_lost_and_the_command(tmp_pat
 
 def test_a_resume_says_where_it_starts_and_a_finished_run_says_so(tmp_path, capsys):
     out = tmp_path / "run"
-    train(RECIPE.format(steps=45, every=15), out, stop_after=20)  # stopped: checkpoint at 20
+    train(
+        tiny_run(45, eval_every=15, checkpoint_every=15), out, stop_after=20
+    )  # stopped: checkpoint at 20
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"resuming {out} from step 20 of 45"
@@ -89,7 +76,7 @@ def test_an_interrupt_from_python_says_how_to_resume_in_python(tmp_path):
 
     out = tmp_path / "run"
     try:
-        train(RECIPE.format(steps=45, every=10), out, on_step=stop)
+        train(tiny_run(45, eval_every=15, checkpoint_every=10), out, on_step=stop)
     except Interrupted as interrupted:
         assert str(interrupted) == (
             "interrupted at step 22; the checkpoint of step 20 is kept, the 2 steps after it "

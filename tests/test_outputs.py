@@ -9,25 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from recipe_helpers import tiny_run
 
 from nnopt.cli import main
 
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-name = "digits"
-[model]
-kind = "mlp"
-hidden = [8]
-[optimizer]
-name = "adam"
-lr = 0.01
-[train]
-steps = 10
-batch_size = 64
-eval_every = 10
-"""
+TINY = tiny_run()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from nnopt.commands import command_name, named_output, output_dir
@@ -74,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.experiments.stats import metric_label
 
     summary = result.summary
-    if result.diverged:
+    if result.diverged:  # the recipe's to change (its lr, say): a user error's status
         if is_main_process():
-            print(f"nnopt train: {summary['message']}")
-        return 1
+            print(f"nnopt train: error: {summary['message']}", file=sys.stderr)
+        return 2
     final = summary["final"]
     parts = [f"{summary['status']} after {summary['steps']} steps"]
     threads = summary["threads"]

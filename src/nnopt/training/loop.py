@@ -290,9 +290,10 @@ class Trainer:
         if self.run_dir is not None and self.ctx.is_main:
             if (self.run_dir / CHECKPOINT_NAME).exists():
                 # (checked again here, under the lock: the CLI's check may have raced)
+                # (Python's words: `nnopt train` checks this first and says it with flags)
                 raise UserError(
-                    f"{self.run_dir} already holds a run: resume it (nnopt train --resume "
-                    f"{self.run_dir}) or choose another --out"
+                    f"{self.run_dir} already holds a run: pass resume=True to continue it, or "
+                    "another out"
                 )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.run_dir / "recipe.toml")
