@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import nnopt
+from nnopt.cli import main
 from nnopt.recipe import RecipeError
 from nnopt.training import train
 
@@ -62,17 +63,21 @@ EXPECTED = (
 )
 
 
-@pytest.mark.parametrize("command", ["train", "lr-find"])
-def test_a_shape_error_in_the_users_model_is_one_line_exit_2(tmp_path, command):
-    done = _nnopt(_project(tmp_path, missing=15), command, "mine.toml")
+def test_a_shape_error_in_the_users_model_is_one_line_exit_2(tmp_path):
+    done = _nnopt(_project(tmp_path, missing=15), "train", "mine.toml")
     assert done.returncode == 2, done.stderr  # was 70, "internal error: this is a bug in nnopt"
-    assert done.stderr.splitlines() == [f"nnopt {command}: {EXPECTED}"]
+    assert done.stderr.splitlines() == [f"nnopt train: {EXPECTED}"]
 
 
-def test_debug_still_shows_the_users_traceback(tmp_path):
-    done = _nnopt(_project(tmp_path, missing=15), "--debug", "train", "mine.toml")
-    assert done.returncode != 0 and "Traceback" in done.stderr
-    assert "RuntimeError: mat1 and mat2 shapes cannot be multiplied" in done.stderr
+def test_lr_find_says_the_same_and_debug_keeps_the_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(_project(tmp_path, missing=15))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["lr-find", "mine.toml"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"nnopt lr-find: {EXPECTED}"]
+    with pytest.raises(RecipeError) as info:  # --debug: raised, with torch's error as its cause
+        main(["train", "mine.toml", "--debug"])
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "mat1 and mat2" in str(info.value.__cause__)
 
 
 def test_a_model_passed_from_python_is_named_as_such():
