@@ -40,3 +40,33 @@ def _deterministic():
     threads = torch.get_num_threads()  # a training run sets its own; the next test gets it back
     yield
     torch.set_num_threads(threads)
+
+
+# Without a GPU, the CUDA cases (tests/test_cuda.py, the torch suite's cuda configurations)
+# would each print a "SKIPPED ... CUDA not available" line under -ra, ~50 of them: they are
+# left out at collection instead, and counted in one line at the end.
+_NO_CUDA: list[pytest.Item] = []
+
+
+def _needs_cuda(item: pytest.Item) -> bool:
+    for mark in item.iter_markers():
+        reason = str(mark.kwargs.get("reason", ""))
+        active = mark.name == "skip" or (mark.name == "skipif" and mark.args and mark.args[0])
+        if active and "CUDA" in reason:
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    _NO_CUDA[:] = [item for item in items if _needs_cuda(item)]
+    if _NO_CUDA:
+        config.hook.pytest_deselected(items=list(_NO_CUDA))
+        dropped = set(map(id, _NO_CUDA))
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _NO_CUDA:
+        terminalreporter.write_line(f"CUDA not available: {len(_NO_CUDA)} CUDA tests not run")

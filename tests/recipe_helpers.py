@@ -19,3 +19,22 @@ def make(**sections: dict) -> Recipe:
     base: dict = {"data": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": 0.1}}
     base.update(sections)
     return Recipe.from_dict(base)
+
+
+def tiny_run(steps: int = 10, eval_every: int = 10, checkpoint_every: int | None = None) -> str:
+    """A recipe file's text for a run of seconds (an 8-unit MLP on digits), for CLI tests."""
+    every = f"checkpoint_every = {checkpoint_every}\n" if checkpoint_every else ""
+    return f"""name = "tiny"
+[data]
+name = "digits"
+[model]
+kind = "mlp"
+hidden = [8]
+[optimizer]
+name = "adam"
+lr = 0.01
+[train]
+steps = {steps}
+batch_size = 32
+eval_every = {eval_every}
+{every}"""

@@ -308,8 +308,13 @@ def test_compare_writes_every_plot_and_both_reports(compared):
         (("--vary", "optimizer.nosuch=1,2"), "nosuch"),
         (("--seeds", "0"), "--seeds must be >= 1"),
         (("--jobs", "0"), "--jobs must be >= 1"),
+        # issue 20 item 9: these were accepted, and every run reported "never"
+        (("--target", "95"), "target 95 is outside [0, 1], the range of val_accuracy: did you "
+         "mean 0.95?"),
+        (("--target", "-0.3", "--set", "train.metric=val_loss"), "target -0.3 is below 0, the "
+         "least val_loss can be: did you mean 0.3?"),
     ],
-)
+)  # fmt: skip
 def test_compare_user_errors_are_one_line(tmp_path, capsys, args, expected):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text(TINY)

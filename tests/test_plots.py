@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from nnopt.experiments.figures import comparison_plots
@@ -109,3 +110,47 @@ def test_the_metric_axes_name_the_held_out_split(tmp_path, monkeypatch, held_out
     assert labels["val_accuracy_vs_step.png"][0] == f"{held_out} accuracy"
     assert labels["val_accuracy_vs_time.png"][0] == f"{held_out} accuracy"
     assert labels["final_val_accuracy.png"][1].startswith(f"final {held_out} accuracy")
+
+
+@pytest.mark.parametrize("low, high", [(0.6, 0.8), (0.7, 0.9), (0.9305, 0.9365), (0.1, 0.97)])
+def test_percent_ticks_print_exactly(low, high):
+    # Issue 20 item 11: ticks 2.5 points apart printed as 70% 73% 75% 78%.
+    import matplotlib.pyplot as plt
+
+    from nnopt.experiments.plots import percent_axis
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    ax.set_ylim(low, high)
+    percent_axis(ax.yaxis, low, high)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    plt.close(fig)
+    printed = [float(label.rstrip("%")) / 100 for label in labels]
+    assert np.allclose(printed, ax.get_yticks(), rtol=0, atol=1e-9), labels
+
+
+def test_the_lr_is_drawn_at_every_step_not_only_at_evaluations(tmp_path):
+    # Issue 20 item 11: a cosine with plateau cuts, evaluated every 20 of 60 steps, used to be
+    # drawn from three points.
+    from nnopt.experiments.plots import lr_by_step
+    from nnopt.recipe import Recipe
+    from nnopt.training import train
+    from nnopt.training.build import build_schedule
+
+    recipe = Recipe.from_dict({
+        "data": {"name": "digits"}, "model": {"hidden": [8]},
+        "optimizer": {"name": "adam", "lr": 0.01}, "schedule": {"kind": "cosine"},
+        "plateau": {"metric": "train_loss", "mode": "max", "patience": 0, "factor": 0.5},
+        "train": {"steps": 60, "eval_every": 20},
+    })  # fmt: skip
+    result = train(recipe, tmp_path / "run")
+    record = RunRecord("v", 0, result.summary, result.history, str(tmp_path / "run"))
+    lrs = lr_by_step(record)
+    assert lrs is not None and len(lrs) == 60
+    for row in result.history:  # every evaluation's lr is the drawn one at its step
+        assert lrs[row["step"] - 1] == pytest.approx(row["lr"], rel=1e-12)
+    schedule = build_schedule(recipe, 60)
+    assert list(lrs[:20]) == pytest.approx([schedule(k) for k in range(20)], rel=1e-12)
+    assert lrs[45] == pytest.approx(schedule(45) / 2, rel=1e-12)  # after the cut at step 40
+    path = comparison_plots({"v": [record]}, "val_accuracy", tmp_path / "plots")
+    assert any(p.path.name == "lr.png" for p in path)

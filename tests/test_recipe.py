@@ -158,7 +158,7 @@ def test_override_errors():
     with pytest.raises(RecipeError) as info:
         r.with_overrides(["optimizer.lrr=0.1"])
     assert str(info.value).startswith(
-        "override 'optimizer.lrr=0.1': optimizer: unknown key 'lrr'; allowed: alpha, amsgrad,"
+        "override 'optimizer.lrr=0.1': optimizer: unknown key 'lrr'; allowed: dampening, flat,"
     )
     assert str(info.value).endswith("did you mean 'lr'?")
     with pytest.raises(RecipeError, match=r"recipe: unknown key 'optimiser'; allowed: data, "):

@@ -97,7 +97,7 @@ def test_compare_and_target_follow_the_metric_and_name_the_split(project, capsys
     assert main(["compare", "r.toml", "--seeds", "1", "--target", "0.5", "--out", str(out),
                  "--quiet"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "validation loss over 1 seeds" in printed and "time to 0.5" in printed
+    assert "validation loss over 1 seed" in printed and "time to 0.5" in printed
     summary = json.loads((out / "summary.json").read_text())
     stats = summary["variants"][0] if "variants" in summary else summary["stats"][0]
     assert stats["metric"] == "val_loss" and stats["held_out"] == "validation"

@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         importlib.import_module(module).register(subparsers)
+    for command in subparsers.choices.values():
+        # `nnopt train X --debug` as well as `nnopt --debug train X`; SUPPRESS: unless given
+        # here, the subcommand leaves the value the main parser set.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of every error (NNOPT_DEBUG=1)")  # fmt: skip
     return parser
 
 
@@ -51,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or bool(os.environ.get("NNOPT_DEBUG"))
     try:
         return run(args)
-    except KeyboardInterrupt:
-        print("nnopt: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # (an Interrupted run says where, and what was kept)
+        print(f"nnopt {args.command}: {stop or 'interrupted'}", file=sys.stderr)
         return 130
     except UserError as error:
         if debug:

@@ -54,6 +54,26 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be read, or that does not belong to the run resumed from it."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run (still a KeyboardInterrupt): the step it stopped at and the step of
+    the checkpoint kept (None: none was written yet), so the line can say what was lost."""
+
+    def __init__(self, step: int, kept: int | None, resume: str = ""):
+        self.step, self.kept, self.resume = step, kept, resume
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """``interrupted at step 2724; the checkpoint of step 2500 is kept, the 224 steps after
+        it are lost``, and how to continue when ``resume`` (a command, a Python call) is known."""
+        if self.kept is None:
+            return f"interrupted at step {self.step}, before the first checkpoint: nothing kept"
+        lost = self.step - self.kept
+        text = f"interrupted at step {self.step}; the checkpoint of step {self.kept} is kept"
+        if lost:
+            text += f", the {lost} step{'s' if lost > 1 else ''} after it are lost"
+        return text + (f"; continue with: {self.resume}" if self.resume else "")
+
+
 # errno -> what to do about it, appended to the system's own message.
 _REMEDIES = {
     errno.ENOSPC: "free some space and run again (a failed write leaves the last checkpoint "

@@ -74,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand to the ``nnopt`` command line."""
     parser = subparsers.add_parser(
-        "bench", help="time optimizer steps against torch.optim and the memory floor"
+        "bench",
+        help="time optimizer steps against torch.optim and the memory floor",
+        description="Time one optimizer step of each nnopt optimizer against its torch.optim "
+        "twin on parameter sets of several shapes, and against the memory floor (the bytes a "
+        "step must move over the memory bandwidth).",
     )
     add_arguments(parser)
     parser.set_defaults(run=run)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from nnopt.errors import UserError
+
+RUNS = Path("runs")  # where outputs go when no --out is given
 
 
 def output_dir(path: str | Path) -> Path:
@@ -17,3 +21,22 @@ def output_dir(path: str | Path) -> Path:
             f"cannot use {path} as the output directory: {exc.strerror or exc}"
         ) from exc
     return path
+
+
+def named_output(name: str, same: Callable[[Path], bool] | None = None) -> Path:
+    """The default output of a command: runs/NAME, or runs/NAME-2, -3... so that no earlier
+    result is ever overwritten. ``same(directory)`` says whether a directory holds this very
+    command's earlier results (an interrupted comparison): that one is picked up instead."""
+    base = RUNS / name
+    candidate, n = base, 1
+    while candidate.exists() and not (same is not None and same(candidate)):
+        n += 1
+        candidate = base.with_name(f"{name}-{n}")
+    return candidate
+
+
+def command_name() -> str:
+    """How this command was invoked, for a line that tells the user what to type next:
+    ``.venv/bin/nnopt`` as typed, or ``/path/to/python -m nnopt``."""
+    typed = sys.argv[0] if sys.argv else ""
+    return typed if Path(typed).name == "nnopt" else f"{sys.executable} -m nnopt"

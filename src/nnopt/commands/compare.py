@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from nnopt.console import console as make_console
+from nnopt.wording import counted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,28 +30,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a field in every recipe (repeatable)",
     )  # fmt: skip
     parser.add_argument("--target", type=float, help="report steps and time to reach this metric")
-    parser.add_argument("--out", default="runs/compare", help="output directory")
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument(
+        "--out",
+        help="output directory (default: runs/compare-NAME, NAME the recipes' names; the same "
+        "command again picks it up, another comparison gets runs/compare-NAME-2)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each in its own process (default 1)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nnopt.experiments.api import compare
-    from nnopt.experiments.compare import expand_variants
+    from nnopt.experiments.compare import default_out, expand_variants, finished_runs
     from nnopt.experiments.live import CompareProgress
     from nnopt.experiments.report import rich_table
     from nnopt.recipe import Recipe
 
     console = make_console()
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
-    total = len(expand_variants(recipes, args.vary)) * args.seeds  # (and checks --vary)
-    with CompareProgress(console, total, quiet=args.quiet) as progress:
-        result = compare(
-            recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=args.out,
-            jobs=args.jobs, on_event=progress.on_event,
-        )  # fmt: skip
-    title = f"{result.label} over {args.seeds} seeds"
+    variants = expand_variants(recipes, args.vary)  # (and checks --vary)
+    total = len(variants) * args.seeds
+    out = Path(args.out) if args.out else default_out(variants)
+    found = finished_runs(variants, args.seeds, out) if out.is_dir() else 0
+    if found:
+        left = f"{total - found} to run" if found < total else "nothing left to run"
+        console.print(
+            f"read back {counted(found, 'finished run')} from {out}; {left}", highlight=False
+        )
+    try:
+        with CompareProgress(console, total, quiet=args.quiet) as progress:
+            result = compare(
+                recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
+                jobs=args.jobs, on_event=progress.on_event,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted; finished runs and the last checkpoint of the others are kept in "
+            f"{out}: the same command picks them up"
+        ) from None
+    title = f"{result.label} over {counted(args.seeds, 'seed')}"
     table, left_out = rich_table(result.stats, args.target, title, console)
     console.print(table)
     files = result.files

@@ -10,7 +10,12 @@ from nnopt.console import console as make_console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("datasets", help="list the embedded and synthetic data sets")
+    parser = subparsers.add_parser(
+        "datasets",
+        help="list the embedded and synthetic data sets",
+        description="List the data sets a recipe can name as data.name: the embedded ones "
+        "(read locally, no download) and the synthetic ones, with their sizes.",
+    )
     parser.set_defaults(run=run)
 
 

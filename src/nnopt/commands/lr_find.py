@@ -7,7 +7,7 @@ import json
 import warnings
 from pathlib import Path
 
-from nnopt.commands import output_dir
+from nnopt.commands import named_output, output_dir
 from nnopt.errors import UsageError
 
 
@@ -19,11 +19,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data and suggest one. Writes lr_find.json and lr_find.png to --out.",
     )
     parser.add_argument("recipe", help="recipe file (TOML)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
-    parser.add_argument("--min-lr", type=float, default=1e-6)
-    parser.add_argument("--max-lr", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, default=100, help="mini-batches in the sweep")
-    parser.add_argument("--out", default="runs/lr_find", help="output directory")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe field, e.g. --set train.batch_size=64 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-lr", type=float, default=1e-6, help="the sweep's first lr (default 1e-6)"
+    )
+    parser.add_argument(
+        "--max-lr", type=float, default=10.0, help="the sweep's last lr (default 10)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=100, help="mini-batches in the sweep (default 100)"
+    )
+    parser.add_argument(
+        "--out",
+        help="output directory (default: runs/lr-find-NAME, NAME the recipe's name; -2, -3... "
+        "when that is taken, so no earlier sweep is overwritten)",
+    )
     parser.add_argument(
         "--apply", action="store_true", help="write a copy of the recipe with the suggested lr"
     )
@@ -40,11 +53,19 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise UsageError(f"--steps must be >= 2, got {args.steps}")
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
-    out = output_dir(args.out)
+    if args.out:
+        output_dir(args.out)  # a bad --out is refused before the sweep
     with warnings.catch_warnings():  # (said below, on stdout, as the command's result)
         warnings.filterwarnings("ignore", message="lr_find made no suggestion")
         result = lr_find(recipe, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
-    atomic.write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    # The default directory is made only now: a sweep that failed leaves no empty one behind.
+    out = output_dir(args.out or named_output(f"lr-find-{recipe.name}"))
+    # Which recipe was swept: its name and file, and in full beside it (recipe.toml).
+    named = {"recipe": recipe.name, "recipe_file": args.recipe, "overrides": args.overrides}
+    recipe.save(out / "recipe.toml")
+    atomic.write_text(
+        out / "lr_find.json", json.dumps({**named, **result.to_dict()}, indent=2) + "\n"
+    )
     result.plot(out / "lr_find.png")
     if result.suggestion is None:
         print(f"no suggestion: {result.reason}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from nnopt.commands import output_dir
-from nnopt.errors import UsageError, UserError
+from nnopt.commands import command_name, named_output, output_dir
+from nnopt.errors import Interrupted, UsageError, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,16 +40,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def fresh_run_dir(name: str) -> Path:
-    """runs/NAME, or runs/NAME-2, -3... so an earlier run is never overwritten."""
-    base = Path("runs") / name
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{name}-{n}")
-    return candidate
-
-
 def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
@@ -77,23 +68,27 @@ def run(args: argparse.Namespace) -> int:
         if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Each rank would pick its own fresh runs/NAME-k: they must all name one directory.
             raise UserError("under torchrun, give --out RUN_DIR: every rank must write one run")
-        run_dir = Path(args.out) if args.out else fresh_run_dir(recipe.name)
+        run_dir = Path(args.out) if args.out else named_output(recipe.name)
         if (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or --out")
         resume, changed = False, ()
         output_dir(run_dir)
+    say = print if is_main_process() else None
     try:
         result = train(recipe, run_dir, resume=resume, quiet=args.quiet, changed=changed,
-                       trust_checkpoint=args.trust_checkpoint)  # fmt: skip
+                       trust_checkpoint=args.trust_checkpoint, say=say)  # fmt: skip
+    except Interrupted as stop:  # the exact command that continues the run
+        resume_with = f"{command_name()} train --resume {run_dir}"
+        raise Interrupted(stop.step, stop.kept, resume_with) from None
     finally:
         teardown()
     from nnopt.names import VALIDATION, metric_text
 
     summary = result.summary
-    if result.diverged:
+    if result.diverged:  # the recipe's to change (its lr, say): a user error's status
         if is_main_process():
-            print(f"nnopt train: {summary['message']}")
-        return 1
+            print(f"nnopt train: error: {summary['message']}", file=sys.stderr)
+        return 2
     final = summary["final"]
     parts = [f"{summary['status']} after {summary['steps']} steps"]
     threads = summary["threads"]

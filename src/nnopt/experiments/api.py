@@ -72,7 +72,7 @@ def compare(
     vary: Iterable[str] = (),
     overrides: Iterable[str] = (),
     target: float | None = None,
-    out: str | Path = "runs/compare",
+    out: str | Path | None = None,
     jobs: int = 1,
     model: Any = None,
     data: Any = None,
@@ -88,9 +88,14 @@ def compare(
     data factory returns. Runs already finished in ``out`` are picked up, not run again.
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
     """
+    from nnopt import atomic
     from nnopt.commands import output_dir
     from nnopt.experiments.compare import (
+        PLAN,
+        check_target,
+        default_out,
         expand_variants,
+        plan_text,
         run_comparison,
         summarize,
         write_summaries,
@@ -107,7 +112,9 @@ def compare(
         for r in listed
     ]
     variants = expand_variants(made, list(vary))
-    out = output_dir(out)
+    check_target(target, next(iter(variants.values())), data)  # before any run starts
+    out = output_dir(default_out(variants) if out is None else out)
+    atomic.write_text(out / PLAN, plan_text(variants))  # what a rerun's default out matches
     cpu.available()  # build the kernels once, here, not in each of the jobs at once
     passed = Passed(model, data) if passed_model or passed_data else None
     records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed)
@@ -142,6 +149,7 @@ def lr_find(
     from nnopt.errors import UsageError
     from nnopt.experiments.lr_find import lr_range_test
     from nnopt.training.build import build_run
+    from nnopt.training.firstbatch import check_first_batch
     from nnopt.training.passed import as_recipe
 
     if not 0 < min_lr < max_lr:
@@ -150,7 +158,14 @@ def lr_find(
         raise UsageError(f"steps must be >= 2, got {steps}")
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     parts = build_run(recipe, model=model, data=data)
-    order = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed).batches_from(0)
+    feed = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed)
+
+    def first_batch() -> tuple[Any, Any]:
+        batch = next(feed.batches_from(0))
+        return batch.x, batch.y
+
+    check_first_batch(parts.model, parts.loss_fn, first_batch, recipe.model.factory)
+    order = feed.batches_from(0)
 
     def next_batch(_: int) -> Any:
         batch = next(order)

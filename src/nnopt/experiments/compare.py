@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
@@ -24,6 +25,10 @@ from nnopt.training.checkpoint import recipe_changes
 from nnopt.training.metrics import read_metrics
 
 DONE = ("finished", "diverged")
+PLAN = "variants.json"  # the variants a comparison directory holds: what a rerun must match
+CHANGES = "recipe_changes.txt"  # the full list behind a refusal too long for one line
+LINE = 60  # differences longer than this in a refusal: the rest go to CHANGES
+NAME = 60  # the longest default directory name made of recipe names
 
 
 def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]:
@@ -48,21 +53,82 @@ def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]
     return variants
 
 
+def plan_text(variants: dict[str, Recipe]) -> str:
+    return json.dumps({"variants": {k: r.to_toml() for k, r in variants.items()}}, indent=1)
+
+
+def default_out(variants: dict[str, Recipe]) -> Path:
+    """runs/compare-NAME[+NAME...] (``commands.named_output``'s rule): a directory holding
+    this very comparison is picked up, any other one is left alone."""
+    from nnopt.commands import named_output
+
+    names = list(dict.fromkeys(recipe.name for recipe in variants.values()))
+    name = "+".join(names)
+    if len(names) > 1 and len(name) > NAME:
+        name = f"{names[0]}+{len(names) - 1}-more"
+    text = plan_text(variants)
+
+    def same(directory: Path) -> bool:
+        plan = directory / PLAN
+        return plan.is_file() and plan.read_text() == text
+
+    return named_output(f"compare-{name}", same)
+
+
+def check_target(target: float | None, recipe: Recipe, data: Any = None) -> None:
+    """A target on the scale of the metric the runs follow: an accuracy is a fraction (95 is
+    0.95), a loss is never negative, a perplexity never below 1. Known before any run starts
+    (the data is read only when train.metric is "auto" and the task unknown)."""
+    if target is None:
+        return
+    from nnopt.training.build import build_dataset, followed_metric
+
+    metric = recipe.train.metric
+    if metric == "auto":
+        task = recipe.data.task if recipe.data.task != "auto" else build_dataset(recipe, data).task
+        metric = followed_metric(recipe, task)
+    if metric.endswith("accuracy") and not 0 <= target <= 1:
+        guess = f": did you mean {target / 100:g}?" if 1 < target <= 100 else ""
+        raise UsageError(f"target {target:g} is outside [0, 1], the range of {metric}{guess}")
+    least = 1.0 if metric.endswith("perplexity") else 0.0
+    if target < least:
+        guess = f": did you mean {-target:g}?" if -target >= least else ""
+        raise UsageError(f"target {target:g} is below {least:g}, the least {metric} can be{guess}")
+
+
 def _run_dir(out: Path, variant: str, seed: int) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in variant)
     return out / "runs" / safe / f"seed-{seed}"
 
 
-def _check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
+def _check_same_recipe(recipe: Recipe, run_dir: Path, out: Path) -> None:
     """Picking up a run is only right if it is a run of this very recipe."""
     saved = run_dir / "recipe.toml"
     # The trainer's own rule (checkpoint.recipe_changes), checked here before any run starts.
     changes = recipe_changes(Recipe.load(saved), recipe) if saved.is_file() else []
-    if changes:
-        raise UserError(
-            f"{run_dir} holds a run of a different recipe ({'; '.join(changes)}): "
-            "use another --out, or delete that directory to run it again"
+    if not changes:
+        return
+    advice = "use another --out, or delete that directory to run it again"
+    listed = "; ".join(changes)
+    message = f"{run_dir} holds a run of a different recipe ({listed}): {advice}"
+    if len(listed) > LINE:  # the whole list goes to a file; the line keeps what fits
+        listing = out / CHANGES
+        atomic.write_text(
+            listing, f"{run_dir} holds a run of a different recipe; {advice}:\n"
+            + "".join(f"  {c}\n" for c in changes),
+        )  # fmt: skip
+        fields = [c.partition(":")[0] for c in changes]
+        shown = fields[0]
+        for n, field in enumerate(fields[1:], 1):
+            if len(shown + ", " + field) > LINE:
+                shown += f" and {len(fields) - n} more"
+                break
+            shown += ", " + field
+        message = (
+            f"{run_dir} holds another recipe's run: {len(fields)} fields differ ({shown}; "
+            f"all in {listing}): use another --out"
         )
+    raise UserError(message)
 
 
 def _record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
@@ -75,6 +141,26 @@ def _record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
     metrics = run_dir / "metrics.csv"
     history = read_metrics(metrics) if metrics.is_file() else []
     return RunRecord(variant, seed, summary, history, str(run_dir))
+
+
+def _plan(variants: dict[str, Recipe], seeds: int, out: Path) -> list[tuple[str, Recipe, Path]]:
+    """(variant, seeded recipe, run directory) of every run, each checked against what its
+    directory already holds."""
+    plan = []
+    for variant, recipe in variants.items():
+        for i in range(seeds):
+            seeded = recipe.with_overrides([f"seed={recipe.seed + i}"])
+            plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
+    for _, recipe, run_dir in plan:
+        _check_same_recipe(recipe, run_dir, out)
+    return plan
+
+
+def finished_runs(variants: dict[str, Recipe], seeds: int, out: Path) -> int:
+    """How many of the comparison's runs ``out`` already holds finished (read back, not run)."""
+    if seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    return sum(_record(v, r.seed, d) is not None for v, r, d in _plan(variants, seeds, out))
 
 
 def run_comparison(
@@ -95,13 +181,7 @@ def run_comparison(
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
-    plan = []
-    for variant, recipe in variants.items():
-        for i in range(seeds):
-            seeded = recipe.with_overrides([f"seed={recipe.seed + i}"])
-            plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
-    for _, recipe, run_dir in plan:
-        _check_same_recipe(recipe, run_dir)
+    plan = _plan(variants, seeds, out)
     todo = [
         Job(v, r.seed, r.to_toml(), str(d), passed)
         for v, r, d in plan

@@ -44,7 +44,10 @@ class CompareProgress:
     def __enter__(self) -> CompareProgress:
         if not self.quiet and self.console.is_terminal:
             # auto_refresh off: no drawing thread in this process while it forks workers.
-            self._live = Live(self._table(), console=self.console, auto_refresh=False)
+            # transient: the box goes when the runs are done (the results table follows).
+            self._live = Live(
+                self._table(), console=self.console, auto_refresh=False, transient=True
+            )
             self._live.start()
         return self
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -72,10 +73,28 @@ def zoom(
     return min([low, *reached]) - pad / 4, high + pad
 
 
+class ExactPercent(matplotlib.ticker.Formatter):
+    """Percent labels with the fewest decimals that print every tick exactly: 70% 72% 74%,
+    or 93.1% 93.2%, never 70% 73% 75% 78% for ticks 2.5 points apart."""
+
+    def format_ticks(self, values: list[float]) -> list[str]:
+        labels: list[str] = []
+        for decimals in range(4):
+            labels = [f"{v:.{decimals}%}" for v in values]
+            printed = [float(label[:-1]) / 100 for label in labels]
+            if np.allclose(printed, values, rtol=0, atol=1e-9):
+                break
+        return labels
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self.format_ticks([x])[0]
+
+
 def percent_axis(axis: matplotlib.axis.Axis, low: float, high: float) -> None:
-    """Tick labels in percent, with a decimal only where the axis spans under 10 points."""
-    decimals = 1 if high - low < 0.1 else 0
-    axis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.{decimals}%}"))
+    """Tick labels in percent at steps of 1, 2 or 5 times a power of ten (of the fraction), so
+    each prints exactly; ``low`` and ``high``, the axis's limits, are the locator's to use."""
+    axis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+    axis.set_major_formatter(ExactPercent())
 
 
 def _legend(ax: plt.Axes) -> None:
@@ -146,16 +165,54 @@ def plot_metric(
     return _save(fig, path)
 
 
+def lr_by_step(record: RunRecord) -> np.ndarray | None:
+    """The lr of every step of a run (index 0: step 1), not only at its evaluations: the
+    schedule of its recipe.toml times the plateau's scale, which each evaluation row gives
+    (a row's lr is its step's, set by the previous evaluation). None without a recipe.toml."""
+    from nnopt.recipe import Recipe
+    from nnopt.training.build import build_schedule
+
+    saved = Path(record.run_dir) / "recipe.toml"
+    if not record.run_dir or not saved.is_file() or not record.history:
+        return None
+    recipe = Recipe.load(saved)
+    total = int(record.summary.get("total_steps") or record.history[-1]["step"])
+    schedule = build_schedule(recipe, total)
+    base = np.array([schedule(k) if callable(schedule) else schedule for k in range(total)])
+    scale, lrs, start = 1.0, np.empty(0), 0
+    for row in record.history:
+        end = int(row["step"])
+        if base[end - 1] > 0:
+            scale = row["lr"] / base[end - 1]
+        lrs = np.concatenate([lrs, base[start:end] * scale])
+        start = end
+    return lrs
+
+
+def _lr_curve(records: list[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and the median over seeds of their lr at every step (else at evaluations)."""
+    runs = [lr_by_step(r) for r in records if r.history and not r.diverged]
+    if not runs or any(run is None for run in runs):
+        x, y = _aligned(records, "lr", "step")
+        return x, np.nanmedian(y, 0) if y.size else y
+    n = min(len(run) for run in runs)  # type: ignore[arg-type]
+    return np.arange(1, n + 1), np.median(np.array([run[:n] for run in runs]), 0)  # type: ignore[index]
+
+
 def _distinct_curves(
     by_variant: dict[str, list[RunRecord]], key: str
 ) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
-    """One (variants, x, y) per distinct median curve: equal curves share one line and label."""
+    """One (variants, x, y) per distinct median curve: equal curves share one line and label.
+    The lr is drawn at every step (:func:`lr_by_step`), so a schedule's changes all show."""
     curves: list[tuple[list[str], np.ndarray, np.ndarray]] = []
     for variant, records in by_variant.items():
-        x, y = _aligned(records, key, "step")
-        if y.size == 0:
+        if key == "lr":
+            x, median = _lr_curve(records)
+        else:
+            x, y = _aligned(records, key, "step")
+            median = np.nanmedian(y, 0) if y.size else y
+        if median.size == 0:
             continue
-        median = np.nanmedian(y, 0)
         for names, cx, cy in curves:
             if cx.shape == x.shape and np.allclose(cx, x) and np.allclose(cy, median, rtol=1e-9):
                 names.append(variant)
@@ -169,8 +226,8 @@ def plot_lr(by_variant: dict[str, list[RunRecord]], path: Path) -> Path:
     """The learning rate of each variant by step; variants with the same schedule share a line.
 
     Peaks within 10x of each other: a linear axis (a cosine's shape as it is). Further apart:
-    a log axis cut at 1/100 of the smallest peak, so that a decay towards 0 (cosine to 1e-8)
-    leaves the axis instead of taking most of its height.
+    a log axis reaching 1/10,000 of the smallest peak (it was 1/100, and the last tenth of a
+    cosine fell off the plot); only a decay's very end, towards 0, leaves it.
     """
     fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
     curves = _distinct_curves(by_variant, "lr")
@@ -182,7 +239,7 @@ def plot_lr(by_variant: dict[str, list[RunRecord]], path: Path) -> Path:
     if log:
         lowest = min(float(np.nanmin(np.where(y > 0, y, np.inf))) for _, _, y in curves)
         ax.set_yscale("log")
-        ax.set_ylim(max(min(peaks) / 100, lowest / 2), max(peaks) * 1.5)
+        ax.set_ylim(max(min(peaks) / 1e4, lowest / 2), max(peaks) * 1.5)
     elif peaks:
         ax.set_ylim(0, max(peaks) * 1.05)
     ax.set_xlabel("optimizer step")

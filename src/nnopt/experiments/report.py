@@ -15,6 +15,7 @@ from nnopt.experiments.plots import Plot
 from nnopt.experiments.recipe_view import recipes_html, recipes_markdown
 from nnopt.experiments.stats import Spread, VariantStats
 from nnopt.names import format_metric
+from nnopt.wording import counted
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -126,9 +127,9 @@ def write_reports(
 ) -> tuple[Path, Path]:
     """report.md (plots linked) and a self-contained report.html (plots embedded)."""
     intro = (
-        f"{len(stats)} variants x {seeds} seeds. Each cell is the median over seeds with "
-        "[min, max]; diverged runs are counted apart, not averaged in. The same seed gives "
-        "the same data split and initial weights in every variant."
+        f"{counted(len(stats), 'variant')} x {counted(seeds, 'seed')}. Each cell is the median "
+        "over seeds with [min, max]; diverged runs are counted apart, not averaged in. The "
+        "same seed gives the same data split and initial weights in every variant."
     )
     md = [f"# {title}", "", intro, "", markdown_table(stats, target), ""]
     for plot in plots:

@@ -21,10 +21,11 @@ from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
 
 # Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
-# (always there), regularization (the [regularization] section), storage (``flat``) and
-# torch's implementation hints or options nnopt refuses.
+# (always there), nnopt's own regularization (the [regularization] section), storage (``flat``)
+# and torch's implementation hints or options nnopt refuses. ``weight_decay`` is an option,
+# with the meaning its class gives it (decoupled for AdamW, coupled for the others), as torch.
 NOT_OPTIONS = frozenset(
-    {"self", "params", "lr", "flat", "weight_decay", "decoupled_weight_decay", "l1", "l2"}
+    {"self", "params", "lr", "flat", "decoupled_weight_decay", "l1", "l2"}
     | {"maximize", "foreach", "fused", "differentiable", "capturable"}
 )
 

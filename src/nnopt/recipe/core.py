@@ -68,6 +68,24 @@ class Recipe(Section):
             raise problem(self._field_line(getattr(exc, "plain", str(exc)))) from None
         return self
 
+    @model_validator(mode="after")
+    def _one_decay(self) -> Recipe:
+        """[optimizer] weight_decay is the run's whole decay: with [regularization]'s too, the
+        two would add up silently (coupled L2 twice, or two decoupled decays)."""
+        decay, reg = self.optimizer.weight_decay, self.regularization
+        other = "weight_decay" if reg.weight_decay is not None else "l2" if reg.l2 > 0 else None
+        if decay is None or other is None:
+            return self
+        row, _ = self.optimizer.resolved()
+        probe = row.build([torch.zeros(1, requires_grad=True)], 0.1, flat=False)
+        kind = "decoupled" if probe.defaults.get("decoupled_weight_decay") else "coupled L2"
+        theirs = "decoupled decay" if other == "weight_decay" else "coupled L2"
+        raise problem(
+            f"optimizer.weight_decay and regularization.{other} are both set; keep one: "
+            f"optimizer.weight_decay = {decay:g} ({kind} for {row.name}, as in torch.optim) "
+            f"or regularization.{other} = {getattr(reg, other):g} ({theirs}, any optimizer)"
+        )
+
     def _field_line(self, message: str) -> str:
         """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field."""
         match = re.match(r"[a-z_0-9]+", message)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from nnopt.recipe.errors import RecipeError, section_type, unknown_key
-from nnopt.recipe.schema import APPLIES_TO
+from nnopt.recipe.schema import APPLIES_TO, OPTIMIZERS, OptimizerSpec, optimizer_keys
 
 FORM = "expected KEY=VALUE, e.g. optimizer.lr=0.03 or model.hidden=[64,32]"
 _REMOVE = ("none", "off")  # `--set plateau=none` removes an optional table
@@ -100,6 +100,11 @@ def apply_overrides(
     touched: set[str] = set()
     for text in overrides:
         parts, text_value = parse_override(text)
+        chosen = (out.get("optimizer") or {}).get("name")
+        if parts[0] == "optimizer" and parts[1:2] and parts[1] not in OptimizerSpec.model_fields:
+            known = optimizer_keys(chosen) if chosen in OPTIMIZERS else None
+            if known:  # named against the chosen optimizer's own keys, as in a file
+                raise RecipeError(f"override {text!r}: {unknown_key('optimizer', parts[1], known)}")
         info = resolve_path(root, parts, text)
         value = parse_value(text_value)
         if _wants_string(info) and not isinstance(value, str):

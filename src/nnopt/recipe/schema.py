@@ -16,6 +16,7 @@ from nnopt.data.batches import Mode
 from nnopt.data.dataset import TASKS
 from nnopt.data.streamed import LOADERS
 from nnopt.optim import table
+from nnopt.recipe.errors import unknown_key
 
 # The metrics a run can follow (a metrics row's columns; "val_": the held-out split).
 METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss")
@@ -160,10 +161,16 @@ OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
     "eps_inside_sqrt": (bool, {}),
     "betas": (tuple[Unit, Unit], {}),
     "amsgrad": (bool, {}),
+    "weight_decay": (float, {"ge": 0}),
 }
 OPTIMIZERS = table.NAMES
 # Which optimizer names each optional [optimizer] key applies to (name, lr, flat: all).
 APPLIES_TO: dict[str, tuple[str, ...]] = table.applies_to()
+
+
+def optimizer_keys(name: str) -> list[str]:
+    """The [optimizer] keys optimizer ``name`` has: name, lr, flat and its own options."""
+    return [k for k in OptimizerSpec.model_fields if name in APPLIES_TO.get(k, OPTIMIZERS)]
 
 
 class _OptimizerBase(Section):
@@ -177,6 +184,18 @@ class _OptimizerBase(Section):
     name: Literal[*OPTIMIZERS]  # type: ignore[valid-type]
     lr: float = Field(gt=0)
     flat: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        """An unknown key is named against the chosen optimizer's own options, so a did-you-mean
+        never suggests one it does not have (adamw's weight_decay once got adagrad's lr_decay)."""
+        if isinstance(data, dict) and data.get("name") in OPTIMIZERS:
+            unknown = [key for key in data if key not in cls.model_fields]
+            allowed = optimizer_keys(data["name"])
+            if unknown:
+                raise problem("\n".join(unknown_key("optimizer", k, allowed) for k in unknown))
+        return data
 
     @field_validator("betas", mode="before", check_fields=False)
     @classmethod

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,29 @@ class RunState:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Readers (and a resumed run) see the previous checkpoint or this one, never half of it."""
     atomic.save_torch(path, payload)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C waits for the block to end (in the main thread; elsewhere nothing changes).
+
+    Around a save and the note of what it saved, so that the step an interrupted run says it
+    kept is the step of the file on disk (a SIGINT between the two once made them differ).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])
+            else:
+                raise KeyboardInterrupt
 
 
 def load_checkpoint(path: Path, *, trust: bool = False, rewrite: bool = True) -> dict[str, Any]:

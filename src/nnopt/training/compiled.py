@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from nnopt.cache import cache_dir
-from nnopt.rng import rng_state, set_rng_state
+from nnopt.training.firstbatch import leaves_no_trace
 
 ForwardLoss = Callable[[Tensor, Tensor], Tensor]
 
@@ -55,18 +55,13 @@ def warm_up(fn: ForwardLoss, model: nn.Module, batches: list[tuple[Tensor, Tenso
     Nothing of the run changes: no ``.grad`` is written, RNG streams and buffers are restored.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    kept_buffers = [b.detach().clone() for b in model.buffers()]
-    kept_rng = rng_state()
-    start = time.perf_counter()
-    for x, y in batches:
-        loss = fn(x, y)
-        if params and loss.requires_grad:
-            torch.autograd.grad(loss, params, allow_unused=True)
-    seconds = time.perf_counter() - start
-    set_rng_state(kept_rng)
-    with torch.no_grad():
-        for buffer, kept in zip(model.buffers(), kept_buffers, strict=True):
-            buffer.copy_(kept)
+    with leaves_no_trace(model):
+        start = time.perf_counter()
+        for x, y in batches:
+            loss = fn(x, y)
+            if params and loss.requires_grad:
+                torch.autograd.grad(loss, params, allow_unused=True)
+        seconds = time.perf_counter() - start
     return seconds
 
 
@@ -82,10 +77,10 @@ def for_trainer(trainer: Any) -> tuple[ForwardLoss, float | None]:
     fn = compiled(net, loss_fn)
     if trainer.ctx.enabled:
         return fn, None
-    return fn, warm_up(fn, trainer.parts.model, _warm_up_batches(trainer))
+    return fn, warm_up(fn, trainer.parts.model, first_batches(trainer))
 
 
-def _warm_up_batches(trainer: Any) -> list[tuple[Tensor, Tensor]]:
+def first_batches(trainer: Any) -> list[tuple[Tensor, Tensor]]:
     """One batch of each size the run will use: in memory, the first examples; streamed,
     the run's first batch (an epoch's short last batch then compiles in the run itself)."""
     from nnopt.data.feed import MemoryFeed

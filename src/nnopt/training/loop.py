@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from nnopt import atomic
 from nnopt.data.feed import Batch, feed_for
 from nnopt.distributed import ShardedOptimizer, setup
-from nnopt.errors import CheckpointError, RecipeError, UserError
+from nnopt.errors import CheckpointError, Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.names import held_out_split
@@ -36,9 +36,11 @@ from nnopt.training.checkpoint import (
     CHECKPOINT_NAME,
     RunState,
     check_same_recipe,
+    interrupts_deferred,
     load_checkpoint,
     save_checkpoint,
 )
+from nnopt.training.firstbatch import check_first_batch
 from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
 from nnopt.training.passed import as_recipe
 from nnopt.training.progress import Progress
@@ -74,6 +76,7 @@ def train(
     data: Any = None,
     changed: tuple[str, ...] = (),
     trust_checkpoint: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> Result:
     """Train a recipe; write its outputs to ``out_dir`` (nothing is written when None).
 
@@ -95,12 +98,15 @@ def train(
     ``on_step(step, total, row, held_out)`` is called after every step (``row``: the metrics
     row when that step was evaluated, else None; ``held_out``: "test" or "validation", what
     its val_* numbers are called), for progress displays such as ``compare``'s.
-    A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
-    naming the step and the learning rate; the last good checkpoint stays in place.
+    ``say(line)`` gets the lines for a person (the CLI prints them): where a resume starts.
+    Ctrl-C raises :class:`nnopt.errors.Interrupted` (a KeyboardInterrupt) naming the step it
+    stopped at and the checkpoint kept. A non-finite loss ends the run with
+    ``summary["status"] == "diverged"`` and a message naming the step and the learning rate;
+    the last good checkpoint stays in place.
     """
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     trainer = Trainer(recipe, out_dir, quiet=quiet, model=model, data=data)
-    trainer.changed = frozenset(changed)
+    trainer.changed, trainer.say = frozenset(changed), say
     trainer.trust_checkpoint = trust_checkpoint
     return trainer.run(resume=resume, stop_after=stop_after, on_step=on_step)
 
@@ -134,12 +140,17 @@ class Trainer:
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
+        first = lambda: compiled.first_batches(self)[0]  # noqa: E731
+        check_first_batch(self.parts.model, self.parts.loss_fn, first, recipe.model.factory)
         # loss_fn(net(x), y), compiled here when train.compile (compile time kept apart)
         self.forward_loss, self.compile_time = compiled.for_trainer(self)
         self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
         self.batches = self.parts.batches
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
         self.trust_checkpoint = False  # a resume may unpickle (and convert) an old checkpoint
+        self.say: Callable[[str], None] | None = None  # where a resume starts, for a person
+        self._state: RunState | None = None  # the run's position, once started or restored
+        self._kept: int | None = None  # the step of the last checkpoint written or restored
         self._started = time.perf_counter()  # set again by run(), less the time already spent
 
     def _distribute(self) -> tuple[torch.nn.Module, Any]:
@@ -180,12 +191,24 @@ class Trainer:
         """
         holds_dir = self.run_dir is not None and self.ctx.is_main
         with RunLock(self.run_dir) if holds_dir else contextlib.nullcontext():
-            return self._run(resume, stop_after, on_step)
+            try:
+                return self._run(resume, stop_after, on_step)
+            except KeyboardInterrupt:  # Ctrl-C: say what the checkpoint kept, what is lost
+                if self._state is None:
+                    raise
+                again = f"nnopt.train(recipe, {str(self.run_dir)!r}, resume=True)"
+                raise Interrupted(
+                    self._state.step, self._kept, again if holds_dir else ""
+                ) from None
 
     def _run(self, resume: bool, stop_after: int | None, on_step: StepHook | None) -> Result:
-        state = self._restore() if resume else self._begin()
+        state = self._state = self._restore() if resume else self._begin()
         log = MetricsLog(self.run_dir if self.ctx.is_main else None, state.history)
         total = self.parts.total_steps
+        if resume and self.say is not None:
+            self.say(f"resuming {self.run_dir} from step {state.step} of {total}"
+                     if state.step < total else f"{self.run_dir} already finished: all {total} "
+                     "steps done, nothing to train")  # fmt: skip
         end = total if stop_after is None else min(total, stop_after)
         status, message = "finished", ""
         self._started = time.perf_counter() - state.elapsed
@@ -280,9 +303,10 @@ class Trainer:
         if self.run_dir is not None and self.ctx.is_main:
             if (self.run_dir / CHECKPOINT_NAME).exists():
                 # (checked again here, under the lock: the CLI's check may have raced)
+                # (Python's words: `nnopt train` checks this first and says it with flags)
                 raise UserError(
-                    f"{self.run_dir} already holds a run: resume it (nnopt train --resume "
-                    f"{self.run_dir}) or choose another --out"
+                    f"{self.run_dir} already holds a run: pass resume=True to continue it, or "
+                    "another out"
                 )
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.run_dir / "recipe.toml")
@@ -308,7 +332,9 @@ class Trainer:
             "run": state.to_checkpoint(),
             "data": self._data_position(state.step),
         }
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+        with interrupts_deferred():  # the step said kept is the step on disk
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
+            self._kept = state.step
 
     def _restore(self) -> RunState:
         assert self.run_dir is not None
@@ -323,7 +349,9 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
         self._check_same_data(payload.get("data"))
-        return RunState.from_checkpoint(payload)
+        state = RunState.from_checkpoint(payload)
+        self._kept = state.step
+        return state
 
     def _data_position(self, step: int) -> dict[str, int]:
         """Where the run is in its data: the epoch, the batch within it, and the data's size
