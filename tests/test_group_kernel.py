@@ -105,7 +105,7 @@ def test_group_kernel_is_the_tensor_kernel_bit_for_bit(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     group = run(CASES[name], "native")
-    monkeypatch.setattr(dispatch, "_step_many", lambda opt, group, h, params: params)
+    monkeypatch.setattr(dispatch, "_step_many", lambda opt, group, h, how, params: params)
     one_by_one = run(CASES[name], "native")
     compare(group, one_by_one, exact=True)
 

@@ -38,7 +38,7 @@ class Optimizer(torch.optim.Optimizer):
     """Base of every nnopt optimizer; a drop-in ``torch.optim.Optimizer``.
 
     A subclass sets ``uses_step`` and implements :meth:`state_keys` and :meth:`update` (the
-    eager rule), and declares its kernels: :meth:`native` (nnopt's one-pass kernel) and
+    eager rule), and declares its kernels: :meth:`native_kernel` (nnopt's one-pass kernel) and
     :meth:`fused` with :meth:`fused_covers` (PyTorch's multi-tensor fused kernel, where it
     computes exactly the rule).
     """
@@ -70,9 +70,6 @@ class Optimizer(torch.optim.Optimizer):
                 "(torch.optim: optimizer got an empty parameter list)"
             )
         self.flat = flat
-        # "auto": PyTorch's fused kernels where their math is exactly the rule, else nnopt's
-        # native kernel, else the eager rule; "native", "torch": only that kernel family (or
-        # the eager rule); "eager": always the rule itself, the reference kernels match.
         self.kernels = "auto"
         self.plateau: Any = None
         self._pad_to = 1  # flat buffers padded to a multiple of this (set by sharding)
@@ -123,19 +120,6 @@ class Optimizer(torch.optim.Optimizer):
         handled by the caller."""
         return None
 
-    def native(
-        self,
-        group: dict[str, Any],
-        h: Hyper,
-        param: Tensor,
-        grad: Tensor,
-        state: dict[str, Tensor],
-        step: int,
-    ) -> bool:
-        """The whole update of one tensor in nnopt's kernel; False if it can't."""
-        kernel = self.native_kernel(group, h, step)
-        return kernel is not None and kernels.cpu.run_one(kernel, param, grad, state)
-
     def fused_covers(self, group: dict[str, Any], h: Hyper) -> bool:
         """Whether PyTorch's fused kernel computes exactly this group's update."""
         return False
@@ -180,6 +164,18 @@ class Optimizer(torch.optim.Optimizer):
                 dispatch.init_state(self, group, p, self.state[p])
         if self.flat:
             self._flat_layouts.append(FlatLayout(_packed(group), self._pad_to))
+
+    @property
+    def kernels(self) -> str:
+        """Which kernels may compute the update: "auto" (PyTorch's fused kernels where their
+        math is exactly the rule, else nnopt's native kernel, else the eager rule), "native"
+        or "torch" (only that family, or the eager rule), "eager" (always the rule itself, the
+        reference the kernels match). Checked when set."""
+        return self._kernels
+
+    @kernels.setter
+    def kernels(self, mode: str) -> None:
+        self._kernels = kernels.check_mode(mode)
 
     # --- learning rate ------------------------------------------------------------------
 
@@ -233,10 +229,12 @@ class Optimizer(torch.optim.Optimizer):
                 h = Hyper.of(group, self.current_lr(group, tensors), tensors)
                 if differentiable:
                     dispatch.step_differentiable(self, group, h)
-                elif self.flat:
-                    dispatch.step_flat(self, group, h, self._intact_layout(index))
+                    continue
+                how = dispatch.plan(self, group, h)
+                if self.flat:
+                    dispatch.step_flat(self, group, h, how, self._intact_layout(index))
                 else:
-                    dispatch.step_group(self, group, h)
+                    dispatch.step_group(self, group, h, how)
         self._step_index += 1
         return loss
 
@@ -291,7 +289,7 @@ class Optimizer(torch.optim.Optimizer):
         """One tensor's whole update (regularization included) at ``lr``, by the path the
         optimizer's ``kernels`` mode picks; ``state`` holds tensors shaped like ``param``."""
         h = Hyper.of(group, lr)
-        dispatch.apply(self, group, h, param, grad, state, step, dispatch.mode_of(self))
+        dispatch.apply(self, group, h, param, grad, state, step, dispatch.plan(self, group, h))
 
     def finish_step(self) -> None:
         """Count one step taken outside :meth:`step` (the step a schedule sees next)."""
@@ -353,6 +351,8 @@ class Optimizer(torch.optim.Optimizer):
                 self.plateau.load_state_dict(extra["plateau"])
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "kernels" in state:  # pickled by nnopt before ``kernels`` became a property
+            state["_kernels"] = state.pop("kernels")
         super().__setstate__(state)
         previous = self.__dict__.get("_loading")
         if previous is not None:
@@ -382,7 +382,7 @@ class Optimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         # torch's optimizer pickles only defaults/state/param_groups; keep ours too.
         state = super().__getstate__()
-        names = ("flat", "kernels", "plateau", "_pad_to", "_step_index", "_flat_layouts")
+        names = ("flat", "_kernels", "plateau", "_pad_to", "_step_index", "_flat_layouts")
         for name in (*names, "_check_fused"):
             state[name] = self.__dict__[name]
         state["_lr_override"] = None

@@ -28,10 +28,11 @@ import torch
 from torch import Tensor
 
 from nnopt.optim import kernels, rules
+from nnopt.optim.contract import EAGER, Plan
+from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.options import Hyper, step_dtype
 
 if TYPE_CHECKING:
-    from nnopt.optim.base import Optimizer
     from nnopt.optim.flat import FlatBucket, FlatLayout
 
 _PLAIN = (Tensor, torch.nn.Parameter)
@@ -40,12 +41,16 @@ _FUSED_DEVICES = ("cpu", "cuda")
 LARGE = 1 << 17
 
 
-def mode_of(opt: Optimizer) -> str:
-    """The kernel mode for this step: ``opt.kernels``, or "eager" while torch.compile traces
-    (neither kernel family is traceable; the rule is plain tensor code)."""
-    if torch.compiler.is_compiling():
-        return "eager"
-    return kernels.check_mode(opt.kernels)
+def plan(opt: Optimizer, group: dict[str, Any], h: Hyper) -> Plan:
+    """How ``group`` is stepped this step: ``opt.kernels`` (validated when set), the eager
+    rule alone while torch.compile traces (neither kernel family is traceable; the rule is
+    plain tensor code) and in a differentiable step, and torch's fused kernel only where it
+    computes exactly this update (asked once here, not per path)."""
+    mode = opt.kernels
+    if mode == "eager" or group.get("differentiable") or torch.compiler.is_compiling():
+        return EAGER
+    fused = mode != "native" and opt.fused_covers(group, h)
+    return Plan(native=mode != "torch", fused=fused)
 
 
 def init_state(
@@ -83,13 +88,16 @@ def init_state(
 
 
 def step_group(
-    opt: Optimizer, group: dict[str, Any], h: Hyper, params: list[Tensor] | None = None
+    opt: Optimizer,
+    group: dict[str, Any],
+    h: Hyper,
+    how: Plan,
+    params: list[Tensor] | None = None,
 ) -> None:
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
-    mode = mode_of(opt)
     params = group["params"] if params is None else params
-    if kernels.use_native(mode) and not h.maximize:
-        params = _step_many(opt, group, h, params)
+    if how.native and not h.maximize:
+        params = _step_many(opt, group, h, how, params)
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
@@ -120,7 +128,7 @@ def step_group(
         torch._foreach_add_([item[2]["step"] for item in items], 1.0)
     batches: dict[tuple, list] = {}
     rest = items
-    if kernels.use_torch_fused(mode) and not sequential and opt.fused_covers(group, h):
+    if how.fused and not sequential:
         rest = []
         kinds: dict[tuple, bool] = {}  # (device, dtype) -> does the fused kernel take it
         for item in items:
@@ -156,7 +164,7 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        apply(opt, group, h, param, grad, tensors, step, mode)
+        apply(opt, group, h, param, grad, tensors, step, how)
 
 
 def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None:
@@ -190,10 +198,12 @@ def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None
         if param.is_complex():
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        apply(opt, group, h, param, grad, tensors, step, "eager")
+        apply(opt, group, h, param, grad, tensors, step, EAGER)
 
 
-def _step_many(opt: Optimizer, group: dict[str, Any], h: Hyper, params: list[Tensor]) -> list:
+def _step_many(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, params: list[Tensor]
+) -> list:
     """Step, in one native call per dtype, every parameter the group kernel can take (plain
     contiguous CPU tensors of a dtype it runs, state laid out alike); return the others.
 
@@ -218,8 +228,7 @@ def _step_many(opt: Optimizer, group: dict[str, Any], h: Hyper, params: list[Ten
     # Large tensors go to torch's fused kernel where it computes this update: per tensor its
     # launch costs ~20 us, little against a large tensor, and it streams ~15% faster than
     # ours there (nnopt bench, 8x2.5M).
-    fused = kernels.use_torch_fused(mode_of(opt)) and opt.fused_covers(group, h)
-    large = LARGE if fused else math.inf
+    large = LARGE if how.fused else math.inf
     step_codes = kernels.cpu.STEP_CODES
     all_state = opt.state
     uses_step = opt.uses_step
@@ -315,15 +324,15 @@ def apply(
     param: Tensor,
     grad: Tensor,
     state: dict[str, Tensor],
-    step: int,
-    mode: str,
+    step: Any,
+    how: Plan,
 ) -> None:
     """One tensor's update: nnopt's native kernel if it can, else the eager composition."""
     if (
-        kernels.use_native(mode)
+        how.native
         and type(param) in _PLAIN
         and _same_layout(param, grad, *state.values())
-        and opt.native(group, h, param, grad.neg() if h.maximize else grad, state, step)
+        and _native_one(opt, group, h, param, grad.neg() if h.maximize else grad, state, step)
     ):
         return
     if h.maximize:
@@ -337,16 +346,34 @@ def apply(
         rules.soft_threshold_(param, h.l1 * h.lr / divisor)
 
 
-def step_flat(opt: Optimizer, group: dict[str, Any], h: Hyper, layout: FlatLayout) -> None:
+def _native_one(
+    opt: Optimizer,
+    group: dict[str, Any],
+    h: Hyper,
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Tensor],
+    step: int,
+) -> bool:
+    """The whole update of one tensor in nnopt's kernel; False if it can't."""
+    kernel = opt.native_kernel(group, h, step)
+    return kernel is not None and kernels.cpu.run_one(kernel, param, grad, state)
+
+
+def step_flat(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, layout: FlatLayout
+) -> None:
     """One step of a group held in flat buffers: a few launches per bucket, then the loose
     tensors (those that cannot be packed) one by one."""
     for bucket in layout.buckets:
-        _step_bucket(opt, group, h, bucket)
+        _step_bucket(opt, group, h, how, bucket)
     if layout.loose:
-        step_group(opt, group, h, layout.loose)
+        step_group(opt, group, h, how, layout.loose)
 
 
-def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBucket) -> None:
+def _step_bucket(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, bucket: FlatBucket
+) -> None:
     active = bucket.prepare()
     if not any(active):
         return
@@ -358,12 +385,8 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
         bucket.bind_state(initial, opt.state, opt.uses_step, active)
     elif bucket.unregistered:
         bucket.register(active, opt.state)
-    mode = mode_of(opt)
-    fused = (
-        kernels.use_torch_fused(mode)
-        and opt.fused_covers(group, h)
-        and _fused_kind(opt, bucket.param)  # not meta tensors: torch's kernel fails there
-    )
+    # Not meta tensors: torch's fused kernel fails there.
+    fused = how.fused and _fused_kind(opt, bucket.param)
     for first, last in bucket.runs(active):
         if opt.uses_step:
             step = bucket.advance_steps(first, last)
@@ -377,7 +400,7 @@ def _step_bucket(opt: Optimizer, group: dict[str, Any], h: Hyper, bucket: FlatBu
             steps = [count] if opt.uses_step else []
             opt.fused(group, h, [param], [grad], [state], steps, step == 1)
         else:
-            apply(opt, group, h, param, grad, state, step, mode)
+            apply(opt, group, h, param, grad, state, step, how)
     if bucket.fresh:
         bucket.fresh = {i for i in bucket.fresh if not active[i]}
 

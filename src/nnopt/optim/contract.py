@@ -1,0 +1,64 @@
+"""What the step's dispatch needs of an optimizer, and the per-group plan of one step.
+
+``base.Optimizer`` implements :class:`Stepped`; ``dispatch`` reads only this contract, so the
+two modules do not import each other (the dispatch is read top to bottom, one file).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from nnopt.optim import kernels, rules
+from nnopt.optim.options import Hyper
+
+
+class Stepped(Protocol):
+    """An optimizer as the dispatch sees it: its state, its rule and the kernels of the rule."""
+
+    state: defaultdict
+    uses_step: bool  # keeps torch's per-tensor "step" counter
+    rule_reads_step: bool  # whether the rule and its kernel read that counter
+
+    @property
+    def kernels(self) -> str: ...
+
+    def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]: ...
+
+    def initial_state(self, group: dict[str, Any], key: str) -> float: ...
+
+    def update(
+        self, group: dict[str, Any], h: Hyper, param: Tensor, grad: Tensor,
+        state: dict[str, Tensor], step: Any,
+    ) -> rules.Divisor: ...  # fmt: skip
+
+    def native_kernel(
+        self, group: dict[str, Any], h: Hyper, step: int | None
+    ) -> kernels.cpu.Kernel | None: ...
+
+    def fused_covers(self, group: dict[str, Any], h: Hyper) -> bool: ...
+
+    def fused_supports(self, param: Tensor) -> bool: ...
+
+    def fused(
+        self, group: dict[str, Any], h: Hyper, params: list[Tensor], grads: list[Tensor],
+        states: list[dict[str, Tensor]], steps: list[Tensor], first: bool,
+    ) -> None: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one param group is stepped this step, decided once (in ``dispatch.plan``).
+
+    ``native``: nnopt's one-pass kernels may run; ``fused``: PyTorch's fused kernel may run
+    and computes exactly this group's update (its options, not yet its tensors' dtypes).
+    """
+
+    native: bool
+    fused: bool
+
+
+EAGER = Plan(native=False, fused=False)
