@@ -289,7 +289,8 @@ def test_compare_writes_every_plot_and_both_reports(compared):
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert sorted(linked) == sorted(f"plots/{name}.png" for name in PLOTS)
     assert all((out / link).is_file() for link in linked)
-    assert md.count("```toml") == 2 and "lr = 1000000.0" in md
+    # The recipes: what differs first (the lr), the rest once (issue 20, item 10).
+    assert md.count("```toml") == 1 and "| `optimizer.lr` | `0.1` | `1000000.0` |" in md
 
     page = (out / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -378,6 +379,8 @@ def test_a_target_table_prints_unwrapped_into_a_log(monkeypatch):
                           Spread.of([4.3]), 5, held_out="test")]  # fmt: skip
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    console().print(rich_table(stats, 0.94, "test accuracy over 5 seeds"))
+    table, left_out = rich_table(stats, 0.94, "test accuracy over 5 seeds", console())
+    assert left_out == 0
+    console().print(table)
     (row,) = [line for line in out.getvalue().splitlines() if "mnist1d_fast" in line]
     assert "95.70% [93.90%, 96.60%]" in row and "450 (5/5 reached)" in row

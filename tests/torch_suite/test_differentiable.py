@@ -217,3 +217,56 @@ def test_non_differentiable_step_builds_no_graph(name: str):
     p.grad = torch.rand(4, dtype=F64, requires_grad=True)
     nnopt_cls(name)([p], lr=0.1).step()
     assert p.grad_fn is None
+
+
+def _differentiable_configs(device: str) -> list[configs.Config]:
+    return [
+        configs.Config(c.name, c.desc, c.base_kwargs, c.facts, device, "differentiable")
+        for c in configs.all_configs(device)
+        if "differentiable" in c.facts["supported_impls"]
+    ]
+
+
+@pytest.mark.parametrize("case", configs.cases(_differentiable_configs))
+def test_every_config_steps_differentiably_as_torch(case: configs.Case):
+    """torch runs its hook, printing, no-op and state-dict tests with differentiable=True
+    too: every optim_db configuration steps non-leaf parameters as torch's does (values and
+    state), leaves a parameter without a gradient untouched, prints, fires its step hooks,
+    and continues exactly from its state dict."""
+    cfg = case.cfg
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(3, 2, generator=gen, dtype=F64), torch.randn(4, generator=gen, dtype=F64)]
+    grads = [[torch.randn(t.shape, generator=gen, dtype=F64) for t in base] for _ in range(3)]
+    ours_p = [t.clone().requires_grad_().clone() for t in base]  # non-leaf, as meta-learning
+    ref_p = [t.clone().requires_grad_().clone() for t in base]
+    idle = base[0].clone().requires_grad_().clone()  # never gets a gradient
+    opt = nnopt_cls(cfg.name)([*ours_p, idle], **cfg.kwargs(), flat=case.flat)
+    opt.kernels = case.kernels
+    ref = cfg.torch_cls(ref_p, **cfg.kwargs())
+    assert "differentiable: True" in repr(opt)
+    fired = []
+    opt.register_step_post_hook(lambda o, args, kwargs: fired.append(o is opt))
+    for g in grads:
+        for p, q, gi in zip(ours_p, ref_p, g, strict=True):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        opt.step()
+        ref.step()
+        for p, q in zip(ours_p, ref_p, strict=True):
+            # torch's differentiable Adam computes its bias corrections from the float32 step
+            # counter (1e-8 relative); nnopt's from the count as a Python float, as torch's
+            # ordinary step does.
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=2e-6, atol=1e-8)
+    assert fired == [True] * 3
+    assert torch.equal(idle.detach(), base[0])
+    # The state dict continues exactly (its tensors are detached copies, as torch's).
+    copy_p = [p.detach().clone().requires_grad_().clone() for p in ours_p]
+    again = nnopt_cls(cfg.name)(copy_p, **cfg.kwargs(), flat=case.flat)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["params"] = sd["param_groups"][0]["params"][:2]
+    again.load_state_dict(sd)
+    for p, q in zip((*ours_p, *copy_p), (*grads[0], *grads[0]), strict=True):
+        p.grad = q.clone()
+    opt.step()
+    again.step()
+    for p, q in zip(ours_p, copy_p, strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-14)

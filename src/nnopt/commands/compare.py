@@ -50,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs, on_event=progress.on_event,
         )  # fmt: skip
     title = f"{result.label} over {args.seeds} seeds"
-    console.print(rich_table(result.stats, args.target, title))
+    table, left_out = rich_table(result.stats, args.target, title, console)
+    console.print(table)
     files = result.files
-    console.print(f"report: {files['report.html']}  (also {files['report.md']}, "
-                  f"{files['summary.csv']})")  # fmt: skip
+    # Short: a narrow terminal wraps a long line as badly as a wide table.
+    full = f"; {left_out} more columns in report.md" if left_out else ""
+    console.print(f"report: {files['report.html']}", highlight=False)
+    console.print(f"(also report.md and summary.csv there{full})", highlight=False)
     return 0

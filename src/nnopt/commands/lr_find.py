@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from nnopt.commands import output_dir
@@ -40,11 +41,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--steps must be >= 2, got {args.steps}")
     recipe = Recipe.load(args.recipe).with_overrides(args.overrides)
     out = output_dir(args.out)
-    result = lr_find(recipe, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
+    with warnings.catch_warnings():  # (said below, on stdout, as the command's result)
+        warnings.filterwarnings("ignore", message="lr_find made no suggestion")
+        result = lr_find(recipe, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
     atomic.write_text(out / "lr_find.json", json.dumps(result.to_dict(), indent=2) + "\n")
     result.plot(out / "lr_find.png")
     if result.suggestion is None:
-        print(f"too few points for a suggestion ({len(result.lrs)}); raise --steps or --max-lr")
+        print(f"no suggestion: {result.reason}")
         return 1
     print(
         f"suggested lr {result.suggestion:.3g} (steepest descent); "

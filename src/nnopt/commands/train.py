@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                        trust_checkpoint=args.trust_checkpoint)  # fmt: skip
     finally:
         teardown()
-    from nnopt.experiments.stats import metric_label
+    from nnopt.names import VALIDATION, metric_text
 
     summary = result.summary
     if result.diverged:
@@ -98,11 +98,11 @@ def run(args: argparse.Namespace) -> int:
     parts = [f"{summary['status']} after {summary['steps']} steps"]
     threads = summary["threads"]
     parts.append(f"{summary['wall_time']:.1f} s ({threads} thread{'s' if threads > 1 else ''})")
-    held_out = summary.get("held_out", "validation")
-    for key, digits in (("val_accuracy", 4), ("val_loss", 4), ("val_perplexity", 2)):
+    held_out = summary.get("held_out", VALIDATION)
+    for key in ("val_accuracy", "val_loss", "val_perplexity"):
         value = final.get(key)
         if value is not None and value == value:  # (NaN: not measured for this task)
-            parts.append(f"{metric_label(key, held_out)} {value:.{digits}f}")
+            parts.append(metric_text(key, value, held_out))
     if is_main_process():
         print(f"{recipe.name}: " + ", ".join(parts) + f"  -> {run_dir}")
     return 0

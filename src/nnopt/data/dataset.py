@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: `nnopt datasets` 
     from torch import Tensor
 
 from nnopt.errors import DataError
+from nnopt.names import held_out_split
 
 # The one list of tasks (the recipe's data.task): a language model's examples are token ids
 # (examples, time) and its targets the next ids, of the same shape.
@@ -39,6 +40,9 @@ class Arrays:
     y_test: np.ndarray | None = None
     classes: list[Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The loader carved x_test from the training data itself (digits): reports call it the
+    # validation split, as they do a split nnopt carves here (nnopt.names.held_out_split).
+    test_is_validation: bool = False
 
 
 @dataclass
@@ -84,7 +88,7 @@ class Dataset:
         return int(self.y_train.shape[1])
 
     def describe(self) -> str:
-        split = "validation" if self.test_is_validation else "test"
+        split = held_out_split(self.test_is_validation)
         kind = {
             "classification": f"classification, {self.num_classes} classes",
             "language_model": f"language model, {self.num_classes} tokens",
@@ -272,7 +276,7 @@ def finalize(
         classes=classes,
         mean=None if mean is None else torch.as_tensor(mean, dtype=torch.float32),
         std=None if std is None else torch.as_tensor(std, dtype=torch.float32),
-        test_is_validation=not has_test,
+        test_is_validation=not has_test or arrays.test_is_validation,
         extras=dict(arrays.extras),
     )
 
@@ -319,6 +323,6 @@ def _token_sequences(name: str, arrays: Arrays, *, seed: int, val_fraction: floa
         task="language_model",
         num_classes=vocabulary,
         classes=arrays.classes,
-        test_is_validation=arrays.x_test is None,
+        test_is_validation=arrays.x_test is None or arrays.test_is_validation,
         extras=dict(arrays.extras),
     )

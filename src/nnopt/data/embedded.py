@@ -79,8 +79,12 @@ def _digits(seed: int, images: bool) -> Arrays:
     if images:  # N x 1 x 8 x 8, for convolutional models (model.kind = "resnet")
         x = x.reshape(len(x), 1, 8, 8)
     # Digits has no official test split: hold out a stratified 20%, fixed whatever val_fraction.
+    # A split carved from the training data: the reports call it validation.
     train, test = split_indices(len(x), 0.2, seed, y)
-    return Arrays(x[train], y[train], "classification", x[test], y[test], classes=list(range(10)))
+    return Arrays(
+        x[train], y[train], "classification", x[test], y[test], classes=list(range(10)),
+        test_is_validation=True,
+    )  # fmt: skip
 
 
 _MNIST1D_MEMORY: dict[str, dict[str, np.ndarray]] = {}

@@ -23,6 +23,7 @@ import numpy as np
 
 from nnopt.data.dataset import split_indices
 from nnopt.errors import RecipeError
+from nnopt.names import held_out_split
 
 # Datasets estimated below this many bytes (examples x the first example's size) are read
 # into memory by data.loader = "auto": slicing tensors is faster than any DataLoader.
@@ -59,7 +60,7 @@ class StreamedData:
         return self.target_dim
 
     def describe(self) -> str:
-        split = "validation" if self.test_is_validation else "test"
+        split = held_out_split(self.test_is_validation)
         kind = (
             f"regression, {self.output_dim} target(s)"
             if self.task == "regression"

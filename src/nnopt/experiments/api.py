@@ -135,7 +135,9 @@ def lr_find(
 ) -> LRFindResult:
     """The learning-rate range test on a recipe's model and data (or yours: ``model`` is
     swept as given and put back exactly afterwards), over the batches training would see.
-    The result holds the sweep and the suggestions; ``result.plot(path)`` draws it."""
+    The result holds the sweep and the suggestions; ``result.plot(path)`` draws it. With no
+    suggestion (too few points, or a loss that does not fall: a model already trained), a
+    warning says why, as does ``result.reason``."""
     from nnopt.data.feed import feed_for
     from nnopt.errors import UsageError
     from nnopt.experiments.lr_find import lr_range_test
@@ -154,5 +156,7 @@ def lr_find(
         batch = next(order)
         return batch.x, batch.y
 
-    return lr_range_test(parts.model, parts.optimizer, next_batch, parts.loss_fn,
-                         min_lr=min_lr, max_lr=max_lr, steps=steps)  # fmt: skip
+    result = lr_range_test(parts.model, parts.optimizer, next_batch, parts.loss_fn,
+                           min_lr=min_lr, max_lr=max_lr, steps=steps)  # fmt: skip
+    result.warn_if_no_suggestion()
+    return result

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from nnopt.experiments.final_plot import plot_finals
 from nnopt.experiments.plots import Plot, plot_lr, plot_metric
-from nnopt.experiments.stats import RunRecord, held_out_of, metric_label
+from nnopt.experiments.stats import RunRecord, held_out_of
+from nnopt.names import metric_label
 
 
 def comparison_plots(by_variant: dict[str, list[RunRecord]], metric: str, out: Path) -> list[Plot]:

@@ -19,7 +19,8 @@ from nnopt.experiments.plots import (
     plt,
     zoom,
 )
-from nnopt.experiments.stats import RunRecord, metric_label
+from nnopt.experiments.stats import RunRecord
+from nnopt.names import metric_label
 
 
 def _format(value: float, metric: str) -> str:

@@ -67,6 +67,7 @@ class Event:
     row: dict[str, Any] | None = None  # the last metrics row (progress, done)
     summary: dict[str, Any] | None = None  # done
     error: tuple[str, str] | None = None  # (user | os | bug, message)
+    held_out: str = "validation"  # what the row's val_* are called (nnopt.names)
 
 
 class JobFailed(Exception):
@@ -155,15 +156,16 @@ def _execute(job: Job, threads: int, emit: Callable[[Event], None]) -> Event | N
 
     if threads:
         torch.set_num_threads(threads)
-    last: dict[str, Any] = {"time": 0.0, "row": None}
+    last: dict[str, Any] = {"time": 0.0, "row": None, "held_out": "validation"}
 
-    def on_step(step: int, total: int, row: dict[str, Any] | None) -> None:
+    def on_step(step: int, total: int, row: dict[str, Any] | None, held_out: str) -> None:
         if row is not None:
             last["row"] = row
+        last["held_out"] = held_out
         now = time.monotonic()
         if row is not None or now - last["time"] >= PROGRESS_INTERVAL:
             last["time"] = now
-            emit(Event(job, "progress", step, total, last["row"]))
+            emit(Event(job, "progress", step, total, last["row"], held_out=held_out))
 
     try:
         recipe = Recipe.loads(job.recipe_text)
@@ -180,7 +182,8 @@ def _execute(job: Job, threads: int, emit: Callable[[Event], None]) -> Event | N
         failure = Event(job, "error", error=("bug", traceback.format_exc()))
     else:
         summary = result.summary
-        emit(Event(job, "done", summary["steps"], summary["total_steps"], last["row"], summary))
+        emit(Event(job, "done", summary["steps"], summary["total_steps"], last["row"], summary,
+                   held_out=summary.get("held_out", last["held_out"])))  # fmt: skip
         return None
     emit(failure)
     return failure

@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from nnopt.experiments.jobs import Event
+from nnopt.names import metric_text
 
 
 @dataclass
@@ -26,6 +27,7 @@ class _Running:
     total: int = 0
     row: dict[str, Any] | None = None
     first_step: int | None = None  # where this process picked the run up (a resumed run)
+    held_out: str = "validation"  # what the row's val_* are called (nnopt.names)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class CompareProgress:
             job.first_step = event.step
         job.step, job.total = event.step, event.total or job.total
         job.row = event.row or job.row
+        job.held_out = event.held_out
         if event.kind in ("done", "error"):
             del self.running[key]
             if event.kind == "done":
@@ -68,7 +71,7 @@ class CompareProgress:
                 status = (event.summary or {}).get("status", "done")
                 self._line(
                     f"[{self.done}/{self.total}] {key[0]} seed {key[1]}: {status}, "
-                    f"{self._metric_text(job.row)}, {time.monotonic() - job.started:.1f} s"
+                    f"{self._metric_text(job)}, {time.monotonic() - job.started:.1f} s"
                 )
         if self._live is not None:
             self._live.update(self._table(), refresh=True)
@@ -78,15 +81,16 @@ class CompareProgress:
             self.console.print(text, highlight=False)
 
     @staticmethod
-    def _metric_text(row: dict[str, Any] | None) -> str:
+    def _metric_text(job: _Running) -> str:
         """The last evaluation: accuracy where the task has one, else the held-out loss."""
+        row = job.row
         if row is None:
             return "-"
         accuracy = row.get("val_accuracy")
         if accuracy is not None and accuracy == accuracy:
-            return f"val_accuracy {accuracy:.2%}"
+            return metric_text("val_accuracy", accuracy, job.held_out)
         loss = row.get("val_loss")
-        return "-" if loss is None else f"val_loss {loss:.4g}"
+        return "-" if loss is None else metric_text("val_loss", loss, job.held_out)
 
     def _table(self) -> Table:
         table = Table(title=f"{self.done} of {self.total} runs done", title_justify="left")
@@ -102,7 +106,7 @@ class CompareProgress:
                 variant,
                 str(seed),
                 f"{job.step}/{job.total}",
-                self._metric_text(job.row),
+                self._metric_text(job),
                 f"{elapsed:.0f} s",
                 eta,
             )

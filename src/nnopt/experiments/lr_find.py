@@ -10,14 +10,22 @@ The loss is smoothed with a debiased exponential average,
 
     a_i = beta * a_{i-1} + (1 - beta) * loss_i,    s_i = a_i / (1 - beta^(i+1)),
 
-and the sweep stops once s_i > 4 * min(s). That average is causal, so it lags the loss: with
-beta = 0.98 over a 100-step sweep (fastai's and Lightning's defaults) its steepest point sits
-several steps, about 0.6 decades of lr, to the right of the loss's. The suggestions are
-therefore taken from a zero-phase version, an average run forward and then backward over the
-finished sweep (as ``scipy.signal.filtfilt`` does), with a time constant of 5% of the sweep
-(beta = 1 - 20 / n): the lr where it falls fastest against log(lr), searched between the
-trimmed start and its minimum (past the minimum the loss is diverging, and its jumps there are
-not a descent worth taking), and the lr of its minimum / 10.
+and the sweep stops once it has diverged: s_i above 4 * min(s) *and* above where s started,
+both counted from the end of the first 10% of the sweep (before that s is the mean of a few
+noisy points, and a trained model's loss, 2e-4 one batch and 2.5e-3 the next, would "diverge"
+at step 3). The starting level keeps the stop relative to the loss the model came with.
+
+That average is causal, so it lags the loss: with beta = 0.98 over a 100-step sweep
+(fastai's and Lightning's defaults) its steepest point sits several steps, about 0.6 decades
+of lr, to the right of the loss's. The suggestions are therefore taken from a zero-phase
+version, an average run forward and then backward over the sweep (as
+``scipy.signal.filtfilt`` does), with a time constant of 5% of the sweep (beta = 1 - 20 / n).
+Run backward, it would carry the blow-up into the minimum (on digits a loss of 0.15-0.25 read
+as 0.6, its minimum moved half a decade left, min / 10 2.5x too low), so it runs only over the
+curve before the diverged tail: the points up to the first, past the average's minimum, whose
+loss is above the same threshold as the stop's. The suggestions: the lr where that curve falls
+fastest against log(lr), searched between the trimmed start and its minimum, and the lr of
+its minimum / 10; none, with the reason, when the curve is too short or does not fall.
 
 Everything the test touches is put back afterwards: parameters, gradients, optimizer state
 (schedule step and plateau included) and every RNG, so that training after an lr-find is
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,11 +60,20 @@ class LRFindResult:
     suggestion: float | None
     min_over_10: float | None
     stopped_early: bool
+    kept: int | None = None  # points before the diverged tail (None: all but a stopping one)
+    reason: str | None = None  # why there is no suggestion, when there is none
 
     @property
     def usable(self) -> int:
-        """How many points make the curve: all but the one that stopped the sweep."""
+        """How many points make the curve: those before the diverged tail."""
+        if self.kept is not None:
+            return self.kept
         return len(self.lrs) - 1 if self.stopped_early else len(self.lrs)
+
+    def warn_if_no_suggestion(self) -> None:
+        """A notebook's ``found.suggestion`` is None without a word otherwise."""
+        if self.suggestion is None:
+            warnings.warn(f"lr_find made no suggestion: {self.reason}", UserWarning, stacklevel=3)
 
     def plot(self, path: str | Path) -> Path:
         """Draw the sweep (loss against lr, the suggestions marked) to ``path``."""
@@ -118,6 +136,83 @@ def suggest(lrs: list[float], smoothed: list[float], trim: float = 0.1) -> float
     return float(lrs[best])
 
 
+# The first tenth of a sweep: the average is still settling there (a mean of a few noisy
+# points), so it neither stops the sweep nor sets the minimum; suggest() trims the same.
+SETTLE = 0.1
+# A curve has a descent to suggest from when its lowest point is below its start by 10% and
+# by 3 times the batch-to-batch noise of the loss there: a trained model's loss wanders 30%
+# (2e-4 to 9e-4) with no descent at all, a fresh one's falls by a hundred times its noise.
+MIN_FALL, NOISE_FALLS = 0.1, 3.0
+
+
+def settle_points(steps: int) -> int:
+    return max(5, int(steps * SETTLE))
+
+
+def divergence_threshold(average: list[float], settle: int, factor: float) -> float:
+    """The loss above which the sweep has diverged: ``factor`` times the average's lowest
+    value and above the average's start, both once it has settled (inf before)."""
+    if len(average) < settle:
+        return math.inf
+    settled = average[settle - 1 :]
+    return max(factor * min(settled), settled[0])
+
+
+def diverged_from(losses: list[float], average: list[float], settle: int, factor: float) -> int:
+    """Where the diverged tail begins: the first point, past the average's lowest, whose loss
+    is above the divergence threshold (or not finite). The curve is the points before it."""
+    finite = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+    if finite < settle:
+        return finite
+    threshold = divergence_threshold(average[:finite], settle, factor)
+    lowest = settle - 1 + int(np.argmin(average[settle - 1 : finite]))
+    return next((i for i in range(lowest, finite) if losses[i] > threshold), finite)
+
+
+def sweep_result(
+    lrs: list[float], losses: list[float], stopped_early: bool, *,
+    beta: float = 0.98, factor: float = 4.0,
+) -> LRFindResult:  # fmt: skip
+    """The curve (the sweep less its diverged tail), smoothed zero-phase, and the
+    suggestions from it, or the reason there are none."""
+    n = len(losses)
+    kept = diverged_from(losses, smooth(losses, beta), settle_points(n), factor)
+    smoothed = smooth_centered(losses[:kept]) + [math.inf] * (n - kept)
+    curve = smoothed[:kept]
+    suggestion = suggest(lrs[:kept], curve)
+    lowest = int(np.argmin(curve)) if curve else 0
+    reason = None
+    if suggestion is None:
+        reason = (
+            f"too few points for a suggestion ({kept}): raise steps"
+            if kept == n
+            else f"too few points for a suggestion ({kept} before the loss diverged at lr "
+            f"{lrs[kept]:.2g}): lower min_lr or raise steps"
+        )
+    else:
+        first = int(kept * SETTLE)
+        start, noise = curve[first], float(np.std(losses[: max(first, 5)]))
+        if start - curve[lowest] < max(MIN_FALL * start, NOISE_FALLS * noise):
+            suggestion, reason = (
+                None,
+                (
+                    f"the loss did not fall during the sweep (from {start:.3g} to at best "
+                    f"{curve[lowest]:.3g}, batch-to-batch noise {noise:.2g}): nothing to descend. "
+                    "A model already trained has no descent left: sweep a freshly built one"
+                ),
+            )
+    return LRFindResult(
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        suggestion=suggestion,
+        min_over_10=lrs[lowest] / 10 if suggestion is not None else None,
+        stopped_early=stopped_early,
+        kept=kept,
+        reason=reason,
+    )
+
+
 def lr_range_test(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -138,7 +233,10 @@ def lr_range_test(
     saved_groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     saved_rng = rng_state()
     was_training = model.training
-    tried, losses = [], []
+    tried: list[float] = []
+    losses: list[float] = []
+    average: list[float] = []  # the debiased average, s_i above
+    settle = settle_points(steps)
     stopped_early = False
     try:
         override = getattr(optimizer, "override_lr", None)
@@ -147,7 +245,7 @@ def lr_range_test(
             start = optimizer.step_count
             override(lambda step: float(lrs[step - start]))
         model.train()
-        best = math.inf
+        running = 0.0
         for i, lr in enumerate(lrs):
             for group in optimizer.param_groups:
                 group["lr"] = float(lr)
@@ -159,9 +257,10 @@ def lr_range_test(
             value = loss.item()
             tried.append(float(lr))
             losses.append(value if math.isfinite(value) else math.inf)
-            current = smooth(losses, beta)[-1]
-            best = min(best, current)
-            if not math.isfinite(current) or current > diverge_factor * best:
+            running = beta * running + (1 - beta) * losses[-1]
+            average.append(running / (1 - beta ** (i + 1)))
+            threshold = divergence_threshold(average, settle, diverge_factor)
+            if not math.isfinite(average[-1]) or (i >= settle and average[-1] > threshold):
                 stopped_early = True
                 break
     finally:
@@ -180,26 +279,14 @@ def lr_range_test(
             group.update(saved)
         set_rng_state(saved_rng)
         model.train(was_training)
-    # Leave out the point that triggered the stop: it is the blow-up, not the curve (and an
-    # infinite loss would spread through the backward pass).
-    usable = len(losses) - 1 if stopped_early else len(losses)
-    smoothed = smooth_centered(losses[:usable]) + [math.inf] * (len(losses) - usable)
-    finite = [s for s in smoothed[:usable] if math.isfinite(s)]
-    minimum = tried[int(np.argmin(smoothed[:usable]))] / 10 if finite else None
-    return LRFindResult(
-        lrs=tried,
-        losses=losses,
-        smoothed=smoothed,
-        suggestion=suggest(tried[:usable], smoothed[:usable]),
-        min_over_10=minimum,
-        stopped_early=stopped_early,
-    )
+    return sweep_result(tried, losses, stopped_early, beta=beta, factor=diverge_factor)
 
 
 def shown_points(result: LRFindResult) -> int:
     """How many points of the sweep the plot shows: up to where the smoothed loss, past its
-    minimum, climbs back above where it started (a few points more). Beyond that the network
-    has blown up and the rest of the sweep is noise that would take the plot's width."""
+    minimum, climbs back above where it started, or the curve's end, and a few points more.
+    Beyond that the network has blown up and the rest of the sweep is noise that would take
+    the plot's width."""
     smoothed = result.smoothed[: result.usable]
     if not smoothed or not all(math.isfinite(s) for s in smoothed):
         return result.usable
@@ -207,7 +294,7 @@ def shown_points(result: LRFindResult) -> int:
     for i in range(lowest, len(smoothed)):
         if smoothed[i] > smoothed[0]:
             return min(i + 3, len(smoothed))
-    return len(smoothed)
+    return min(len(smoothed) + 3, len(result.lrs))
 
 
 def plot_lr_find(result: LRFindResult, path: str) -> None:
@@ -221,7 +308,8 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     shown = shown_points(result)
     lrs = result.lrs[:shown]
     ax.plot(lrs, result.losses[:shown], color="0.75", lw=1, label="loss")
-    ax.plot(lrs, result.smoothed[:shown], color="C0", lw=2, label="smoothed loss (zero-phase)")
+    label = "smoothed loss (zero-phase, up to the blow-up)"
+    ax.plot(lrs, result.smoothed[:shown], color="C0", lw=2, label=label)
     if result.suggestion is not None:
         ax.axvline(
             result.suggestion, color="C3", ls="--", label=f"suggested: {result.suggestion:.2e}"
@@ -238,11 +326,15 @@ def plot_lr_find(result: LRFindResult, path: str) -> None:
     if finite:
         low, high = min(finite + raw), finite[0]
         ax.set_ylim(low - 0.1 * abs(high - low), max(high, low) + 0.5 * abs(high - low) + 1e-12)
+    # Plain numbers on the y axis: a trained model's flat 2.16e-4 read "1e-13 + 2.16e-4".
+    ax.yaxis.get_major_formatter().set_useOffset(False)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     title = "learning-rate range test"
     if shown < len(result.lrs):
         title += f" (cut at lr {lrs[-1]:.2g}: the sweep to {result.lrs[-1]:.2g} had diverged)"
+    if result.reason:  # "no suggestion: the loss did not fall during the sweep"
+        title += f"\nno suggestion: {result.reason.split(' (')[0]}"
     ax.set_title(title, fontsize=11)
     # The loss starts high at small lrs and falls to the right: the lower left stays empty.
     ax.legend(loc="lower left", framealpha=0.85)

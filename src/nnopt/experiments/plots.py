@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nnopt import atomic  # noqa: E402
-from nnopt.experiments.stats import RunRecord, metric_label  # noqa: E402
+from nnopt.experiments.stats import RunRecord  # noqa: E402
+from nnopt.names import metric_label  # noqa: E402
 
 LINESTYLES = ("-", (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2)))
 

@@ -6,16 +6,19 @@ import base64
 import html
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from nnopt import atomic
 from nnopt.experiments.plots import Plot
+from nnopt.experiments.recipe_view import recipes_html, recipes_markdown
 from nnopt.experiments.stats import Spread, VariantStats
+from nnopt.names import format_metric
 
 
 def _fmt(value: float, metric: str) -> str:
-    return f"{value:.2%}" if metric.endswith("accuracy") else f"{value:.4g}"
+    return format_metric(metric, value)
 
 
 def _spread(spread: Spread | None, metric: str) -> str:
@@ -32,16 +35,19 @@ def _mean_std(spread: Spread | None, metric: str) -> str:
     return f"{_fmt(spread.mean, metric)} ± {_fmt(spread.std, metric)}"
 
 
-def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[str], list[list]]:
-    """Header and rows of the comparison table, as strings."""
+def table_rows(
+    stats: list[VariantStats], target: float | None, *, short: bool = False
+) -> tuple[list[str], list[list]]:
+    """Header and rows of the comparison table, as strings. ``short``: headers without the
+    metric's name, for a terminal table whose title names it."""
     metric = stats[0].metric if stats else "val_accuracy"
-    label = stats[0].label if stats else metric
+    label = "" if short else f" {stats[0].label if stats else metric}"
     header = [
         "variant",
-        f"final {label} median [min, max]",
+        f"final{label} median [min, max]",
         "final mean ± std",
-        f"best {label} median",
-        "final train loss",
+        f"best{label} median",
+        "train loss" if short else "final train loss",
         "wall time (s)",
         "diverged",
     ]
@@ -66,15 +72,40 @@ def table_rows(stats: list[VariantStats], target: float | None) -> tuple[list[st
     return header, rows
 
 
-def rich_table(stats: list[VariantStats], target: float | None, title: str) -> Table:
-    header, rows = table_rows(stats, target)
-    table = Table(title=title)
-    # Escaped: rich would take "[min, max]" in a header for a style tag and drop it.
-    for i, name in enumerate(header):
-        table.add_column(escape(name), justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*map(escape, row))
-    return table
+# The terminal table's columns by their index in table_rows, in the order they go when it is
+# too wide for the terminal (report.md keeps them all): wall time, training loss, time to the
+# target, mean ± std, best, diverged, steps to the target. The variant and the final
+# median [min, max] always stay.
+DROP_ORDER = (5, 4, 8, 2, 3, 6, 7)
+
+
+def rich_table(
+    stats: list[VariantStats], target: float | None, title: str, console: Console | None = None
+) -> tuple[Table, int]:
+    """The comparison table for a terminal: its title names the metric, its headers are
+    short, and on a ``console`` too narrow for all its columns (80 wide, say) the least
+    telling columns go, rather than every cell wrapping over three lines. Returns the table
+    and how many columns were left out."""
+    header, rows = table_rows(stats, target, short=True)
+    keep = list(range(len(header)))
+    for drop in (None, *DROP_ORDER):
+        if drop is not None and drop in keep:
+            keep.remove(drop)
+        table = Table(title=title)
+        # Escaped: rich would take "[min, max]" in a header for a style tag and drop it.
+        for i in keep:
+            table.add_column(escape(header[i]), justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*(escape(row[i]) for i in keep))
+        if console is None or _unwrapped_width(table, console) <= console.width:
+            break
+    return table, len(header) - len(keep)
+
+
+def _unwrapped_width(table: Table, console: Console) -> int:
+    """The width a table needs with no cell wrapped (measured as on an unbounded terminal:
+    rich clamps a measurement to the console's width)."""
+    return console.measure(table, options=console.options.update_width(10**4)).maximum
 
 
 def markdown_table(stats: list[VariantStats], target: float | None) -> str:
@@ -102,9 +133,7 @@ def write_reports(
     md = [f"# {title}", "", intro, "", markdown_table(stats, target), ""]
     for plot in plots:
         md += [f"![{plot.caption}]({plot.path.relative_to(out).as_posix()})", "", plot.caption, ""]
-    md += ["## Recipes", ""]
-    for variant, text in recipes.items():
-        md += [f"### {variant}", "", "```toml", text.rstrip(), "```", ""]
+    md += recipes_markdown(recipes)
     md_path = out / "report.md"
     atomic.write_text(md_path, "\n".join(md))
 
@@ -119,9 +148,7 @@ def write_reports(
         f"{html.escape(plot.caption)}</figcaption></figure>"
         for plot in plots
     )
-    recipe_html = "".join(
-        f"<h3>{html.escape(v)}</h3><pre>{html.escape(t)}</pre>" for v, t in recipes.items()
-    )
+    recipe_html = recipes_html(recipes)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -130,14 +157,21 @@ table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 th {{ background: #f3f3f3; }}
-figure {{ display: inline-block; vertical-align: top; margin: 0.5rem; max-width: 520px; }}
-img {{ max-width: 520px; }} figcaption {{ font-size: 0.85rem; color: #444; }}
+table.recipes td {{ text-align: left; }}
+figure {{ margin: 1.5rem 0; }} figcaption {{ font-size: 0.9rem; color: #444; }}
+/* One figure a row at its own size (its text as drawn); a click shows it as large as the
+   window allows, another click puts it back. */
+img {{ display: block; width: 100%; max-width: 900px; cursor: zoom-in; }}
+img.zoomed {{ position: fixed; inset: 0; width: 100vw; height: 100vh; max-width: none;
+  object-fit: contain; background: rgba(255, 255, 255, 0.97); cursor: zoom-out; z-index: 9; }}
 pre {{ background: #f7f7f7; padding: 0.6rem; overflow-x: auto; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>
 <table><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>
 {images}
-<h2>Recipes</h2>{recipe_html}
+{recipe_html}
+<script>document.querySelectorAll("img").forEach((i) =>
+  i.addEventListener("click", () => i.classList.toggle("zoomed")));</script>
 </body></html>
 """
     html_path = out / "report.html"

@@ -7,6 +7,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from nnopt.names import VALIDATION, metric_label
+
 
 @dataclass
 class RunRecord:
@@ -66,34 +68,16 @@ class VariantStats:
     time_to_target: Spread | None = None
     reached_target: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-    held_out: str = "validation"  # the split val_* metrics are measured on: test or validation
+    held_out: str = VALIDATION  # the split val_* metrics are measured on (nnopt.names)
 
     @property
     def label(self) -> str:
         return metric_label(self.metric, self.held_out)
 
 
-# Words for the metrics a run logs; "val_" names the held-out split, which is the data set's
-# own test split when it ships one ("test"), else carved from the training data ("validation").
-_WORDS = {"accuracy": "accuracy", "loss": "loss", "perplexity": "perplexity"}
-
-
-def metric_label(metric: str, held_out: str = "validation") -> str:
-    """``val_accuracy`` -> "test accuracy" or "validation accuracy"; ``train_loss`` ->
-    "training loss"; ``lr`` -> "learning rate"."""
-    if metric == "lr":
-        return "learning rate"
-    split, _, word = metric.partition("_")
-    if split == "val" and word in _WORDS:
-        return f"{held_out} {_WORDS[word]}"
-    if split == "train" and word in _WORDS:
-        return f"training {_WORDS[word]}"
-    return metric
-
-
 def held_out_of(records: list[RunRecord]) -> str:
     """What the runs' held-out split is: "test", "validation" (or "held-out" when mixed)."""
-    kinds = {r.summary.get("held_out", "validation") for r in records}
+    kinds = {r.summary.get("held_out", VALIDATION) for r in records}
     return kinds.pop() if len(kinds) == 1 else "held-out"
 
 

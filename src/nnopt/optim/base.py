@@ -337,7 +337,7 @@ class Optimizer(torch.optim.Optimizer):
         tensors are copied: loading another optimizer's live state dict must not tie them.
         """
         state_dict = dict(state_dict)
-        state_dict["state"] = copy.deepcopy(state_dict["state"])
+        state_dict["state"] = _copied(state_dict["state"])
         extra = state_dict.pop("nnopt", None)
         # torch's load_state_dict puts the loaded groups in place through __setstate__ and
         # only then runs the user's post-hooks: nnopt's fix-ups run inside __setstate__, so a
@@ -410,6 +410,18 @@ def _packed(group: dict[str, Any]) -> list[Tensor]:
     """The parameters a flat layout holds: none of a differentiable group (its step is the
     eager rule on the parameters themselves)."""
     return [] if group.get("differentiable") else group["params"]
+
+
+def _copied(tree: Any) -> Any:
+    """A copy of a state tree, each tensor cloned (a differentiable optimizer's state is not a
+    graph leaf, so deepcopy refuses it; clone keeps its history, as torch's load keeps it)."""
+    if isinstance(tree, Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return type(tree)((k, _copied(v)) for k, v in tree.items())
+    if isinstance(tree, list | tuple):
+        return type(tree)(_copied(v) for v in tree)
+    return copy.deepcopy(tree)
 
 
 def _signature_defaults(cls: type) -> dict[str, Any]:

@@ -112,6 +112,21 @@ class ModelSpec(Section):
         "heads",
     )
 
+    # The built-in fields each kind reads (models.build_model): the others do nothing for it.
+    USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "linear": (),
+        "mlp": ("hidden", "activation", "dropout"),
+        "cnn1d": ("channels", "activation", "dropout"),
+        "resnet": ("channels", "layers"),
+        "transformer": ("width", "layers", "heads", "dropout"),
+    }
+
+    def unused_fields(self) -> tuple[str, ...]:
+        """Fields that do nothing for this model (a report leaves them out)."""
+        if self.factory is not None:
+            return self.BUILT_IN_ONLY
+        return tuple(f for f in self.BUILT_IN_ONLY if f != "kind" and f not in self.USES[self.kind])
+
     @model_validator(mode="after")
     def _factory_or_built_in(self) -> ModelSpec:
         if self.factory is None:
@@ -239,6 +254,22 @@ class ScheduleSpec(Section):
     warmup_steps: int = Field(0, ge=0)
     final_lr: float = Field(0.0, ge=0)
     pct_start: float = Field(0.3, gt=0, lt=1)
+
+    # The fields each kind reads (training.build.build_schedule): the others do nothing for it.
+    USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "constant": ("warmup_steps",),
+        "step": ("step_size", "gamma", "warmup_steps"),
+        "exponential": ("gamma", "decay_steps", "warmup_steps"),
+        "cosine": ("decay_steps", "final_lr", "warmup_steps"),
+        "warmup_cosine": ("decay_steps", "final_lr", "warmup_steps"),
+        "one_cycle": ("decay_steps", "pct_start"),
+    }
+
+    def unused_fields(self) -> tuple[str, ...]:
+        """Fields that do nothing for this kind of schedule (a report leaves them out)."""
+        return tuple(
+            f for f in type(self).model_fields if f != "kind" and f not in self.USES[self.kind]
+        )
 
     @model_validator(mode="after")
     def _kind_needs(self) -> ScheduleSpec:

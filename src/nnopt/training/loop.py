@@ -26,6 +26,7 @@ from nnopt.distributed import ShardedOptimizer, setup
 from nnopt.errors import CheckpointError, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
+from nnopt.names import held_out_split
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
@@ -43,8 +44,8 @@ from nnopt.training.passed import as_recipe
 from nnopt.training.progress import Progress
 from nnopt.training.rundir import RunLock
 
-# on_step(step, total steps, metrics row of that step or None)
-StepHook = Callable[[int, int, "dict[str, Any] | None"], None]
+# on_step(step, total steps, metrics row of that step or None, the held-out split's name)
+StepHook = Callable[[int, int, "dict[str, Any] | None", str], None]
 
 
 @dataclass
@@ -91,8 +92,9 @@ def train(
     an older nnopt (format 3 or earlier) once and rewrites it in today's format; never give it
     for a file from elsewhere. ``stop_after`` ends this call
     after that many global steps (the run stays resumable), for tests and time-boxed jobs.
-    ``on_step(step, total, row)`` is called after every step (``row``: the metrics row when
-    that step was evaluated, else None), for progress displays such as ``compare``'s.
+    ``on_step(step, total, row, held_out)`` is called after every step (``row``: the metrics
+    row when that step was evaluated, else None; ``held_out``: "test" or "validation", what
+    its val_* numbers are called), for progress displays such as ``compare``'s.
     A non-finite loss ends the run with ``summary["status"] == "diverged"`` and a message
     naming the step and the learning rate; the last good checkpoint stays in place.
     """
@@ -127,6 +129,8 @@ class Trainer:
         # held-out split; the sums are reduced.
         self.feed = feed_for(dataset, self.parts.device, self.parts.batches, recipe.seed,
                              self.ctx.world, self.ctx.rank)  # fmt: skip
+        # What val_* are measured on, by the one rule (nnopt.names): "test" or "validation".
+        self.held_out = held_out_split(dataset.test_is_validation)
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
         self.net, self.optimizer = self._distribute()
@@ -186,7 +190,8 @@ class Trainer:
         status, message = "finished", ""
         self._started = time.perf_counter() - state.elapsed
         self.parts.model.train()
-        with Progress(total, disable=self.quiet or not self.ctx.is_main, start=state.step) as bar:
+        quiet = self.quiet or not self.ctx.is_main
+        with Progress(total, self.held_out, disable=quiet, start=state.step) as bar:
             batches = self.feed.batches_from(state.step)
             while state.step < end:
                 loss = self._train_step(next(batches))
@@ -201,7 +206,7 @@ class Trainer:
                 if row is not None:
                     bar.show_eval(row)
                 if on_step is not None:
-                    on_step(state.step, total, row)
+                    on_step(state.step, total, row, self.held_out)
                 if self._checkpoint_due(state.step, evaluated):
                     self._checkpoint(state)
         if status == "finished" and state.step < total:
@@ -365,9 +370,7 @@ class Trainer:
             "world_size": self.ctx.world,
             "threads": self.parts.threads,
             "metric": metric,
-            # val_* are measured on the data set's own test split, or on a validation split
-            # carved from the training data when it has none.
-            "held_out": "validation" if self.parts.dataset.test_is_validation else "test",
+            "held_out": self.held_out,
             "final": {
                 k: final.get(k)
                 for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")
