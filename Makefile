@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean \
-        readme-check startup-bench
+        readme-check startup-bench test-torch-versions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,38 @@ test-torch-suite: setup
 test-clients: $(CLIENTS_STAMP)
 	$(BIN)/python -m pytest -q tests/clients
 
+# The optimizer tests on each torch nnopt claims: the lowest it supports (pyproject.toml's
+# lower bound) and the newest the package index serves. One venv per version, .venv-torch-X/
+# (gitignored, kept for the next run). Not in CI: PyPI's Linux wheels are the CUDA builds,
+# several GB each with their nvidia-* dependencies (they run on CPU). Override with
+# `make test-torch-versions TORCH_VERSIONS="2.6.0 2.14.1"`.
+TORCH_VERSIONS ?= 2.4.0 2.14.1
+TORCH_VERSION_TESTS := tests/test_dropin.py tests/test_optim_vs_torch.py tests/test_torch_signature.py \
+                       tests/test_group_kernel.py tests/torch_suite
+
+# torch pinned on every pip line, nnopt's too (its own requirement would otherwise let pip move
+# torch). The kernels are plain C++ without torch's headers, so they build the same under any
+# torch; a failed build is reported, and the tests then run the eager rules.
+.venv-torch-%/.installed: pyproject.toml
+	@echo "test-torch-versions: installing torch==$* and nnopt into .venv-torch-$*"
+	$(PYTHON) -m venv .venv-torch-$*
+	.venv-torch-$*/bin/pip install -q --upgrade pip
+	.venv-torch-$*/bin/pip install -q torch==$* -e '.[dev]'
+	-.venv-torch-$*/bin/python -m nnopt.optim.kernels
+	touch $@
+
+# Every version runs, even after a failure; the summary ends with each version's pytest line.
+test-torch-versions: $(foreach v,$(TORCH_VERSIONS),.venv-torch-$(v)/.installed)
+	@status=0; for v in $(TORCH_VERSIONS); do \
+	    echo "== torch $$v"; \
+	    { .venv-torch-$$v/bin/python -m pytest -q $(TORCH_VERSION_TESTS); \
+	      echo $$? > .venv-torch-$$v/pytest.rc; } 2>&1 | tee .venv-torch-$$v/pytest.log; \
+	    [ "$$(cat .venv-torch-$$v/pytest.rc)" = 0 ] || status=1; \
+	done; \
+	for v in $(TORCH_VERSIONS); do \
+	    echo "torch $$v: $$(tail -n 1 .venv-torch-$$v/pytest.log)"; \
+	done; exit $$status
+
 # The seed's optimizers compared on MNIST-1D with the paper's CNN, 3 seeds (~2-3 min, 2 cores).
 DEMO_RECIPES := examples/demo/sgd.toml examples/demo/momentum.toml \
                 examples/demo/rmsprop.toml examples/demo/adam.toml
@@ -85,4 +117,4 @@ format: setup
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-torch-* build *.egg-info src/*.egg-info .pytest_cache

@@ -18,6 +18,7 @@ import base64
 import copy
 import hashlib
 import importlib.util
+import inspect
 import os
 import pickle
 import re
@@ -94,12 +95,20 @@ def _extract(device: str) -> dict[str, Any]:
             supported_impls=tuple(info.supported_impls),
             supports_complex=bool(info.supports_complex),
             supports_sparse=bool(info.supports_sparse),
-            has_capturable_arg=bool(info.has_capturable_arg),
+            has_capturable_arg=_has_capturable_arg(info),
             supports_fused_on=tuple(info.supports_fused_on),
             # torch's sparse-gradient test runs these kwargs (its schedulers are left out)
             sparse_kwargs=dict(info.metadata_for_sparse[0]) if info.supports_sparse else None,
         )
     return data
+
+
+def _has_capturable_arg(info: Any) -> bool:
+    """optim_db's fact, or (torch < 2.5, whose OptimizerInfo lacks the field) what it states:
+    the constructor takes ``capturable``."""
+    if hasattr(info, "has_capturable_arg"):
+        return bool(info.has_capturable_arg)
+    return "capturable" in inspect.signature(info.optim_cls.__init__).parameters
 
 
 def _source_key(device: str) -> str:

@@ -31,8 +31,9 @@ POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR
 
 @pytest.mark.parametrize("name", configs.OPTIMIZERS)
 def test_constructor_signature(name: str):
-    """torch 2.13's signature: same positional order, keyword-only options and defaults;
-    nnopt's own options (``flat``) are keyword-only extras."""
+    """The installed torch's signature: same positional order, keyword-only options and
+    defaults; nnopt's own options (``flat``, and arguments this torch lacks that a newer one
+    has, as Adam's ``decoupled_weight_decay`` on torch 2.4) are keyword-only extras."""
     theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
     ours = inspect.signature(nnopt_cls(name).__init__).parameters
     positional = [n for n, p in theirs.items() if p.kind in POSITIONAL]

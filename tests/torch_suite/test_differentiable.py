@@ -180,9 +180,18 @@ def test_hyperparameter_gradients(name: str, names: tuple[str, ...]):
 
     assert gradcheck(loss_of, tuple(leaves))
     ours = torch.autograd.grad(_two_steps(p, grad, state, cls, kwargs, None), leaves)
-    theirs = torch.autograd.grad(
-        _two_steps(p, grad, state, getattr(torch.optim, name), kwargs, None), leaves
-    )
+    try:
+        theirs = torch.autograd.grad(
+            _two_steps(p, grad, state, getattr(torch.optim, name), kwargs, None), leaves
+        )
+    except (TypeError, RuntimeError) as exc:
+        # An older torch's differentiable step takes Python numbers only (add_(alpha=Tensor)
+        # is refused) or updates a tensor autograd still needs: there is nothing to compare
+        # with; nnopt's gradients were checked by gradcheck above.
+        pytest.skip(
+            f"torch {torch.__version__}'s differentiable {name} cannot differentiate by "
+            f"{', '.join(names)} ({type(exc).__name__}); nnopt's gradcheck passed"
+        )
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 

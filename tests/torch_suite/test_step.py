@@ -175,7 +175,15 @@ def test_add_param_group(case: Case):
             ours.add_param_group({"params": mine[2:]})
             ref.add_param_group({"params": theirs[2:]})
         backward_step(ours, mine, g)
-        backward_step(ref, theirs, g)
+        try:
+            backward_step(ref, theirs, g)
+        except KeyError as exc:
+            # An older torch's Adagrad creates its state in the constructor only, so it cannot
+            # step a group added later: nothing to compare nnopt's step with.
+            pytest.skip(
+                f"torch {torch.__version__}'s {case.cfg.name} cannot step an added group "
+                f"(KeyError {exc})"
+            )
         assert_params_close(mine, theirs, f"step {t + 1}")
     assert_states_close(ours, ref, mine, theirs)
     lacking = set(ref.param_groups[1]) - set(ours.param_groups[1])

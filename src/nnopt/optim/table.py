@@ -19,6 +19,7 @@ from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
+from nnopt.optim.torch_signature import follow
 
 # Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
 # (always there), nnopt's own regularization (the [regularization] section), storage (``flat``)
@@ -59,6 +60,11 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
 )
+# Each twin takes the installed torch's defaults (see torch_signature.py), before anything
+# below reads the signatures.
+for _row in ROWS:
+    if _row.twin:
+        follow(_row.cls, _row.twin)
 BY_NAME: dict[str, Row] = {row.name: row for row in ROWS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 
