@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+import nnopt
 from nnopt.optim import SGD, AdaGrad, Adam, RMSProp, kernels, rules
 from nnopt.optim.kernels import blocks, build, cpu
 
@@ -212,6 +213,13 @@ def test_optimizer_steps_match_eager(cls, options, flat) -> None:
 def test_kernels_mode_is_validated() -> None:
     with pytest.raises(ValueError, match="kernels must be one of"):
         kernels.use_native("fast")
+
+
+def test_a_misspelt_kernels_mode_fails_when_set_not_at_the_next_step() -> None:
+    opt = nnopt.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with pytest.raises(ValueError, match="kernels must be one of 'auto', 'native'.*got 'eagr'"):
+        opt.kernels = "eagr"
+    assert opt.kernels == "auto"
 
 
 def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path) -> None:
