@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from nnopt.optim import kernels, rules
-from nnopt.optim.base import Optimizer
+from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
 from nnopt.optim.validation import check_nonnegative, check_positive
 
@@ -53,21 +53,7 @@ class Adagrad(Optimizer):
         l2: float = 0.0,
         flat: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            eps=eps,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-            l1=l1,
-            l2=l2,
-        )
-        super().__init__(params, defaults, flat=flat)
+        super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         check_nonnegative("lr_decay", group["lr_decay"])

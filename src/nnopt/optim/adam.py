@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from nnopt.optim import kernels, rules
-from nnopt.optim.base import Optimizer
+from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper, scalar
 from nnopt.optim.validation import (
     OptionError,
@@ -62,22 +62,7 @@ class Adam(Optimizer):
         l2: float = 0.0,
         flat: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-            l1=l1,
-            l2=l2,
-        )
-        super().__init__(params, defaults, flat=flat)
+        super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         betas = group["betas"]

@@ -412,6 +412,15 @@ def _packed(group: dict[str, Any]) -> list[Tensor]:
     return [] if group.get("differentiable") else group["params"]
 
 
+def constructor_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A twin's constructor arguments (its ``locals()``) as param-group defaults: every
+    option once, as the signature names it, without ``params`` and the storage flag."""
+    return {k: v for k, v in arguments.items() if k not in _NOT_GROUP_OPTIONS}
+
+
+_NOT_GROUP_OPTIONS = frozenset({"self", "params", "flat", "__class__"})
+
+
 def _copied(tree: Any) -> Any:
     """A copy of a state tree, each tensor cloned (a differentiable optimizer's state is not a
     graph leaf, so deepcopy refuses it; clone keeps its history, as torch's load keeps it)."""

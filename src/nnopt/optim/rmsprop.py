@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nnopt.optim import kernels, rules
-from nnopt.optim.base import Optimizer
+from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
 from nnopt.optim.validation import check_positive, check_type, check_unit_interval
 
@@ -48,23 +48,7 @@ class RMSprop(Optimizer):
         l2: float = 0.0,
         flat: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            alpha=alpha,
-            eps=eps,
-            centered=centered,
-            weight_decay=weight_decay,
-            capturable=capturable,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            eps_inside_sqrt=eps_inside_sqrt,
-            decoupled_weight_decay=decoupled_weight_decay,
-            l1=l1,
-            l2=l2,
-        )
-        super().__init__(params, defaults, flat=flat)
+        super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         check_unit_interval(self.decay_name, group["alpha"])

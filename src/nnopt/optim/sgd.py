@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from nnopt.optim import kernels, rules
-from nnopt.optim.base import Optimizer
+from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
 from nnopt.optim.validation import check_nonnegative, check_type, check_unit_interval
 
@@ -59,21 +59,7 @@ class SGD(Optimizer):
         l2: float = 0.0,
         flat: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-            l1=l1,
-            l2=l2,
-        )
-        super().__init__(params, defaults, flat=flat)
+        super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         check_unit_interval("momentum", group["momentum"])
