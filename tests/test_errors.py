@@ -146,3 +146,20 @@ def test_command_line_values_are_checked_at_the_boundary(tmp_path, capsys):
     sharded = ["--set", "train.shard_state=true"]  # needs torchrun
     assert main(["train", str(recipe), "--out", str(tmp_path / "a"), *sharded]) == 2
     assert "torchrun" in _one_line(capsys, "train")
+
+
+def test_an_optimizer_error_is_named_by_the_option_it_carries_in_the_section_that_set_it():
+    """OptionError carries the option's name: the recipe names the field from it, not from
+    the message's wording, and weight_decay is the [optimizer] field when it is set there."""
+    from nnopt.optim.validation import OptionError, check_nonnegative
+
+    with pytest.raises(OptionError) as caught:
+        check_nonnegative("weight_decay", -1)
+    assert caught.value.option == "weight_decay"
+    assert "torch.optim: Invalid weight_decay value: -1" in str(caught.value)
+    line = "weight_decay must be >= 0 and finite, got -1"
+    decayed = make(optimizer={"name": "adamw", "lr": 0.1, "weight_decay": 0.05})
+    assert decayed._field_line(line, "weight_decay").startswith("optimizer.weight_decay must")
+    assert make()._field_line(line, "weight_decay").startswith("regularization.weight_decay")
+    line = make()._field_line("a Tensor needs foreach=False", "betas[0]")
+    assert line == "optimizer.betas[0]: a Tensor needs foreach=False"

@@ -67,7 +67,7 @@ class Adam(Optimizer):
     def validate_group(self, group: dict[str, Any]) -> None:
         betas = group["betas"]
         if not isinstance(betas, tuple | list) or len(betas) != 2:
-            raise OptionError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+            raise OptionError(f"betas must be a pair (beta1, beta2), got {betas!r}", option="betas")
         if group.get("foreach") and not group.get("capturable"):
             # torch's foreach Adam takes Python numbers only; nnopt follows its refusal.
             for name, value in (
@@ -80,11 +80,13 @@ class Adam(Optimizer):
                         f"{name} as a Tensor needs foreach=False or None, got foreach=True",
                         f"{name} as a Tensor is not supported for capturable=False and "
                         "foreach=True",
+                        option=name,
                     )
         if isinstance(betas[0], torch.Tensor) != isinstance(betas[1], torch.Tensor):
             raise OptionError(
                 f"betas must be two numbers or two Tensors, got {betas!r}",
                 "betas must be either both floats or both Tensors",
+                option="betas",
             )
         for index, beta in enumerate(betas):
             check_tensor_option(f"betas[{index}]", beta)

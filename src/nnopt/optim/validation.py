@@ -29,11 +29,13 @@ TORCH_WORDS = {
 
 
 class OptionError(ValueError):
-    """A bad option. ``plain`` is nnopt's sentence alone (what a recipe error shows); the
-    message adds torch.optim's words for the same mistake where torch has them."""
+    """A bad option. ``option`` names it (``"betas[0]"``), ``plain`` is nnopt's sentence alone
+    (what a recipe error shows, prefixed with the recipe's field); the message adds torch.optim's
+    words for the same mistake where torch has them."""
 
-    def __init__(self, plain: str, torch_words: str | None = None) -> None:
+    def __init__(self, plain: str, torch_words: str | None = None, *, option: str = "") -> None:
         self.plain = plain
+        self.option = option
         super().__init__(plain if torch_words is None else f"{plain} (torch.optim: {torch_words})")
 
 
@@ -41,14 +43,16 @@ def refuse(name: str, value: Any, allowed: str) -> OptionError:
     """``name must be <allowed>, got <value>``, with torch's message for ``name`` if any."""
     words = TORCH_WORDS.get(name)
     return OptionError(
-        f"{name} must be {allowed}, got {value!r}", words.format(value) if words else None
+        f"{name} must be {allowed}, got {value!r}",
+        words.format(value) if words else None,
+        option=name,
     )
 
 
 def check_type(name: str, value: Any, allowed: tuple[type, ...]) -> None:
     if not isinstance(value, allowed):
         names = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-        raise OptionError(f"{name} must be {names}, got {value!r}")
+        raise OptionError(f"{name} must be {names}, got {value!r}", option=name)
 
 
 def check_tensor_option(name: str, value: Any) -> None:
@@ -58,6 +62,7 @@ def check_tensor_option(name: str, value: Any) -> None:
             f"{name} must be a number or a one-element Tensor, got a Tensor of shape "
             f"{tuple(value.shape)}",
             f"Tensor {name} must be 1-element",
+            option=name,
         )
 
 
@@ -65,7 +70,7 @@ def _number(name: str, value: Any) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         value = value.item()  # torch accepts a Tensor lr or beta
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OptionError(f"{name} must be a number, got {value!r}")
+        raise OptionError(f"{name} must be a number, got {value!r}", option=name)
     if math.isnan(value):
         raise refuse(name, value, "a number")
     return float(value)

@@ -65,7 +65,8 @@ class Recipe(Section):
             row.build([group], self.optimizer.lr, **{**options, "flat": False})
         except ValueError as exc:
             # nnopt's sentence alone: torch's words for the same mistake add nothing here
-            raise problem(self._field_line(getattr(exc, "plain", str(exc)))) from None
+            plain = getattr(exc, "plain", str(exc))
+            raise problem(self._field_line(plain, getattr(exc, "option", ""))) from None
         return self
 
     @model_validator(mode="after")
@@ -86,14 +87,24 @@ class Recipe(Section):
             f"or regularization.{other} = {getattr(reg, other):g} ({theirs}, any optimizer)"
         )
 
-    def _field_line(self, message: str) -> str:
-        """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field."""
-        match = re.match(r"[a-z_0-9]+", message)
-        name = match.group(0) if match else ""
-        if name in RegularizationSpec.model_fields:
-            return f"regularization.{message}"
+    def _field_line(self, message: str, option: str = "") -> str:
+        """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field.
+
+        ``option`` is the name the optimizer's error carries (``OptionError.option``); without
+        it the message's first word is taken. ``weight_decay`` is the [optimizer] field when
+        the recipe sets it there, else [regularization]'s.
+        """
+        if not option:
+            match = re.match(r"[a-z_0-9]+", message)
+            option = match.group(0) if match else ""
+        name = option.split("[")[0]
+        # "momentum must be ..." reads on as the field's line; other wording gets the field first
+        line = message if message.startswith(option) else f"{option}: {message}"
+        optimizer_decay = name == "weight_decay" and self.optimizer.weight_decay is not None
+        if name in RegularizationSpec.model_fields and not optimizer_decay:
+            return f"regularization.{line}"
         if name in OptimizerSpec.model_fields:
-            return f"optimizer.{message}"
+            return f"optimizer.{line}"
         return f"optimizer ({self.optimizer.name}): {message}"
 
     # -- building ----------------------------------------------------------------------------
