@@ -227,6 +227,9 @@ def _differentiable_configs(device: str) -> list[configs.Config]:
     ]
 
 
+# The parameter that never gets a gradient is a non-leaf: reading its .grad (None), as every
+# optimizer's step does, makes torch warn.
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
 @pytest.mark.parametrize("case", configs.cases(_differentiable_configs))
 def test_every_config_steps_differentiably_as_torch(case: configs.Case):
     """torch runs its hook, printing, no-op and state-dict tests with differentiable=True
