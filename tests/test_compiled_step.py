@@ -78,8 +78,11 @@ def test_compiled_step_equals_torch_compiled(name: str, lr: str, hint: str):
     eager, _ = _run(torch_cls, lr, hint, compiled=False)
     theirs, their_graphs = _run(torch_cls, lr, hint, compiled=True)
     ours, our_graphs = _run(ours_cls, lr, hint, compiled=True)
-    # torch's own compiled step is this far from its eager step (Inductor reorders sums).
-    allowed = max(2 * _gap(theirs, eager), 1e-6)
+    # torch's own compiled step is this far from its eager step (Inductor reorders sums):
+    # 1e-6 to 2e-6 here. With fused=True torch's compiled step calls its fused kernel, whose
+    # rounding differs from the for-loop's (nnopt's traced rule) by up to ~5e-6 over these
+    # steps: 1e-5 is the floor. A stale lr, the bug this guards against, is 5e-2 away.
+    allowed = max(2 * _gap(theirs, eager), 1e-5)
     assert _gap(ours, theirs) <= allowed, (
         f"compiled nnopt is {_gap(ours, theirs):.2e} from compiled torch (torch's own "
         f"compiled-vs-eager difference: {_gap(theirs, eager):.2e})"
@@ -87,7 +90,8 @@ def test_compiled_step_equals_torch_compiled(name: str, lr: str, hint: str):
     if lr == "tensor":
         # One graph for the first step (it creates the state), one for the others: torch's
         # optimizers create their state outside the graph, nnopt's inside it.
-        assert our_graphs <= min(their_graphs + 1, 2), (
+        # (torch's fused step compiles to no graph at all: its kernel is called as it is.)
+        assert our_graphs <= 2, (
             f"a Tensor lr changed by the scheduler recompiled: {our_graphs} graphs, torch "
             f"{their_graphs}"
         )
