@@ -4,6 +4,7 @@ own defaults in every param group (the optax ``alias_test`` way: one row per opt
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
@@ -54,3 +55,35 @@ def test_recipe_name_builds_its_class_with_class_defaults(name):
 
 def test_every_option_has_a_recipe_type():
     assert set(APPLIES_TO) <= set(OPTION_TYPES)
+
+
+def test_every_constructor_option_is_in_the_one_registry():
+    """Every argument of every optimizer in the table is one registry entry: its check, its
+    recipe type and range, and whether it is nnopt's own come from there."""
+    from nnopt.optim import registry
+
+    for row in table.ROWS:
+        for name in inspect.signature(row.cls.__init__).parameters:
+            if name not in ("self", "params"):
+                assert name in registry.OPTIONS, f"{row.cls.__name__}({name}=) has no entry"
+    assert set(table.class_options(nnopt.Adam)) <= set(registry.RECIPE_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "words"),
+    [
+        ("momentum", 1.0, "in [0, 1)"),
+        ("dampening", -0.1, "in [0, 1)"),
+        ("eps", 0.0, "> 0"),
+        ("lr_decay", -1.0, ">= 0"),
+        ("nesterov", 1, "bool"),
+        ("betas", (0.9,), "a pair"),
+    ],
+)
+def test_the_registry_checks_an_option_by_its_kind(name, bad, words):
+    from nnopt.optim import registry
+    from nnopt.optim.validation import OptionError
+
+    with pytest.raises(OptionError, match=f"^{name}.*{re.escape(words)}") as caught:
+        registry.check(name, bad)
+    assert caught.value.option.startswith(name)

@@ -10,7 +10,7 @@ import torch
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
-from nnopt.optim.validation import check_nonnegative, check_positive
+from nnopt.optim.registry import check_all
 
 
 class Adagrad(Optimizer):
@@ -56,9 +56,7 @@ class Adagrad(Optimizer):
         super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        check_nonnegative("lr_decay", group["lr_decay"])
-        check_positive("eps", group["eps"])
-        check_nonnegative("initial_accumulator_value", group["initial_accumulator_value"])
+        check_all(group, ("lr_decay", "eps", "initial_accumulator_value"))
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         return ("sum",)

@@ -10,13 +10,8 @@ import torch
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper, scalar
-from nnopt.optim.validation import (
-    OptionError,
-    check_positive,
-    check_tensor_option,
-    check_type,
-    check_unit_interval,
-)
+from nnopt.optim.registry import check_all
+from nnopt.optim.validation import OptionError, check_tensor_option
 
 
 class Adam(Optimizer):
@@ -90,9 +85,7 @@ class Adam(Optimizer):
             )
         for index, beta in enumerate(betas):
             check_tensor_option(f"betas[{index}]", beta)
-            check_unit_interval(f"betas[{index}]", beta)
-        check_positive("eps", group["eps"])
-        check_type("amsgrad", group["amsgrad"], (bool,))
+        check_all(group, ("betas", "eps", "amsgrad"))
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         keys = ("exp_avg", "exp_avg_sq")

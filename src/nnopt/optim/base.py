@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim import dispatch, kernels, rules
+from nnopt.optim import dispatch, kernels, registry, rules
 from nnopt.optim.flat import FlatLayout
 from nnopt.optim.options import Hyper, check_options, scalar, step_dtype
 from nnopt.optim.validation import check_type
@@ -403,7 +403,7 @@ class Optimizer(torch.optim.Optimizer):
 FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 
 # nnopt's own options: a torch.optim state dict never has them, so loading one keeps ours.
-NNOPT_EXTRAS = frozenset({"l1", "l2", "eps_inside_sqrt"})
+NNOPT_EXTRAS = registry.NNOPT_OWN
 
 
 def _packed(group: dict[str, Any]) -> list[Tensor]:
@@ -438,5 +438,5 @@ def _signature_defaults(cls: type) -> dict[str, Any]:
     return {
         name: p.default
         for name, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not p.empty and name not in NNOPT_EXTRAS and name != "flat"
+        if p.default is not p.empty and name not in NNOPT_EXTRAS
     }

@@ -21,18 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim.validation import check_nonnegative, check_tensor_option, check_type
+from nnopt.optim import registry
+from nnopt.optim.validation import check_tensor_option
 
 # Options torch accepts that nnopt cannot honour: value that is refused -> why.
 REFUSED = {
     "capturable": "nnopt steps read the step count on the host and cannot be captured in a "
     "CUDA graph; use torch.optim with capturable=True",
 }
-
-# Keyword-only options shared by every nnopt optimizer and their defaults (torch's, plus
-# nnopt's extras l1/l2, which torch does not have).
-COMMON = {"maximize": False, "foreach": None, "differentiable": False, "fused": None}
-EXTRAS = {"l1": 0.0, "l2": 0.0}
 
 
 def scalar(value: Any) -> float:
@@ -49,11 +45,8 @@ def check_options(group: dict[str, Any]) -> None:
     for name, why in REFUSED.items():
         if group.get(name):
             raise ValueError(f"{name}=True is not supported: {why}")
-    check_type("maximize", group.get("maximize", False), (bool,))
-    check_type("foreach", group.get("foreach"), (bool, type(None)))
-    check_type("fused", group.get("fused"), (bool, type(None)))
-    check_type("differentiable", group.get("differentiable", False), (bool,))
-    check_type("decoupled_weight_decay", group.get("decoupled_weight_decay", False), (bool,))
+    for name in ("maximize", "foreach", "fused", "differentiable", "decoupled_weight_decay"):
+        registry.check(name, group.get(name, registry.ABSENT[name]))
     if group.get("fused"):
         if group.get("differentiable"):
             raise RuntimeError(
@@ -66,9 +59,9 @@ def check_options(group: dict[str, Any]) -> None:
                 "(torch.optim: `fused` and `foreach` cannot be `True` together)"
             )
     check_tensor_option("lr", group["lr"])
-    check_nonnegative("lr", group["lr"])
-    for name in ("weight_decay", *EXTRAS):
-        check_nonnegative(name, group.get(name, 0.0))
+    registry.check("lr", group["lr"])
+    for name in ("weight_decay", "l1", "l2"):
+        registry.check(name, group.get(name, 0.0))
 
 
 def step_dtype() -> torch.dtype:

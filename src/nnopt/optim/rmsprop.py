@@ -8,7 +8,7 @@ from typing import Any
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
-from nnopt.optim.validation import check_positive, check_type, check_unit_interval
+from nnopt.optim.registry import check, check_all
 
 
 class RMSprop(Optimizer):
@@ -51,11 +51,8 @@ class RMSprop(Optimizer):
         super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        check_unit_interval(self.decay_name, group["alpha"])
-        check_positive("eps", group["eps"])
-        check_unit_interval("momentum", group["momentum"])
-        check_type("eps_inside_sqrt", group["eps_inside_sqrt"], (bool,))
-        check_type("centered", group["centered"], (bool,))
+        check("alpha", group["alpha"], shown=self.decay_name)
+        check_all(group, ("eps", "momentum", "eps_inside_sqrt", "centered"))
 
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         keys: tuple[str, ...] = ("square_avg",)

@@ -12,7 +12,7 @@ from torch import Tensor
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
-from nnopt.optim.validation import check_nonnegative, check_type, check_unit_interval
+from nnopt.optim.registry import check_all
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -62,9 +62,7 @@ class SGD(Optimizer):
         super().__init__(params, constructor_options(locals()), flat=flat)
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        check_unit_interval("momentum", group["momentum"])
-        check_nonnegative("dampening", group["dampening"])
-        check_type("nesterov", group["nesterov"], (bool,))
+        check_all(group, ("momentum", "dampening", "nesterov"))
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "nesterov=True needs momentum > 0 and dampening = 0 "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from nnopt.optim import registry
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
@@ -25,10 +26,7 @@ from nnopt.optim.torch_signature import follow
 # (always there), nnopt's own regularization (the [regularization] section), storage (``flat``)
 # and torch's implementation hints or options nnopt refuses. ``weight_decay`` is an option,
 # with the meaning its class gives it (decoupled for AdamW, coupled for the others), as torch.
-NOT_OPTIONS = frozenset(
-    {"self", "params", "lr", "flat", "decoupled_weight_decay", "l1", "l2"}
-    | {"maximize", "foreach", "fused", "differentiable", "capturable"}
-)
+NOT_OPTIONS = frozenset({"self", "params"} | (set(registry.OPTIONS) - set(registry.RECIPE_OPTIONS)))
 
 
 @dataclass(frozen=True)

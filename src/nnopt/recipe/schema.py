@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 from nnopt.data.batches import Mode
 from nnopt.data.dataset import TASKS
 from nnopt.data.streamed import LOADERS
-from nnopt.optim import table
+from nnopt.optim import registry, table
 from nnopt.recipe.errors import unknown_key
 
 # The metrics a run can follow (a metrics row's columns; "val_": the held-out split).
@@ -148,20 +148,16 @@ class ModelSpec(Section):
 # The type and range of every [optimizer] option any optimizer of the table has; its
 # default is the class's own (None here means "unset: the optimizer's default").
 _UNIT = {"ge": 0, "lt": 1}
+_KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "nonnegative": (float, {"ge": 0}),
+    "positive": (float, {"gt": 0}),
+    "unit": (float, _UNIT),
+    "bool": (bool, {}),
+    "pair": (tuple[Unit, Unit], {}),
+}
+# Each [optimizer] option's type and range, from the one registry (nnopt.optim.registry).
 OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
-    "momentum": (float, _UNIT),
-    "dampening": (float, _UNIT),
-    "nesterov": (bool, {}),
-    "lr_decay": (float, {"ge": 0}),
-    "initial_accumulator_value": (float, {"ge": 0}),
-    "eps": (float, {"gt": 0}),
-    "rho": (float, _UNIT),
-    "alpha": (float, _UNIT),
-    "centered": (bool, {}),
-    "eps_inside_sqrt": (bool, {}),
-    "betas": (tuple[Unit, Unit], {}),
-    "amsgrad": (bool, {}),
-    "weight_decay": (float, {"ge": 0}),
+    name: _KINDS[registry.OPTIONS[name].kind] for name in registry.RECIPE_OPTIONS
 }
 OPTIMIZERS = table.NAMES
 # Which optimizer names each optional [optimizer] key applies to (name, lr, flat: all).

@@ -1,0 +1,105 @@
+"""The one registry of optimizer options: name, kind and range, whose it is, one line of doc.
+
+Every ``validate_group`` checks its options here (:func:`check`), the recipe schema derives
+each [optimizer] key's type and range from it, the table derives which constructor arguments
+are not recipe options, and ``load_state_dict`` which options are nnopt's own (a torch.optim
+state dict never has them). A new option is one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nnopt.optim.validation import (
+    OptionError,
+    check_nonnegative,
+    check_positive,
+    check_type,
+    check_unit_interval,
+)
+
+Kind = Literal["nonnegative", "positive", "unit", "bool", "flag", "pair"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option. ``kind``: nonnegative (>= 0, finite), positive (> 0, finite), unit ([0, 1)),
+    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers).
+    ``recipe``: an [optimizer] key of a recipe (lr, flat and the [regularization] section are
+    recipe fields of their own)."""
+
+    name: str
+    kind: Kind
+    origin: Literal["torch", "nnopt"]
+    recipe: bool
+    doc: str
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in (
+        Option("lr", "nonnegative", "torch", False, "learning rate (float, Tensor or schedule)"),
+        Option("momentum", "unit", "torch", True, "momentum coefficient mu"),
+        Option("dampening", "unit", "torch", True, "share of each gradient left out of b"),
+        Option("nesterov", "bool", "torch", True, "Nesterov momentum"),
+        Option("weight_decay", "nonnegative", "torch", True, "torch's decay for that class"),
+        Option("lr_decay", "nonnegative", "torch", True, "AdaGrad: eta / (1 + (t-1) lr_decay)"),
+        Option("initial_accumulator_value", "nonnegative", "torch", True, "AdaGrad's G_0"),
+        Option("eps", "positive", "torch", True, "added to the denominator"),
+        Option("alpha", "unit", "torch", True, "RMSprop's decay of E"),
+        Option("centered", "bool", "torch", True, "RMSprop: divide by the variance"),
+        Option("betas", "pair", "torch", True, "Adam's (beta1, beta2)"),
+        Option("amsgrad", "bool", "torch", True, "Adam: the running maximum of v"),
+        Option("maximize", "bool", "torch", False, "ascend the objective"),
+        Option("foreach", "flag", "torch", False, "a hint: nnopt picks its own kernels"),
+        Option("fused", "flag", "torch", False, "a hint: nnopt picks its own kernels"),
+        Option("differentiable", "bool", "torch", False, "autograd through the step"),
+        Option("capturable", "bool", "torch", False, "CUDA graphs (refused)"),
+        Option("decoupled_weight_decay", "bool", "torch", False, "weight_decay decoupled"),
+        Option("rho", "unit", "nnopt", True, "the seed's RMSProp decay (torch's alpha)"),
+        Option("eps_inside_sqrt", "bool", "nnopt", True, "RMSProp: d = sqrt(E + eps)"),
+        Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
+        Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
+        Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
+    )
+}
+# What a group without the option means (a state dict of an older torch may lack it).
+ABSENT = {
+    "maximize": False,
+    "foreach": None,
+    "fused": None,
+    "differentiable": False,
+    "decoupled_weight_decay": False,
+}
+RECIPE_OPTIONS = tuple(name for name, o in OPTIONS.items() if o.recipe)
+NNOPT_OWN = frozenset(name for name, o in OPTIONS.items() if o.origin == "nnopt")
+
+_TYPES = {"bool": (bool,), "flag": (bool, type(None))}
+_RANGES = {
+    "nonnegative": check_nonnegative,
+    "positive": check_positive,
+    "unit": check_unit_interval,
+}
+
+
+def check(name: str, value: Any, *, shown: str | None = None) -> None:
+    """Validate ``value`` as option ``name`` (``shown``: the name the message uses, e.g. the
+    seed's ``rho`` for torch's ``alpha``), raising :class:`OptionError` naming it."""
+    kind = OPTIONS[name].kind
+    shown = shown or name
+    if kind in _TYPES:
+        check_type(shown, value, _TYPES[kind])
+    elif kind == "pair":
+        if not isinstance(value, tuple | list) or len(value) != 2:
+            raise OptionError(f"{shown} must be a pair, got {value!r}", option=shown)
+        for index, item in enumerate(value):
+            check_unit_interval(f"{shown}[{index}]", item)
+    else:
+        _RANGES[kind](shown, value)
+
+
+def check_all(group: dict[str, Any], names: tuple[str, ...]) -> None:
+    """:func:`check` each of ``names`` in ``group``."""
+    for name in names:
+        check(name, group[name])
