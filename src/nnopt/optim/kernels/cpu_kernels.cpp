@@ -491,35 +491,27 @@ int run_many(int dtype, int64_t count, int nthreads, const Args* block, const in
   return 0;
 }
 
+// Bias corrections from the new step, as the Python side computes them: 1 - beta^t (libm).
+void adam_prepare(AdamArgs& a, double step) {
+  a.bc1 = 1.0 - std::pow(a.beta1, step);
+  a.bc2_sqrt = std::sqrt(1.0 - std::pow(a.beta2, step));
+}
+
+template <typename Args>
+void nothing_to_prepare(Args&, double) {}
+
 }  // namespace
 
-extern "C" {
+// One line per rule: its many-tensor entry point over its single-tensor one (and what it
+// derives from each tensor's new step, if anything).
+#define NNOPT_MANY(rule, Args, prepare)                                                        \
+  extern "C" int nnopt_##rule##_many(int dtype, int64_t count, int nthreads, const Args* block, \
+                                     const int64_t* sizes, void* const* table, int step_dtype) { \
+    return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_##rule,     \
+                    prepare);                                                                   \
+  }
 
-int nnopt_sgd_many(int dtype, int64_t count, int nthreads, const SgdArgs* block,
-                   const int64_t* sizes, void* const* table, int step_dtype) {
-  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_sgd,
-                  [](SgdArgs&, double) {});
-}
-
-int nnopt_adagrad_many(int dtype, int64_t count, int nthreads, const AdagradArgs* block,
-                       const int64_t* sizes, void* const* table, int step_dtype) {
-  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_adagrad,
-                  [](AdagradArgs&, double) {});
-}
-
-int nnopt_rmsprop_many(int dtype, int64_t count, int nthreads, const RmspropArgs* block,
-                       const int64_t* sizes, void* const* table, int step_dtype) {
-  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_rmsprop,
-                  [](RmspropArgs&, double) {});
-}
-
-int nnopt_adam_many(int dtype, int64_t count, int nthreads, const AdamArgs* block,
-                    const int64_t* sizes, void* const* table, int step_dtype) {
-  return run_many(dtype, count, nthreads, block, sizes, table, step_dtype, &nnopt_adam,
-                  [](AdamArgs& a, double step) {
-                    a.bc1 = 1.0 - std::pow(a.beta1, step);
-                    a.bc2_sqrt = std::sqrt(1.0 - std::pow(a.beta2, step));
-                  });
-}
-
-}  // extern "C"
+NNOPT_MANY(sgd, SgdArgs, nothing_to_prepare<SgdArgs>)
+NNOPT_MANY(adagrad, AdagradArgs, nothing_to_prepare<AdagradArgs>)
+NNOPT_MANY(rmsprop, RmspropArgs, nothing_to_prepare<RmspropArgs>)
+NNOPT_MANY(adam, AdamArgs, adam_prepare)
