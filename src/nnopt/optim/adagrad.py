@@ -65,41 +65,38 @@ class Adagrad(Optimizer):
         return group["initial_accumulator_value"]
 
     @staticmethod
-    def step_size(group: dict[str, Any], lr: float, step: int) -> float:
+    def step_size(o: dict[str, Any], lr: float, step: int) -> float:
         """eta_t = eta / (1 + (t - 1) * lr_decay), torch's clr."""
-        return lr / (1 + (step - 1) * group["lr_decay"])
+        return lr / (1 + (step - 1) * o["lr_decay"])
 
-    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
-        lr = self.step_size(group, h.lr, step)
-        return rules.adagrad_(param, grad, state["sum"], lr=lr, eps=group["eps"])
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
+        return {"lr_decay": group["lr_decay"], "eps": group["eps"]}
 
-    def fused_covers(self, group, h: Hyper) -> bool:
+    def update(self, o, h: Hyper, param, grad, state, step) -> rules.Divisor:
+        lr = self.step_size(o, h.lr, step)
+        return rules.adagrad_(param, grad, state["sum"], lr=lr, eps=o["eps"])
+
+    def fused_covers(self, o, h: Hyper) -> bool:
         return not (h.l1 or h.decoupled)
 
-    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
+    def fused(self, o, h: Hyper, params, grads, states, steps, first) -> None:
         torch._fused_adagrad_(
             params,
             grads,
             [s["sum"] for s in states],
             steps,
             lr=h.lr,
-            lr_decay=group["lr_decay"],
             weight_decay=h.coupled,
-            eps=group["eps"],
             maximize=h.maximize,
+            **o,
         )
 
-    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
-        if group["lr_decay"] and (step is None or h.l1 or h.decoupled):
+    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
+        if o["lr_decay"] and (step is None or h.l1 or h.decoupled):
             # The kernel has one step size: eta_t needs the step, and L1 and decay use lr.
             return None
-        return kernels.cpu.adagrad(
-            lr=h.lr if step is None else self.step_size(group, h.lr, step),
-            eps=group["eps"],
-            l2=h.coupled,
-            weight_decay=h.decoupled,
-            l1=h.l1,
-        )
+        lr = h.lr if step is None else self.step_size(o, h.lr, step)
+        return kernels.cpu.adagrad(lr=lr, eps=o["eps"], **h.kernel_regularization())
 
 
 AdaGrad = Adagrad  # the seed's spelling: the same class, torch's arguments

@@ -9,7 +9,7 @@ import torch
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
-from nnopt.optim.options import Hyper, scalar
+from nnopt.optim.options import Hyper
 from nnopt.optim.registry import check_all
 from nnopt.optim.validation import OptionError, check_tensor_option
 
@@ -91,8 +91,11 @@ class Adam(Optimizer):
         keys = ("exp_avg", "exp_avg_sq")
         return keys + ("max_exp_avg_sq",) if group["amsgrad"] else keys
 
-    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
         beta1, beta2 = map(h.number, group["betas"])
+        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "amsgrad": group["amsgrad"]}
+
+    def update(self, o, h: Hyper, param, grad, state, step) -> rules.Divisor:
         return rules.adam_(
             param,
             grad,
@@ -100,49 +103,34 @@ class Adam(Optimizer):
             state["exp_avg_sq"],
             step=step,
             lr=h.lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
+            beta1=o["beta1"],
+            beta2=o["beta2"],
+            eps=o["eps"],
             max_exp_avg_sq=state.get("max_exp_avg_sq"),
         )
 
-    def fused_covers(self, group, h: Hyper) -> bool:
+    def fused_covers(self, o, h: Hyper) -> bool:
         # torch's fused kernels cover coupled L2 (_fused_adam_) or decoupled decay
         # (_fused_adamw_), one at a time, and no L1.
         return not (h.l1 or (h.coupled and h.decoupled))
 
-    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
-        beta1, beta2 = map(scalar, group["betas"])
+    def fused(self, o, h: Hyper, params, grads, states, steps, first) -> None:
         kernel = torch._fused_adamw_ if h.decoupled else torch._fused_adam_
         kernel(
             params,
             grads,
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
-            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            [s["max_exp_avg_sq"] for s in states] if o["amsgrad"] else [],
             steps,
             lr=h.lr,
-            beta1=beta1,
-            beta2=beta2,
             weight_decay=h.decoupled or h.coupled,
-            eps=group["eps"],
-            amsgrad=group["amsgrad"],
             maximize=h.maximize,
+            **o,
         )
 
-    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
-        beta1, beta2 = map(scalar, group["betas"])
-        return kernels.cpu.adam(
-            step=step,
-            lr=h.lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            amsgrad=group["amsgrad"],
-            l2=h.coupled,
-            weight_decay=h.decoupled,
-            l1=h.l1,
-        )
+    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
+        return kernels.cpu.adam(step=step, lr=h.lr, **o, **h.kernel_regularization())
 
 
 class AdamW(Adam):

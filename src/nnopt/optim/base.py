@@ -93,9 +93,16 @@ class Optimizer(torch.optim.Optimizer):
         """The value a state tensor starts at (0 unless the rule says otherwise)."""
         return 0.0
 
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
+        """The rule's own options for this step (Adam: beta1, beta2, eps, amsgrad), read from
+        the group once and handed alike to :meth:`update`, :meth:`native_kernel`,
+        :meth:`fused_covers` and :meth:`fused` (``h.number`` turns a Tensor option into what
+        the step takes)."""
+        return {}
+
     def update(
         self,
-        group: dict[str, Any],
+        o: dict[str, Any],
         h: Hyper,
         param: Tensor,
         grad: Tensor,
@@ -111,18 +118,20 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def native_kernel(
-        self, group: dict[str, Any], h: Hyper, step: int | None
+        self, o: dict[str, Any], h: Hyper, step: int | None
     ) -> kernels.cpu.Kernel | None:
         """nnopt's native kernel for this group's whole update (regularization included), or
         None where it has none for these options. ``step`` is the tensor's step count, or None
         for a kernel that runs a whole group at once and reads each tensor's counter itself
         (return None there if the options need the step in Python). ``h.maximize`` is
-        handled by the caller."""
-        return None
+        handled by the caller. Every optimizer declares it (None: no native kernel), so that
+        a missing kernel is a decision, not an omission."""
+        raise NotImplementedError(f"{type(self).__name__} declares no native_kernel")
 
-    def fused_covers(self, group: dict[str, Any], h: Hyper) -> bool:
-        """Whether PyTorch's fused kernel computes exactly this group's update."""
-        return False
+    def fused_covers(self, o: dict[str, Any], h: Hyper) -> bool:
+        """Whether PyTorch's fused kernel computes exactly this group's update. Every optimizer
+        declares it (False where torch has no fused kernel for the rule)."""
+        raise NotImplementedError(f"{type(self).__name__} declares no fused_covers")
 
     def fused_supports(self, param: Tensor) -> bool:
         """Whether PyTorch's fused kernel is correct for this tensor's dtype and device."""
@@ -130,7 +139,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def fused(
         self,
-        group: dict[str, Any],
+        o: dict[str, Any],
         h: Hyper,
         params: list[Tensor],
         grads: list[Tensor],
@@ -289,7 +298,7 @@ class Optimizer(torch.optim.Optimizer):
         """One tensor's whole update (regularization included) at ``lr``, by the path the
         optimizer's ``kernels`` mode picks; ``state`` holds tensors shaped like ``param``."""
         h = Hyper.of(group, lr)
-        dispatch.apply(self, group, h, param, grad, state, step, dispatch.plan(self, group, h))
+        dispatch.apply(self, h, param, grad, state, step, dispatch.plan(self, group, h))
 
     def finish_step(self) -> None:
         """Count one step taken outside :meth:`step` (the step a schedule sees next)."""

@@ -30,21 +30,23 @@ class Stepped(Protocol):
 
     def initial_state(self, group: dict[str, Any], key: str) -> float: ...
 
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]: ...
+
     def update(
-        self, group: dict[str, Any], h: Hyper, param: Tensor, grad: Tensor,
+        self, o: dict[str, Any], h: Hyper, param: Tensor, grad: Tensor,
         state: dict[str, Tensor], step: Any,
     ) -> rules.Divisor: ...  # fmt: skip
 
     def native_kernel(
-        self, group: dict[str, Any], h: Hyper, step: int | None
+        self, o: dict[str, Any], h: Hyper, step: int | None
     ) -> kernels.cpu.Kernel | None: ...
 
-    def fused_covers(self, group: dict[str, Any], h: Hyper) -> bool: ...
+    def fused_covers(self, o: dict[str, Any], h: Hyper) -> bool: ...
 
     def fused_supports(self, param: Tensor) -> bool: ...
 
     def fused(
-        self, group: dict[str, Any], h: Hyper, params: list[Tensor], grads: list[Tensor],
+        self, o: dict[str, Any], h: Hyper, params: list[Tensor], grads: list[Tensor],
         states: list[dict[str, Tensor]], steps: list[Tensor], first: bool,
     ) -> None: ...  # fmt: skip
 
@@ -53,12 +55,12 @@ class Stepped(Protocol):
 class Plan:
     """How one param group is stepped this step, decided once (in ``dispatch.plan``).
 
-    ``native``: nnopt's one-pass kernels may run; ``fused``: PyTorch's fused kernel may run
-    and computes exactly this group's update (its options, not yet its tensors' dtypes).
+    ``options``: the rule's own options, read from the group once (``rule_options``) and
+    handed alike to the eager rule, nnopt's kernel and torch's fused call. ``native``: nnopt's
+    one-pass kernels may run; ``fused``: PyTorch's fused kernel may run and computes exactly
+    this group's update (its options, not yet its tensors' dtypes).
     """
 
+    options: dict[str, Any]
     native: bool
     fused: bool
-
-
-EAGER = Plan(native=False, fused=False)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from nnopt.optim import kernels, rules
-from nnopt.optim.contract import EAGER, Plan
+from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.options import Hyper, step_dtype
 
@@ -46,11 +46,12 @@ def plan(opt: Optimizer, group: dict[str, Any], h: Hyper) -> Plan:
     rule alone while torch.compile traces (neither kernel family is traceable; the rule is
     plain tensor code) and in a differentiable step, and torch's fused kernel only where it
     computes exactly this update (asked once here, not per path)."""
+    options = opt.rule_options(group, h)
     mode = opt.kernels
     if mode == "eager" or group.get("differentiable") or torch.compiler.is_compiling():
-        return EAGER
-    fused = mode != "native" and opt.fused_covers(group, h)
-    return Plan(native=mode != "torch", fused=fused)
+        return Plan(options, native=False, fused=False)
+    fused = mode != "native" and opt.fused_covers(options, h)
+    return Plan(options, native=mode != "torch", fused=fused)
 
 
 def init_state(
@@ -149,7 +150,7 @@ def step_group(
         if opt.uses_step:
             on_cpu = device.type == "cpu"  # the counters are used in place there
             steps = [s["step"] if on_cpu else s["step"].to(device) for s in ss]
-        opt.fused(group, h, list(ps), list(gs), list(ss), steps, first)
+        opt.fused(how.options, h, list(ps), list(gs), list(ss), steps, first)
     tracing = torch.compiler.is_compiling()
     for param, grad, state, fresh in rest:
         if opt.uses_step and sequential:
@@ -164,7 +165,7 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        apply(opt, group, h, param, grad, tensors, step, how)
+        apply(opt, h, param, grad, tensors, step, how)
 
 
 def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None:
@@ -178,6 +179,7 @@ def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None
     meta-learning steps a non-leaf copy (``p = w.clone()``).
     """
     keys = opt.state_keys(group)
+    how = plan(opt, group, h)  # (the eager rule: a differentiable group takes no kernel)
     for p in group["params"]:
         grad = p.grad
         if grad is None:
@@ -198,7 +200,7 @@ def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None
         if param.is_complex():
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        apply(opt, group, h, param, grad, tensors, step, EAGER)
+        apply(opt, h, param, grad, tensors, step, how)
 
 
 def _step_many(
@@ -213,7 +215,7 @@ def _step_many(
     traffic, was the step's time. Every tensor is checked every step (``p.data =`` and
     ``p.grad.data =`` can change any of dtype, size and layout behind a kept object).
     """
-    kernel = opt.native_kernel(group, h, None) if kernels.cpu.available() else None
+    kernel = opt.native_kernel(how.options, h, None) if kernels.cpu.available() else None
     if kernel is None:
         return params
     keys = opt.state_keys(group)
@@ -319,7 +321,6 @@ def _plain_descent(params: list[Tensor], lr: float) -> list[Tensor]:
 
 def apply(
     opt: Optimizer,
-    group: dict[str, Any],
     h: Hyper,
     param: Tensor,
     grad: Tensor,
@@ -332,7 +333,7 @@ def apply(
         how.native
         and type(param) in _PLAIN
         and _same_layout(param, grad, *state.values())
-        and _native_one(opt, group, h, param, grad.neg() if h.maximize else grad, state, step)
+        and _native_one(opt, how, h, param, grad.neg() if h.maximize else grad, state, step)
     ):
         return
     if h.maximize:
@@ -341,14 +342,14 @@ def apply(
         grad = rules.with_l2(grad, param, l2=h.coupled)
     if h.decoupled:
         rules.decoupled_decay_(param, lr=h.lr, weight_decay=h.decoupled)
-    divisor = opt.update(group, h, param, grad, state, step)
+    divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
         rules.soft_threshold_(param, h.l1 * h.lr / divisor)
 
 
 def _native_one(
     opt: Optimizer,
-    group: dict[str, Any],
+    how: Plan,
     h: Hyper,
     param: Tensor,
     grad: Tensor,
@@ -356,7 +357,7 @@ def _native_one(
     step: int,
 ) -> bool:
     """The whole update of one tensor in nnopt's kernel; False if it can't."""
-    kernel = opt.native_kernel(group, h, step)
+    kernel = opt.native_kernel(how.options, h, step)
     return kernel is not None and kernels.cpu.run_one(kernel, param, grad, state)
 
 
@@ -398,9 +399,9 @@ def _step_bucket(
         if fused:
             count = torch.tensor(float(step), dtype=torch.float32, device=param.device)
             steps = [count] if opt.uses_step else []
-            opt.fused(group, h, [param], [grad], [state], steps, step == 1)
+            opt.fused(how.options, h, [param], [grad], [state], steps, step == 1)
         else:
-            apply(opt, group, h, param, grad, state, step, how)
+            apply(opt, h, param, grad, state, step, how)
     if bucket.fresh:
         bucket.fresh = {i for i in bucket.fresh if not active[i]}
 

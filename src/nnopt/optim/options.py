@@ -101,6 +101,11 @@ class Hyper:
             tensors=tensors,
         )
 
+    def kernel_regularization(self) -> dict[str, Any]:
+        """What every native kernel takes of the regularization (its ``l2``, ``weight_decay``
+        and ``l1`` arguments)."""
+        return {"l2": self.coupled, "weight_decay": self.decoupled, "l1": self.l1}
+
     def number(self, value: Any) -> float | Tensor:
         """An option of the rule (a beta) as the rule takes it: see the class docstring."""
         return value if self.tensors and isinstance(value, Tensor) else scalar(value)

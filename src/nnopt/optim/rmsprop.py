@@ -62,33 +62,35 @@ class RMSprop(Optimizer):
             keys += ("grad_avg",)
         return keys
 
-    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
+        return {
+            "rho": group["alpha"],
+            "eps": group["eps"],
+            "eps_inside_sqrt": group["eps_inside_sqrt"],
+            "momentum": group["momentum"],
+            "centered": group["centered"],
+        }
+
+    def update(self, o, h: Hyper, param, grad, state, step) -> rules.Divisor:
         return rules.rmsprop_(
             param,
             grad,
             state["square_avg"],
             lr=h.lr,
-            rho=group["alpha"],
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
+            rho=o["rho"],
+            eps=o["eps"],
+            eps_inside_sqrt=o["eps_inside_sqrt"],
             grad_avg=state.get("grad_avg"),
             momentum_buffer=state.get("momentum_buffer"),
-            momentum=group["momentum"],
+            momentum=o["momentum"],
         )
 
-    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
-        # torch has no fused RMSprop; nnopt's native kernel does the whole update in one pass.
-        return kernels.cpu.rmsprop(
-            lr=h.lr,
-            rho=group["alpha"],
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            centered=group["centered"],
-            momentum=group["momentum"],
-            l2=h.coupled,
-            weight_decay=h.decoupled,
-            l1=h.l1,
-        )
+    def fused_covers(self, o, h: Hyper) -> bool:
+        return False  # torch has no fused RMSprop
+
+    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
+        # nnopt's native kernel does the whole update in one pass.
+        return kernels.cpu.rmsprop(lr=h.lr, **o, **h.kernel_regularization())
 
 
 class RMSProp(RMSprop):

@@ -72,21 +72,20 @@ class SGD(Optimizer):
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         return ("momentum_buffer",) if group["momentum"] > 0 else ()
 
-    def update(self, group, h: Hyper, param, grad, state, step) -> rules.Divisor:
-        if group["momentum"] > 0:
-            return rules.momentum_(
-                param,
-                grad,
-                state["momentum_buffer"],
-                lr=h.lr,
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                nesterov=group["nesterov"],
-                first=step == 1,
-            )
+    def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
+        return {
+            "momentum": group["momentum"],
+            "dampening": group["dampening"],
+            "nesterov": group["nesterov"],
+        }
+
+    def update(self, o, h: Hyper, param, grad, state, step) -> rules.Divisor:
+        if o["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            return rules.momentum_(param, grad, buf, lr=h.lr, first=step == 1, **o)
         return rules.sgd_(param, grad, lr=h.lr)
 
-    def fused_covers(self, group, h: Hyper) -> bool:
+    def fused_covers(self, o, h: Hyper) -> bool:
         # torch's fused SGD covers coupled L2 only.
         return not (h.l1 or h.decoupled)
 
@@ -95,31 +94,24 @@ class SGD(Optimizer):
         # (torch 2.13); torch's own default path does not use it there.
         return not (param.device.type == "cpu" and param.dtype in _HALF)
 
-    def fused(self, group, h: Hyper, params, grads, states, steps, first) -> None:
-        on = group["momentum"] > 0
+    def fused(self, o, h: Hyper, params, grads, states, steps, first) -> None:
+        on = o["momentum"] > 0
         torch._fused_sgd_(
             params,
             grads,
             [s["momentum_buffer"] for s in states] if on else [],
             weight_decay=h.coupled,
-            momentum=group["momentum"],
             lr=h.lr,
-            dampening=group["dampening"],
-            nesterov=group["nesterov"],
             maximize=h.maximize,
             is_first_step=first and on,
+            **o,
         )
 
-    def native_kernel(self, group, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
-        if group["dampening"]:
+    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
+        if o["dampening"]:
             return None  # no dampening in the kernel (its first step is special)
         kernel = kernels.cpu.sgd(
-            lr=h.lr,
-            momentum=group["momentum"],
-            nesterov=group["nesterov"],
-            l2=h.coupled,
-            weight_decay=h.decoupled,
-            l1=h.l1,
+            lr=h.lr, momentum=o["momentum"], nesterov=o["nesterov"], **h.kernel_regularization()
         )
         # In half precision the eager rule rounds exactly as torch's loop does.
         return replace(kernel, dtypes=kernel.dtypes - set(_HALF))
