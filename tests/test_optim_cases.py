@@ -119,10 +119,11 @@ def test_matches_torch_twin(pair):
 
 # Many small tensors (the group kernel's shape: one native call for the whole group), one
 # that is not a multiple of the vector width, a matrix and a 4-D kernel.
-MANY = tuple((n,) for n in range(1, 41)) + ((257,), (3, 5), (2, 3, 3, 3))
+MANY = tuple((n,) for n in range(1, 41, 2)) + ((257,), (3, 5), (2, 3, 3, 3))
 
 
-@pytest.mark.parametrize("pair", ALL_SETS, ids=set_id)
+# The first two sets of each case: those hold the options the kernels take (optim_cases.py).
+@pytest.mark.parametrize("pair", [(c, i) for c, i in ALL_SETS if i < 2], ids=set_id)
 def test_layouts_and_kernels_agree(pair):
     """float32: flat and per-tensor, each in auto / eager / native / torch, vs the eager rule
     per tensor (the group kernel, the per-tensor and flat native kernels and torch's fused
@@ -131,4 +132,4 @@ def test_layouts_and_kernels_agree(pair):
     sets = [case.option_sets[index]]
     ours = variants(case, sets, ALL_MODES)
     ref = {"per-tensor-eager": ours.pop("per-tensor-eager")}
-    compare_trajectories(ours, ref, shapes=MANY, steps=10, tol=case.tol32)
+    compare_trajectories(ours, ref, shapes=MANY, steps=8, tol=case.tol32)
