@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from optim_cases import CASES
 from optim_helpers import max_rel_diff
 from torch import nn
-
-import nnopt
 
 FLAT_IDS = ["flat", "per-tensor"]
 
@@ -51,23 +50,17 @@ def assert_models_equal(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(p, q)
 
 
-def fused_family_cases(adam_lr: float, sgd_lr: float, adagrad_lr: float) -> list:
-    """(nnopt class, kwargs, torch class, kwargs) for Adam, SGD-momentum and AdaGrad: the
-    optimizers torch has fused kernels for, at the given lrs."""
+def twin_cases() -> list:
+    """(nnopt class, kwargs, torch class, kwargs) for every row of the case table with a torch
+    twin: the same call on both (the row's alias defaults and its case's lr)."""
     return [
-        pytest.param(nnopt.Adam, dict(lr=adam_lr), torch.optim.Adam, dict(lr=adam_lr), id="adam"),
         pytest.param(
-            nnopt.SGD,
-            dict(lr=sgd_lr, momentum=0.9),
-            torch.optim.SGD,
-            dict(lr=sgd_lr, momentum=0.9),
-            id="sgd-momentum",
-        ),
-        pytest.param(
-            nnopt.AdaGrad,
-            dict(lr=adagrad_lr),
-            torch.optim.Adagrad,
-            dict(lr=adagrad_lr),
-            id="adagrad",
-        ),
+            case.table_row.cls,
+            kwargs := {**case.table_row.defaults, "lr": case.lr},
+            case.twin,
+            kwargs,
+            id=case.row,
+        )
+        for case in CASES.values()
+        if case.twin is not None
     ]

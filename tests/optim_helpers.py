@@ -152,8 +152,3 @@ def torch_variants(cls, *args, **kwargs) -> dict[str, Maker]:
 
 # Where torch takes ``foreach`` positionally (a call that fills it cannot pass it again).
 _FOREACH_POSITION = {torch.optim.Adagrad: 6, torch.optim.RMSprop: 8}
-
-
-def on_groups(variants: dict[str, Maker], to_groups: Callable[[list[Tensor]], list]) -> dict:
-    """The same factories, handed ``to_groups(params)`` (param groups) instead of the params."""
-    return {name: (lambda ps, make=make: make(to_groups(ps))) for name, make in variants.items()}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from optim_cases import CASES, build, set_id
 from optim_helpers import SHAPES, clone_params, grad_stream, make_params, max_rel_diff
-from test_optim_vs_torch import CASES
 
 import nnopt
 from nnopt.recipe import Recipe
@@ -19,13 +19,20 @@ from nnopt.training import train
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-@pytest.mark.parametrize(("ours", "ours_kw", "ref", "ref_kw"), CASES)
+# Every option set of every row with a torch twin that the twin takes (optim_cases.py).
+TWIN_SETS = [(c, i) for c in CASES.values() for i in c.twin_sets()]
+
+
+@pytest.mark.parametrize("pair", TWIN_SETS, ids=set_id)
 @pytest.mark.parametrize("flat", [True, False])
-def test_cuda_matches_torch_on_cpu(ours, ours_kw, ref, ref_kw, flat):
+def test_cuda_matches_torch_on_cpu(pair, flat):
+    case, index = pair
+    sets = [case.option_sets[index]]
     start = make_params(SHAPES)
     on_gpu = [p.detach().cuda().requires_grad_(True) for p in start]
     on_cpu = clone_params(start)
-    opt, ref_opt = ours(on_gpu, flat=flat, **ours_kw), ref(on_cpu, **ref_kw)
+    opt = build(case, on_gpu, sets, flat=flat, twin=False)
+    ref_opt = build(case, on_cpu, sets, twin=True)
     for t, grads in enumerate(grad_stream(SHAPES, 40)):
         for p, q, g in zip(on_gpu, on_cpu, grads, strict=True):
             p.grad, q.grad = g.cuda(), g.clone()

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 import nnopt
+from nnopt.optim import table
 
-TWINS = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop"]
+# The torch twins of the table's rows, each once (a new twin is tested here from its row).
+TWINS = sorted({row.twin for row in table.ROWS if row.twin})
 KWARGS = {"SGD": dict(lr=0.1, momentum=0.9), "Adagrad": dict(lr=0.1), "RMSprop": dict(lr=0.01)}
 
 
@@ -58,45 +60,8 @@ def test_sgd_half_precision_cpu_updates_every_element(dtype):
     torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "Adagrad", "RMSprop"])
-def test_weight_decay_is_coupled_as_in_torch(name):
-    a, b = twin_params((4, 3), (5,))
-    ref, opt = pair(name, a, b, weight_decay=0.1)
-    feed([(ref, a), (opt, b)], 5)
-    for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", TWINS)
-def test_torch_state_dict_loads_with_its_meaning(name):
-    """torch trains 3 steps (with weight_decay and maximize), nnopt resumes from its state
-    dict: both continue identically (weight decay applied once, maximize kept)."""
-    extra = dict(weight_decay=0.05, maximize=True)
-    if name == "SGD":
-        extra["dampening"] = 0.1
-    a, _ = twin_params((4, 3), (5,))
-    ref = getattr(torch.optim, name)(a, **{**KWARGS.get(name, dict(lr=0.01)), **extra})
-    feed([(ref, a)], 3)
-    b = [nn.Parameter(p.detach().clone()) for p in a]
-    opt = getattr(nnopt, name)(b, **KWARGS.get(name, dict(lr=0.01)))  # other options
-    opt.load_state_dict(copy.deepcopy(ref.state_dict()))
-    assert opt.param_groups[0]["maximize"] is True
-    feed([(ref, a), (opt, b)], 4, seed=5)
-    for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", TWINS)
-def test_nnopt_state_dict_loads_into_torch(name):
-    a, b = twin_params((4, 3), (5,))
-    ref, opt = pair(name, a, b)
-    feed([(ref, a), (opt, b)], 3)
-    c = [nn.Parameter(p.detach().clone()) for p in b]
-    resumed = getattr(torch.optim, name)(c, **KWARGS.get(name, dict(lr=0.01)))
-    resumed.load_state_dict(copy.deepcopy(opt.state_dict()))
-    feed([(ref, a), (resumed, c)], 4, seed=5)
-    for x, y in zip(a, c, strict=True):
-        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+# weight_decay's meaning and state dicts crossing to torch and back, for every row with a
+# twin and each of its option sets: test_optim_cases.py and test_optim_cases_state.py.
 
 
 @pytest.mark.parametrize("name", ["Adam", "Adagrad", "RMSprop"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+import optim_cases
 import pytest
 import torch
 
@@ -20,23 +21,14 @@ from nnopt.optim.kernels import build, cpu
 
 SIZES = [0, 1, 33, 1001, (1 << 14) + 77, (1 << 16) + 5, dispatch.LARGE + 3]
 
+# Every row of the case table under its first two option sets (those hold the options the
+# kernels take; see optim_cases.py).
 CASES = {
-    "sgd": lambda ps: nnopt.SGD(ps, lr=0.1),
-    "sgd l2": lambda ps: nnopt.SGD(ps, lr=0.1, weight_decay=0.01),
-    "momentum": lambda ps: nnopt.SGD(ps, lr=0.1, momentum=0.9),
-    "nesterov l1": lambda ps: nnopt.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, l1=1e-3),
-    "adagrad": lambda ps: nnopt.Adagrad(ps, lr=0.1),
-    "adagrad decoupled": lambda ps: nnopt.Adagrad(
-        ps, lr=0.1, weight_decay=0.01, decoupled_weight_decay=True
-    ),
-    "rmsprop": lambda ps: nnopt.RMSprop(ps, lr=0.01),
-    "rmsprop centered momentum": lambda ps: nnopt.RMSprop(
-        ps, lr=0.01, centered=True, momentum=0.9, weight_decay=0.01
-    ),
-    "seed rmsprop": lambda ps: nnopt.RMSProp(ps, lr=0.01),
-    "adam": lambda ps: nnopt.Adam(ps, lr=0.01),
-    "adam amsgrad l1 l2": lambda ps: nnopt.Adam(ps, lr=0.01, amsgrad=True, l1=1e-3, l2=1e-2),
-    "adamw": lambda ps: nnopt.AdamW(ps, lr=0.01),
+    f"{case.row}-{index}": (
+        lambda ps, case=case, index=index: optim_cases.build(case, ps, [case.option_sets[index]])
+    )
+    for case in optim_cases.CASES.values()
+    for index in (0, 1)
 }
 
 
@@ -100,7 +92,7 @@ def test_group_kernel_matches_the_eager_rules(name: str) -> None:
 
 
 # (plain SGD runs torch's foreach loop instead: test_plain_sgd_is_torchs_loop_bit_for_bit)
-@pytest.mark.parametrize("name", [name for name in CASES if name != "sgd"])
+@pytest.mark.parametrize("name", [name for name in CASES if name != "sgd-0"])
 def test_group_kernel_is_the_tensor_kernel_bit_for_bit(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import nnopt
-from nnopt.optim import SGD, AdaGrad, Adam, RMSProp, kernels, rules
+from nnopt.optim import RMSProp, kernels, rules
 from nnopt.optim.kernels import blocks, build, cpu
 
 # The last size spans two of the kernels' 2**14-element chunks, so it runs on two threads (and stays
@@ -175,39 +175,6 @@ def test_unsupported_tensors_fall_back() -> None:
     assert not cpu.sgd_(strided, torch.zeros(5), None, lr=0.1, momentum=0.0, nesterov=False)
     mixed = torch.zeros(5, dtype=torch.float64)
     assert not cpu.adagrad_(torch.zeros(5), mixed, torch.zeros(5), lr=0.1, eps=1e-10)
-
-
-OPTIMIZERS = [
-    (SGD, dict(lr=0.1, momentum=0.9, nesterov=True, l1=1e-3, weight_decay=1e-2)),
-    (SGD, dict(lr=0.1, l2=1e-2)),
-    (AdaGrad, dict(lr=0.1, l1=1e-3, l2=1e-2, weight_decay=1e-2)),
-    (RMSProp, dict(lr=0.01, centered=True, momentum=0.5, l1=1e-3)),
-    (RMSProp, dict(lr=0.01, eps_inside_sqrt=False, weight_decay=1e-2)),
-    (Adam, dict(lr=0.01, amsgrad=True, l1=1e-3, l2=1e-2, weight_decay=1e-2)),
-    (Adam, dict(lr=0.01, weight_decay=1e-2)),
-]
-
-
-@pytest.mark.parametrize(("cls", "options"), OPTIMIZERS, ids=lambda x: getattr(x, "__name__", ""))
-@pytest.mark.parametrize("flat", [True, False])
-def test_optimizer_steps_match_eager(cls, options, flat) -> None:
-    """Whole optimizer steps, mixed shapes and a frozen tensor: auto/native equal eager."""
-    shapes = [(3, 5), (7,), (1,), (129, 3)]
-    init = [torch.randn(s) for s in shapes]
-    grads = [[torch.randn(s) for s in shapes] for _ in range(4)]
-    results = {}
-    for mode in ("eager", "auto", "native"):
-        params = [torch.nn.Parameter(t.clone()) for t in init]
-        opt = cls(params, flat=flat, **options)
-        opt.kernels = mode
-        for step_grads in grads:
-            for p, g in zip(params[:-1], step_grads, strict=False):  # the last one is frozen
-                p.grad = g.clone()
-            opt.step()
-        results[mode] = [p.detach().clone() for p in params]
-    for mode in ("auto", "native"):
-        for got, want in zip(results[mode], results["eager"], strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_kernels_mode_is_validated() -> None:

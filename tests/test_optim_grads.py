@@ -9,10 +9,10 @@ from model_helpers import (
     FLAT_IDS,
     assert_models_close,
     batch,
-    fused_family_cases,
     loss_of,
     tiny_model,
     train,
+    twin_cases,
 )
 from optim_helpers import FLAT_MODES
 from torch import nn
@@ -21,7 +21,7 @@ import nnopt
 
 # --- gradients in every state ---------------------------------------------------------------
 
-NONE_GRAD_CASES = fused_family_cases(adam_lr=0.01, sgd_lr=0.05, adagrad_lr=0.1)
+NONE_GRAD_CASES = twin_cases()
 
 
 @pytest.mark.parametrize("kernels", ["auto", "eager"])

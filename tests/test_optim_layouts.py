@@ -9,7 +9,7 @@ import pytest
 import torch
 from model_helpers import (
     FLAT_IDS,
-    fused_family_cases,
+    twin_cases,
 )
 from optim_helpers import FLAT_MODES, max_rel_diff
 from torch import nn
@@ -98,7 +98,7 @@ def test_flat_true_keeps_complex_params_loose():
 
 # --- parameters flat buffers cannot hold --------------------------------------------------------
 
-LAYOUT_CASES = fused_family_cases(adam_lr=0.1, sgd_lr=0.1, adagrad_lr=0.1)
+LAYOUT_CASES = twin_cases()
 
 
 @pytest.mark.parametrize("kernels", ["auto", "eager"])

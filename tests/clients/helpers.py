@@ -15,10 +15,12 @@ from typing import Any
 import torch
 
 import nnopt
+from nnopt.optim import table
 
-# The five drop-in twins, and one identical call each (options that exercise weight_decay,
-# momentum and the like, so a difference in meaning shows up as a number).
-NAMES = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop")
+# The drop-in twins of the optimizer table's rows, and one identical call each (options that
+# exercise weight_decay, momentum and the like, so a difference in meaning shows up as a
+# number): a new twin in the table fails here (KeyError in KWARGS) until it has its call.
+NAMES = tuple(dict.fromkeys(row.twin for row in table.ROWS if row.twin))
 KWARGS: dict[str, dict[str, Any]] = {
     "SGD": dict(lr=0.05, momentum=0.9, weight_decay=1e-2),
     "Adam": dict(lr=1e-2, weight_decay=1e-2),

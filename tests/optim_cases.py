@@ -1,0 +1,344 @@
+"""The one case table of the optimizer tests: one :class:`Case` per row of ``optim/table.py``.
+
+Every generic optimizer test (``test_optim_cases*.py``, ``test_group_kernel.py``,
+``test_table.py``) runs over ``CASES``; ``test_every_row_has_a_case`` fails when a table row
+has none, so a new optimizer is stepped by every generic test once its case row exists.
+
+A case holds what the tests cannot read from nnopt itself without trusting it:
+
+- ``reference``: the rule in float64, written from the paper or SEED.md (plain torch ops on
+  one tensor, never nnopt's code); :func:`reference_step` wraps it in the documented order
+  of one update (``optim/base.py``): maximize, coupled L2, decoupled decay, the rule, L1 as
+  a soft threshold at ``l1 * lr / d`` with ``d`` the rule's preconditioner;
+- ``option_sets``: kwargs that exercise each option; the first two run in every kernel mode
+  and in the group kernel's tests, so they hold the options the kernels take (maximize,
+  which the group kernel leaves to the per-tensor paths, comes later); those the torch twin
+  accepts are compared with it;
+- convergence runs per test problem (lr, steps, and the distance to the optimum to reach);
+- ``holds``: the paper's / torch's defaults the row must hold (the table reads them from the
+  class signature: this is the check that it reads the right ones);
+- tolerances, float64 against the reference and float32 against torch and between kernels.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nnopt.optim import table
+
+# A rule: (theta, g, state, options, t) -> (new theta, preconditioner d). ``state`` is the
+# tensor's own dict, filled on its first step; t counts steps from 1.
+Rule = Callable[[Tensor, Tensor, dict, dict, int], tuple[Tensor, Any]]
+
+
+@dataclass(frozen=True)
+class Converge:
+    """Run ``steps`` steps at ``lr`` (plus ``options``) and end within ``tol`` of the optimum.
+
+    ``tol`` has a margin of several times over the observed distance: it says what the
+    method reaches at a constant lr (see the problems in ``test_optim_cases_convergence``).
+    """
+
+    lr: float
+    steps: int
+    tol: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    row: str  # the table row's name
+    reference: Rule
+    option_sets: tuple[dict[str, Any], ...]
+    quadratic: tuple[Converge, ...]
+    rosenbrock: tuple[Converge, ...]
+    holds: dict[str, Any]  # option -> value every param group of the row must hold
+    lr: float = 0.01  # the lr of the step-for-step tests
+    implied: dict[str, Any] = field(default_factory=dict)  # what the class fixes unseen (AdamW)
+    # Options torch's twin reads from its constructor only, never per param group.
+    constructor_only: frozenset[str] = frozenset()
+    tol64: float = 1e-10  # float64 vs the reference: max |a - b| / max(max |b|, 1)
+    tol32: float = 1e-5  # float32 vs torch, and between layouts and kernels
+
+    @property
+    def table_row(self) -> table.Row:
+        return table.BY_NAME[self.row]
+
+    @property
+    def twin(self) -> type[torch.optim.Optimizer] | None:
+        name = self.table_row.twin
+        return getattr(torch.optim, name) if name else None
+
+    def options(self, option_set: dict[str, Any]) -> dict[str, Any]:
+        """Every option of one update under ``option_set``: the class signature's defaults,
+        the alias's, the case's lr, the set (what the reference reads)."""
+        row = self.table_row
+        signature = inspect.signature(row.cls.__init__).parameters.values()
+        defaults = {p.name: p.default for p in signature if p.default is not p.empty}
+        return {**defaults, **self.implied, **row.defaults, "lr": self.lr, **option_set}
+
+    def twin_sets(self) -> list[int]:
+        """The indices of the option sets torch's twin takes as they are (with the alias's
+        defaults): nnopt's extras (l1, l2, ...) are left out by the twin's signature."""
+        if self.twin is None:
+            return []
+        accepted = set(inspect.signature(self.twin.__init__).parameters)
+        aliased = set(self.table_row.defaults)
+        return [i for i, s in enumerate(self.option_sets) if aliased | set(s) <= accepted]
+
+
+# --- the reference rules (float64, from the papers and SEED.md) ------------------------------
+
+
+def _once(state: dict, key: str, value: Tensor) -> Tensor:
+    return state.setdefault(key, value)
+
+
+def sgd_rule(theta, g, s, o, t):
+    """Gradient descent; heavy ball b <- mu b + (1 - tau) g (b = g at first, torch's), theta
+    <- theta - eta b; Nesterov theta <- theta - eta (g + mu b) (Sutskever et al. 2013)."""
+    mu, lr = o["momentum"], o["lr"]
+    if not mu:
+        return theta - lr * g, 1.0
+    if "b" in s:
+        s["b"] = mu * s["b"] + (1 - o["dampening"]) * g
+    else:
+        s["b"] = g.clone()
+    direction = g + mu * s["b"] if o["nesterov"] else s["b"]
+    return theta - lr * direction, 1.0
+
+
+def adagrad_rule(theta, g, s, o, t):
+    """AdaGrad (Duchi et al. 2011): G <- G + g^2, theta <- theta - eta_t g / (sqrt(G) + eps),
+    eta_t = eta / (1 + (t - 1) lr_decay) (torch's decay of the step size)."""
+    G = _once(s, "G", torch.full_like(theta, o["initial_accumulator_value"]))
+    s["G"] = G = G + g * g
+    d = G.sqrt() + o["eps"]
+    return theta - o["lr"] / (1 + (t - 1) * o["lr_decay"]) * g / d, d
+
+
+def rmsprop_rule(theta, g, s, o, t):
+    """RMSProp (SEED.md; Tieleman & Hinton 2012): E <- rho E + (1 - rho) g^2, theta <- theta -
+    eta g / sqrt(E + eps) (the seed) or / (sqrt(E) + eps) (torch); centered (Graves 2013)
+    subtracts the squared mean gradient; momentum: b <- mu b + g / d, theta <- theta - eta b."""
+    rho = o["alpha"] if "alpha" in o else o["rho"]
+    E = rho * _once(s, "E", torch.zeros_like(theta)) + (1 - rho) * g * g
+    s["E"] = spread = E
+    if o["centered"]:
+        s["gbar"] = rho * _once(s, "gbar", torch.zeros_like(theta)) + (1 - rho) * g
+        spread = E - s["gbar"] ** 2
+    d = (spread + o["eps"]).sqrt() if o["eps_inside_sqrt"] else spread.sqrt() + o["eps"]
+    if not o["momentum"]:
+        return theta - o["lr"] * g / d, d
+    s["b"] = o["momentum"] * _once(s, "b", torch.zeros_like(theta)) + g / d
+    return theta - o["lr"] * s["b"], d
+
+
+def adam_rule(theta, g, s, o, t):
+    """Adam (SEED.md; Kingma & Ba 2015): m, v moving averages of g and g^2, m_hat = m / (1 -
+    b1^t), v_hat = v / (1 - b2^t), theta <- theta - eta m_hat / (sqrt(v_hat) + eps); AMSGrad
+    (Reddi et al. 2018) takes v_hat from the running maximum of v."""
+    b1, b2 = o["betas"]
+    s["m"] = b1 * _once(s, "m", torch.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = second = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+    if o["amsgrad"]:
+        s["vmax"] = second = torch.maximum(_once(s, "vmax", torch.zeros_like(theta)), s["v"])
+    d = (second / (1 - b2**t)).sqrt() + o["eps"]
+    return theta - o["lr"] * (s["m"] / (1 - b1**t)) / d, d
+
+
+def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
+    """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
+    lr, wd = o["lr"], o["weight_decay"]
+    decoupled = o.get("decoupled_weight_decay", False)
+    if o["maximize"]:
+        g = -g
+    g = g + (o.get("l2", 0.0) + (0.0 if decoupled else wd)) * theta
+    if decoupled:
+        theta = theta * (1 - lr * wd)
+    theta, d = case.reference(theta, g, s, o, t)
+    if o.get("l1", 0.0):
+        theta = theta.sign() * (theta.abs() - o["l1"] * lr / d).clamp(min=0)
+    return theta
+
+
+# --- the cases -------------------------------------------------------------------------------
+
+# Adam with L1 in float32: where v is tiny, d = sqrt(v_hat) + eps is too, so the per-coordinate
+# threshold l1 * lr / d is large and an element near its kink turns one rounding of the kernel
+# (vs the eager rule) into a visible difference. Adam's L1 sets use l2 = 1e-2, where
+# test_group_kernel's elementwise comparison holds with a 10x margin (with l2 = 0.05 one
+# element in 65k sat at 2x its tolerance).
+
+# Every regularizer nnopt has at once: L1's per-coordinate threshold, L2 and decoupled decay.
+ALL_REGULARIZERS = dict(l1=0.01, l2=0.1, weight_decay=0.2, decoupled_weight_decay=True)
+
+
+def _sgd_case(row: str, sets: tuple, quadratic: Converge, rosenbrock: Converge, holds) -> Case:
+    return Case(row, sgd_rule, sets, (quadratic,), (rosenbrock,), holds, lr=0.05)
+
+
+CASES: dict[str, Case] = {
+    case.row: case
+    for case in (
+        _sgd_case(
+            "sgd",
+            ({}, ALL_REGULARIZERS, dict(weight_decay=0.05, maximize=True)),
+            Converge(0.035, 500, 1e-6),
+            # Plain descent crawls along the curved valley: progress, not precision.
+            Converge(0.002, 2000, 0.05),
+            {"momentum": 0.0, "nesterov": False, "dampening": 0.0},
+        ),
+        _sgd_case(
+            "momentum",
+            (
+                dict(dampening=0.1, weight_decay=0.05),
+                dict(l1=1e-3, l2=0.05),
+                dict(momentum=0.5, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            Converge(0.01, 500, 1e-6, dict(momentum=0.7)),
+            Converge(0.002, 1000, 1e-3),
+            {"momentum": 0.9, "nesterov": False},
+        ),
+        _sgd_case(
+            "nesterov",
+            ({}, dict(l1=1e-3, weight_decay=0.01), dict(momentum=0.5, maximize=True)),
+            Converge(0.01, 500, 1e-6, dict(momentum=0.7)),
+            Converge(0.001, 2000, 1e-3),
+            {"momentum": 0.9, "nesterov": True},
+        ),
+        Case(
+            "adagrad",
+            adagrad_rule,
+            (
+                dict(initial_accumulator_value=0.3, lr_decay=0.01),
+                dict(l1=1e-3, l2=0.05),
+                dict(weight_decay=0.05, eps=1e-3, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.5, 200, 1e-6),),
+            # The ever-growing accumulator stalls it in the valley: progress, not precision.
+            (Converge(2.0, 2000, 0.5),),
+            {"eps": 1e-10, "lr_decay": 0.0, "initial_accumulator_value": 0.0},
+            lr=0.1,
+            constructor_only=frozenset({"initial_accumulator_value"}),
+        ),
+        Case(
+            "rmsprop",
+            rmsprop_rule,
+            (
+                dict(centered=True, momentum=0.5, rho=0.8),
+                dict(l1=1e-3, l2=0.05),
+                dict(eps_inside_sqrt=False, weight_decay=0.05, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            # At a constant lr RMSProp hovers within O(lr) of the optimum.
+            (Converge(0.01, 500, 2e-2),),
+            (Converge(0.001, 1500, 3e-3, dict(momentum=0.9)),),
+            {"alpha": 0.9, "eps": 1e-8, "eps_inside_sqrt": True},
+        ),
+        Case(
+            "rmsprop_torch",
+            rmsprop_rule,
+            (
+                dict(centered=True, momentum=0.9, alpha=0.95, eps=1e-6),
+                dict(l1=1e-3, l2=0.05, eps_inside_sqrt=True),
+                dict(momentum=0.5, weight_decay=0.05, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.01, 500, 2e-2, dict(alpha=0.9, centered=True, momentum=0.9)),),
+            (Converge(0.001, 1500, 3e-3, dict(alpha=0.9, centered=True, momentum=0.9)),),
+            {"alpha": 0.99, "eps": 1e-8, "eps_inside_sqrt": False},
+        ),
+        Case(
+            "adam",
+            adam_rule,
+            (
+                dict(betas=(0.8, 0.99), amsgrad=True, weight_decay=0.05),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+                {**ALL_REGULARIZERS, "amsgrad": True},
+            ),
+            (Converge(0.05, 500, 1e-6), Converge(0.05, 500, 1e-6, dict(amsgrad=True))),
+            (Converge(0.05, 2000, 1e-3), Converge(0.1, 2000, 1e-3, dict(amsgrad=True))),
+            {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+        ),
+        Case(
+            "adamw",
+            adam_rule,
+            (
+                dict(weight_decay=0.1, amsgrad=True),
+                dict(l1=1e-3, l2=1e-2),
+                dict(betas=(0.5, 0.9), eps=1e-6, maximize=True),
+            ),
+            (Converge(0.05, 500, 1e-6, dict(weight_decay=0.01)),),
+            # Decay pulls toward 0, so the minimizer moves off (1, 1) by O(weight_decay).
+            (Converge(0.05, 2000, 1e-2, dict(weight_decay=1e-4)),),
+            {"weight_decay": 1e-2, "decoupled_weight_decay": True},
+            implied={"decoupled_weight_decay": True},
+        ),
+    )
+}
+
+# Every (case, option set) pair, as pytest ids "row-index".
+ALL_SETS = [(c, i) for c in CASES.values() for i in range(len(c.option_sets))]
+
+
+def set_id(pair: tuple[Case, int]) -> str:
+    return f"{pair[0].row}-{pair[1]}"
+
+
+# --- building the row's optimizer for a run ----------------------------------------------------
+
+ALL_MODES = ("auto", "eager", "native", "torch")  # kernels: every mode an optimizer has
+FLATS = (False, True)
+
+
+def sets_of(case: Case, index: int | str, twin: bool = False) -> list[dict]:
+    """One option set (one param group), or "groups": the first two (that the twin takes,
+    with ``twin``), one group each."""
+    if index != "groups":
+        return [case.option_sets[index]]
+    indices = case.twin_sets() if twin else range(len(case.option_sets))
+    return [case.option_sets[i] for i in list(indices)[:2]]
+
+
+def build(case: Case, params, sets: list[dict], *, flat=False, kernels="auto", twin=None):
+    """The row's optimizer over ``params``, split round-robin into one param group per
+    option set; ``twin``: a call torch's twin takes too (True: build the twin itself)."""
+    shared = {"lr": case.lr}
+    if len(sets) == 1:
+        arg: list = params
+        shared = {**shared, **sets[0]}
+    else:
+        groups = [dict(s) for s in sets]
+        for key in case.constructor_only if twin is not None else ():
+            # torch reads it from the constructor only: give both sides the same one.
+            shared[key] = groups[0].get(key, shared.get(key))
+            for g in groups:
+                g.pop(key, None)
+        arg = [dict(params=params[k :: len(sets)], **g) for k, g in enumerate(groups)]
+    if twin:
+        return case.twin(arg, **{**case.table_row.defaults, **shared})
+    opt = case.table_row.build(arg, flat=flat, **shared)
+    opt.kernels = kernels
+    return opt
+
+
+def variants(case: Case, sets: list[dict], modes, twin=None) -> dict:
+    return {
+        f"{'flat' if flat else 'per-tensor'}-{mode}": (
+            lambda ps, flat=flat, mode=mode: build(
+                case, ps, sets, flat=flat, kernels=mode, twin=twin
+            )
+        )
+        for flat in FLATS
+        for mode in modes
+    }
