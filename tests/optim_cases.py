@@ -153,6 +153,16 @@ def adam_rule(theta, g, s, o, t):
     return theta - o["lr"] * (s["m"] / (1 - b1**t)) / d, d
 
 
+def lion_rule(theta, g, s, o, t):
+    """Lion (Chen et al. 2023, Algorithm 2): c = b1 m + (1 - b1) g, theta <- theta - eta
+    sign(c), m <- b2 m + (1 - b2) g; every coordinate moves by eta (d = 1)."""
+    b1, b2 = o["betas"]
+    m = _once(s, "m", torch.zeros_like(theta))
+    c = b1 * m + (1 - b1) * g
+    s["m"] = b2 * m + (1 - b2) * g
+    return theta - o["lr"] * c.sign(), 1.0
+
+
 def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
     """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
     lr, wd = o["lr"], o["weight_decay"]
@@ -283,6 +293,21 @@ CASES: dict[str, Case] = {
             (Converge(0.05, 2000, 1e-2, dict(weight_decay=1e-4)),),
             {"weight_decay": 1e-2, "decoupled_weight_decay": True},
             implied={"decoupled_weight_decay": True},
+        ),
+        Case(
+            "lion",
+            lion_rule,
+            (
+                dict(betas=(0.95, 0.98), weight_decay=0.1),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=False, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            # Steps of exactly lr in every coordinate: it ends within about lr of the optimum.
+            (Converge(0.01, 500, 3e-2),),
+            (Converge(0.002, 3000, 5e-2),),  # (observed 0.009)
+            {"betas": (0.9, 0.99), "weight_decay": 0.0, "decoupled_weight_decay": True},
+            lr=1e-3,
         ),
     )
 }

@@ -103,7 +103,7 @@ def test_non_finite_rejected():
 def test_choices():
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
         "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch,"
-        " adam, adamw; got 'adm'"
+        " adam, adamw, lion; got 'adm'"
     )
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
@@ -135,7 +135,7 @@ def test_several_problems_one_line_each():
 @pytest.mark.parametrize(
     ("name", "option", "value", "applies"),
     [
-        ("sgd", "betas", [0.9, 0.99], "adam, adamw"),
+        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion"),
         ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
         ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw"),
         ("adam", "rho", 0.9, "rmsprop"),

@@ -18,6 +18,7 @@ from nnopt.optim import registry
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
+from nnopt.optim.lion import Lion
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
 from nnopt.optim.torch_signature import follow
@@ -57,6 +58,7 @@ ROWS: tuple[Row, ...] = (
     Row("rmsprop_torch", RMSprop, "RMSProp, torch's form", twin="RMSprop"),
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
+    Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.
