@@ -130,3 +130,21 @@ def test_one_rule_names_the_held_out_split():
     assert "359 validation examples" in load_dataset("digits").describe()
     assert format_metric("val_accuracy", 0.97214) == "97.21%"
     assert format_metric("val_loss", 0.000216) == "0.000216"
+
+
+def test_the_summary_names_the_held_out_numbers_by_their_split_and_keeps_the_old_keys(tmp_path):
+    """summary.json gives each held-out number under the split's own name (digits: carved by
+    nnopt, so validation_*), beside the val_* keys that readers of older runs know."""
+    from nnopt.names import split_key
+    from nnopt.training import train
+
+    assert split_key("val_accuracy", "test") == "test_accuracy"
+    assert split_key("train_loss", "test") == "train_loss"
+    run = make(data={"name": "digits"}, train={"steps": 20, "eval_every": 10})
+    train(run, tmp_path / "run", quiet=True)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    final, best = summary["final"], summary["best"]
+    assert summary["held_out"] == "validation" and "test_accuracy" not in final
+    assert final["validation_accuracy"] == final["val_accuracy"] is not None
+    assert final["validation_loss"] == final["val_loss"]
+    assert best["validation_accuracy"] == best[summary["metric"]]

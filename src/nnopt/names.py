@@ -37,6 +37,13 @@ def metric_label(metric: str, held_out: str = VALIDATION) -> str:
     return metric
 
 
+def split_key(metric: str, held_out: str) -> str:
+    """The key a summary also gives a held-out number under its split's own name:
+    ``val_accuracy`` -> ``test_accuracy`` or ``validation_accuracy`` (others unchanged)."""
+    split, _, word = metric.partition("_")
+    return f"{held_out}_{word}" if split == "val" and word in _WORDS else metric
+
+
 def format_metric(metric: str, value: float) -> str:
     """The one format: an accuracy as a percentage with two decimals (97.21%), a loss or a
     perplexity with four significant digits (0.1446; 0.000216, not 0.0002)."""

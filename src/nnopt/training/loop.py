@@ -26,7 +26,7 @@ from nnopt.distributed import ShardedOptimizer, setup
 from nnopt.errors import CheckpointError, Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
-from nnopt.names import held_out_split
+from nnopt.names import held_out_split, split_key
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
@@ -399,11 +399,22 @@ class Trainer:
             "threads": self.parts.threads,
             "metric": metric,
             "held_out": self.held_out,
+            # val_* (held out, whatever the split: what readers of older runs know) and the
+            # same numbers under the split's own name (test_* or validation_*).
             "final": {
-                k: final.get(k)
+                key: final.get(k)
                 for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")
+                for key in dict.fromkeys((k, split_key(k, self.held_out)))
             },
-            "best": {"step": best["step"], metric: best[metric]} if best else None,
+            "best": (
+                {
+                    "step": best["step"],
+                    metric: best[metric],
+                    split_key(metric, self.held_out): best[metric],
+                }
+                if best
+                else None
+            ),  # fmt: skip
         }
 
 
