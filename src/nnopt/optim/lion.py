@@ -62,5 +62,5 @@ class Lion(Optimizer):
     def fused_covers(self, o, h: Hyper) -> bool:
         return False  # torch has no Lion
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
-        return None  # not yet: the eager rule is three passes over memory
+    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
+        return kernels.cpu.lion(lr=h.lr, **o, **h.kernel_regularization())

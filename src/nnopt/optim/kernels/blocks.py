@@ -54,12 +54,17 @@ class AdamArgs(ctypes.Structure):
     )
 
 
+class LionArgs(ctypes.Structure):
+    _fields_ = fields("p g exp_avg", "l2_on l1_on", "lr beta1 beta2 l2 decay l1lr")
+
+
 # Rule name -> block: the kernel is nnopt_<rule>, its layout nnopt_<rule>_args_layout/_size.
 BLOCKS: dict[str, type[ctypes.Structure]] = {
     "sgd": SgdArgs,
     "adagrad": AdagradArgs,
     "rmsprop": RmspropArgs,
     "adam": AdamArgs,
+    "lion": LionArgs,
 }
 
 

@@ -195,6 +195,22 @@ def sgd(
     return Kernel("sgd", scalars, ("momentum_buffer" if on else None,))
 
 
+def lion(
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    l2: float = 0.0,
+    weight_decay: float = 0.0,
+    l1: float = 0.0,
+) -> Kernel:
+    """Lion (``rules.lion_``): theta <- theta - eta sign(b1 m + (1 - b1) g);
+    m <- b2 m + (1 - b2) g;  d = 1. float32 and float64 only: in bfloat16 the kernel's float
+    accumulation could flip a sign the eager rule's rounding keeps (a step of 2 lr)."""
+    scalars = dict(lr=lr, beta1=beta1, beta2=beta2, **_regularization(lr, l2, weight_decay, l1))
+    return Kernel("lion", scalars, ("exp_avg",), dtypes=frozenset((torch.float32, torch.float64)))
+
+
 def adagrad(
     *, lr: float, eps: float, l2: float = 0.0, weight_decay: float = 0.0, l1: float = 0.0
 ) -> Kernel:

@@ -33,6 +33,11 @@
   X(lr, f64) X(beta1, f64) X(beta2, f64) X(bc1, f64) X(bc2_sqrt, f64) X(eps, f64)           \
   X(l2, f64) X(decay, f64) X(l1lr, f64)
 
+#define NNOPT_LION_ARGS(X)                                                                  \
+  X(p, ptr) X(g, ptr) X(exp_avg, ptr)                                                       \
+  X(l2_on, i32) X(l1_on, i32)                                                               \
+  X(lr, f64) X(beta1, f64) X(beta2, f64) X(l2, f64) X(decay, f64) X(l1lr, f64)
+
 #define NNOPT_CTYPE_ptr void*
 #define NNOPT_CTYPE_i32 int32_t
 #define NNOPT_CTYPE_f64 double
@@ -59,3 +64,4 @@ NNOPT_BLOCK(SgdArgs, sgd, NNOPT_SGD_ARGS)
 NNOPT_BLOCK(AdagradArgs, adagrad, NNOPT_ADAGRAD_ARGS)
 NNOPT_BLOCK(RmspropArgs, rmsprop, NNOPT_RMSPROP_ARGS)
 NNOPT_BLOCK(AdamArgs, adam, NNOPT_ADAM_ARGS)
+NNOPT_BLOCK(LionArgs, lion, NNOPT_LION_ARGS)

@@ -352,6 +352,35 @@ void adam(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, T* __re
   });
 }
 
+// --- Lion -------------------------------------------------------------------------------------
+
+// sign(c) as torch.sign: -1, 0 or 1, and NaN stays NaN.
+template <typename A>
+inline A sign_of(A c) {
+  return c > A(0) ? A(1) : (c < A(0) ? A(-1) : c);
+}
+
+template <typename T, bool kL2, bool kL1>
+void lion(T* __restrict__ P, const T* __restrict__ G, T* __restrict__ M, int64_t n, int nthreads,
+          const LionArgs& a) {
+  using A = typename Acc<T>::type;
+  const A b1 = A(a.beta1), w1 = A(1.0 - a.beta1), b2 = A(a.beta2), w2 = A(1.0 - a.beta2);
+  const A neg_lr = A(-a.lr), l2 = A(a.l2), decay = A(a.decay), tau = A(a.l1lr);
+  parallel(n, nthreads, [=](int64_t begin, int64_t end) {
+#pragma GCC ivdep
+    for (int64_t i = begin; i < end; ++i) {
+      A p = load(P, i), g = load(G, i);
+      if constexpr (kL2) g = g + l2 * p;
+      p = p * decay;
+      const A m = load(M, i);
+      p = p + neg_lr * sign_of(m * b1 + w1 * g);
+      store(M, i, m * b2 + w2 * g);
+      if constexpr (kL1) p = soft_threshold(p, tau);
+      store(P, i, p);
+    }
+  });
+}
+
 }  // namespace
 
 // --- C entry points: return 0 on success, 1 for an unknown dtype code -------------------------
@@ -427,6 +456,19 @@ int nnopt_adam(int dtype, int64_t n, int nthreads, const AdamArgs* args) {
         });
       });
     });
+    });
+  });
+}
+
+int nnopt_lion(int dtype, int64_t n, int nthreads, const LionArgs* args) {
+  const LionArgs& a = *args;
+  return with_dtype(dtype, [&](auto tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    with_flag(a.l2_on, [&](auto kL2) {
+      with_flag(a.l1_on, [&](auto kL1) {
+        lion<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                              static_cast<T*>(a.exp_avg), n, nthreads, a);
+      });
     });
   });
 }
@@ -515,3 +557,4 @@ NNOPT_MANY(sgd, SgdArgs, nothing_to_prepare<SgdArgs>)
 NNOPT_MANY(adagrad, AdagradArgs, nothing_to_prepare<AdagradArgs>)
 NNOPT_MANY(rmsprop, RmspropArgs, nothing_to_prepare<RmspropArgs>)
 NNOPT_MANY(adam, AdamArgs, adam_prepare)
+NNOPT_MANY(lion, LionArgs, nothing_to_prepare<LionArgs>)
