@@ -4,9 +4,12 @@ nnopt's default (uncompiled) step, timed side by side.
     python benchmarks/compiled_step.py [--optimizers adam sgd] [--shapes 2000x1000 gpt2-small]
                                        [--repeats 20] [--markdown]
 
-Shapes: 2,000 tensors of 1,000 elements (many small tensors, the README's first shape) and
-GPT-2 small's 148 parameter tensors (124M elements: embeddings 50257x768 and 1024x768, twelve
-blocks of attention and MLP weights, layer norms and biases). The lr is a Tensor changed by a
+Shapes: GPT-2 small's 148 parameter tensors (124M elements: embeddings 50257x768 and
+1024x768, twelve blocks of attention and MLP weights, layer norms and biases) and 200 tensors
+of 1,000 elements (many small tensors) by default; ``--shapes 2000x1000`` is the README's
+first shape, left out of the default because compiling nnopt's step over 2,000 tensors did not
+finish in 26 minutes on this 2-core machine (nnopt's traced step is the rule per tensor, a
+graph of ~10 nodes per parameter; torch's compiled step uses its foreach ops). The lr is a Tensor changed by a
 LambdaLR scheduler after every step, as in torch's compiled-optimizer tutorial, so no variant
 recompiles in the timed steps. Compilation happens before the clock (its time is printed
 apart); each round times one step of every variant, in rotating order, and the medians are
@@ -44,7 +47,11 @@ def gpt2_small() -> list[tuple[int, ...]]:
     return shapes + [(d,), (d,)]
 
 
-SHAPES = {"2000x1000": lambda: [(1000,)] * 2000, "gpt2-small": gpt2_small}
+SHAPES = {
+    "2000x1000": lambda: [(1000,)] * 2000,
+    "200x1000": lambda: [(1000,)] * 200,
+    "gpt2-small": gpt2_small,
+}
 
 
 def _params(shapes: list[tuple[int, ...]]) -> list[torch.nn.Parameter]:
@@ -99,7 +106,7 @@ def measure(name: str, shape: str, repeats: int) -> dict[str, tuple[float, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimizers", nargs="+", default=["adam", "sgd"], choices=OPTIMIZERS)
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES)
+    parser.add_argument("--shapes", nargs="+", default=["200x1000", "gpt2-small"], choices=SHAPES)
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default 20)")
     args = parser.parse_args(argv)
     print(
