@@ -18,8 +18,6 @@ group's parameters into one buffer (``flat.py``), the fastest layout for many sm
 
 from __future__ import annotations
 
-import copy
-import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,14 +25,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nnopt.optim import dispatch, kernels, registry, rules
+from nnopt.optim import dispatch, kernels, rules
+from nnopt.optim.differentiable import step_differentiable
 from nnopt.optim.flat import FlatLayout
-from nnopt.optim.options import Hyper, check_options, scalar, step_dtype
+from nnopt.optim.options import Hyper, check_options, scalar
+from nnopt.optim.state_dicts import StateDicts
 from nnopt.optim.validation import check_type
 from nnopt.schedules import Schedule
 
 
-class Optimizer(torch.optim.Optimizer):
+class Optimizer(StateDicts, torch.optim.Optimizer):
     """Base of every nnopt optimizer; a drop-in ``torch.optim.Optimizer``.
 
     A subclass sets ``uses_step`` and implements :meth:`state_keys` and :meth:`update` (the
@@ -220,7 +220,7 @@ class Optimizer(torch.optim.Optimizer):
         """Perform one optimization step; ``closure`` re-evaluates the loss, as in torch.
 
         As torch's, the step runs under autograd only for a ``differentiable=True`` optimizer
-        (whose groups take the eager rule, see ``dispatch.step_differentiable``).
+        (whose groups take the eager rule, see ``differentiable.py``).
         """
         loss = None
         if closure is not None:
@@ -237,7 +237,7 @@ class Optimizer(torch.optim.Optimizer):
                 tensors = differentiable or torch.compiler.is_compiling()
                 h = Hyper.of(group, self.current_lr(group, tensors), tensors)
                 if differentiable:
-                    dispatch.step_differentiable(self, group, h)
+                    step_differentiable(self, group, h)
                     continue
                 how = dispatch.plan(self, group, h)
                 if self.flat:
@@ -317,77 +317,6 @@ class Optimizer(torch.optim.Optimizer):
             return
         super().zero_grad(set_to_none=set_to_none)
 
-    # --- checkpoints --------------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict, plus the step counter and plateau state under ``"nnopt"``.
-
-        Schedules are code, not data: they are left out (the optimizer being loaded into
-        keeps its own), so the dict loads with ``torch.load(weights_only=True)``.
-        """
-        state = super().state_dict()
-        for group in state["param_groups"]:
-            group.pop("schedule", None)
-        state["nnopt"] = {
-            "step": self._step_index,
-            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
-        }
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict from nnopt (flat or not, any number of ranks) or torch.optim.
-
-        torch replaces each param group by the saved one, so every option torch saved keeps
-        its meaning. Schedules are never saved, so each group keeps its own; options the saved
-        group lacks (``l1``/``l2`` from torch.optim, options newer than the checkpoint) keep
-        their current values. A float ``step`` (torch < 1.12) becomes a float32 tensor. The
-        tensors are copied: loading another optimizer's live state dict must not tie them.
-        """
-        state_dict = dict(state_dict)
-        state_dict["state"] = _copied(state_dict["state"])
-        extra = state_dict.pop("nnopt", None)
-        # torch's load_state_dict puts the loaded groups in place through __setstate__ and
-        # only then runs the user's post-hooks: nnopt's fix-ups run inside __setstate__, so a
-        # post-hook sees a fully loaded optimizer.
-        self._loading = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
-        try:
-            super().load_state_dict(state_dict)
-        finally:
-            self._loading = None
-        if extra is not None:
-            self._step_index = int(extra["step"])
-            if extra.get("plateau") is not None and self.plateau is not None:
-                self.plateau.load_state_dict(extra["plateau"])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if "kernels" in state:  # pickled by nnopt before ``kernels`` became a property
-            state["_kernels"] = state.pop("kernels")
-        super().__setstate__(state)
-        previous = self.__dict__.get("_loading")
-        if previous is not None:
-            self._finish_loading(previous)
-
-    def _finish_loading(self, previous: list[dict[str, Any]]) -> None:
-        """Options the loaded groups lack, step counters as tensors, flat state re-read."""
-        torch_defaults = _signature_defaults(type(self))
-        for group, before in zip(self.param_groups, previous, strict=True):
-            group.pop("schedule", None)
-            for key, value in before.items():
-                if key == "schedule" or key not in group:
-                    # An option the checkpoint predates takes the class default, as torch's
-                    # __setstate__ does; nnopt's own extras keep their current values.
-                    group[key] = torch_defaults.get(key, value)
-            check_options(group)
-            self.validate_group(group)
-        for state in self.state.values():
-            # torch lets state hold entries of any kind (a hook may store a flag): only a
-            # per-parameter dict has a step counter.
-            step = state.get("step") if isinstance(state, dict) else None
-            if step is not None and not isinstance(step, Tensor):
-                state["step"] = torch.tensor(float(step), dtype=step_dtype())
-        for layout in self._flat_layouts:
-            layout.unbind_state()  # the loaded tensors are copied in at the next step
-
     def __getstate__(self) -> dict[str, Any]:
         # torch's optimizer pickles only defaults/state/param_groups; keep ours too.
         state = super().__getstate__()
@@ -411,9 +340,6 @@ class Optimizer(torch.optim.Optimizer):
 # Devices with fused optimizer kernels, as torch lists them (torch 2.13).
 FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 
-# nnopt's own options: a torch.optim state dict never has them, so loading one keeps ours.
-NNOPT_EXTRAS = registry.NNOPT_OWN
-
 
 def _packed(group: dict[str, Any]) -> list[Tensor]:
     """The parameters a flat layout holds: none of a differentiable group (its step is the
@@ -428,24 +354,3 @@ def constructor_options(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 _NOT_GROUP_OPTIONS = frozenset({"self", "params", "flat", "__class__"})
-
-
-def _copied(tree: Any) -> Any:
-    """A copy of a state tree, each tensor cloned (a differentiable optimizer's state is not a
-    graph leaf, so deepcopy refuses it; clone keeps its history, as torch's load keeps it)."""
-    if isinstance(tree, Tensor):
-        return tree.clone()
-    if isinstance(tree, dict):
-        return type(tree)((k, _copied(v)) for k, v in tree.items())
-    if isinstance(tree, list | tuple):
-        return type(tree)(_copied(v) for v in tree)
-    return copy.deepcopy(tree)
-
-
-def _signature_defaults(cls: type) -> dict[str, Any]:
-    """The constructor defaults of torch's options (not nnopt's extras) of ``cls``."""
-    return {
-        name: p.default
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not p.empty and name not in NNOPT_EXTRAS
-    }
