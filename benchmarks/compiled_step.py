@@ -1,19 +1,20 @@
 """A compiled optimizer step: nnopt's and torch.optim's ``torch.compile(opt.step)`` beside
 nnopt's default (uncompiled) step, timed side by side.
 
-    python benchmarks/compiled_step.py [--optimizers adam sgd] [--shapes 2000x1000 gpt2-small]
-                                       [--repeats 20] [--markdown]
+    python benchmarks/compiled_step.py [--optimizers adam sgd] [--shapes 200x1000 gpt2-small]
+                                       [--repeats 20]
 
 Shapes: GPT-2 small's 148 parameter tensors (124M elements: embeddings 50257x768 and
 1024x768, twelve blocks of attention and MLP weights, layer norms and biases) and 200 tensors
 of 1,000 elements (many small tensors) by default; ``--shapes 2000x1000`` is the README's
 first shape, left out of the default because compiling nnopt's step over 2,000 tensors did not
 finish in 26 minutes on this 2-core machine (nnopt's traced step is the rule per tensor, a
-graph of ~10 nodes per parameter; torch's compiled step uses its foreach ops). The lr is a
-Tensor changed by a LambdaLR scheduler after every step, as in torch's compiled-optimizer
-tutorial, so no variant recompiles in the timed steps. Compilation happens before the clock (its time is printed
-apart); each round times one step of every variant, in rotating order, and the medians are
-reported (``nnopt.bench.step.time_steps``' method).
+graph of ~10 nodes per parameter; torch's compiled step uses its foreach ops).
+
+The lr is a Tensor changed by a LambdaLR scheduler after every step, as in torch's
+compiled-optimizer tutorial, so no variant recompiles in the timed steps. Compilation happens
+before the clock (its time is printed apart); each round times one step of every variant, in
+rotating order, and the medians are reported (``nnopt.bench.step.time_steps``' method).
 """
 
 from __future__ import annotations
