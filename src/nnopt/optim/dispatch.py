@@ -16,6 +16,11 @@ optimizer's ``kernels`` mode says which families may run):
 3. nnopt's native kernel, tensor by tensor (what the group kernel could not take);
 4. the eager rule, tensor by tensor: the reference every kernel is tested against, and the
    only path for tensor subclasses (DTensor), meta tensors and ``torch.compile`` tracing.
+
+The choice is planned once per group and step (:func:`plan`: the rule's options read from the
+group, whether nnopt's and torch's kernels may run) and every path reads that plan. This module
+knows an optimizer only through ``contract.Stepped``; a ``differentiable=True`` group is
+stepped by ``differentiable.py`` (the eager rule under autograd).
 """
 
 from __future__ import annotations
