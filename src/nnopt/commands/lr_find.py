@@ -7,8 +7,8 @@ import json
 import warnings
 from pathlib import Path
 
-from nnopt.commands import named_output, output_dir
 from nnopt.errors import UsageError
+from nnopt.outputs import named_output, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from nnopt.commands import command_name, named_output, output_dir
+from nnopt.commands import command_name
 from nnopt.errors import Interrupted, UsageError, UserError
+from nnopt.outputs import named_output, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnopt import usercode
 from nnopt.data.dataset import TASKS, Arrays, infer_task
 from nnopt.data.streamed import MEMORY_LIMIT, StreamedData, estimated_bytes, streamed
 from nnopt.errors import RecipeError
-from nnopt.recipe import factory as user_code
 
 FIELD = "data.factory"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -35,7 +35,7 @@ META = ("task", "num_classes")
 def load_user_data(spec: str, args: dict[str, Any], seed: int, data: Any = None
                    ) -> Arrays | StreamedData:  # fmt: skip
     """Call the factory (with ``seed`` when it asks for it) and check what it returned."""
-    made = user_code.call(user_code.resolve(spec, FIELD), spec, FIELD, args, {"seed": seed})
+    made = usercode.call(usercode.resolve(spec, FIELD), spec, FIELD, args, {"seed": seed})
     return user_data(made, spec, seed=seed, data=data)
 
 

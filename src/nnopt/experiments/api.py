@@ -89,7 +89,6 @@ def compare(
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
     """
     from nnopt import atomic
-    from nnopt.commands import output_dir
     from nnopt.experiments.compare import (
         PLAN,
         check_target,
@@ -101,6 +100,7 @@ def compare(
         write_summaries,
     )
     from nnopt.optim.kernels import cpu
+    from nnopt.outputs import output_dir
     from nnopt.training.passed import as_recipe
 
     listed = list(recipes) if isinstance(recipes, list | tuple) else [recipes]

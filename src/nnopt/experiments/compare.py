@@ -58,9 +58,9 @@ def plan_text(variants: dict[str, Recipe]) -> str:
 
 
 def default_out(variants: dict[str, Recipe]) -> Path:
-    """runs/compare-NAME[+NAME...] (``commands.named_output``'s rule): a directory holding
+    """runs/compare-NAME[+NAME...] (``outputs.named_output``'s rule): a directory holding
     this very comparison is picked up, any other one is left alone."""
-    from nnopt.commands import named_output
+    from nnopt.outputs import named_output
 
     names = list(dict.fromkeys(recipe.name for recipe in variants.values()))
     name = "+".join(names)

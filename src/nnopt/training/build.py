@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nnopt
-from nnopt import schedules
+from nnopt import schedules, usercode
 from nnopt.data import Dataset, load_dataset
 from nnopt.data.batches import Batches
 from nnopt.data.dataset import Arrays, finalize
@@ -20,7 +20,6 @@ from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
 from nnopt.optim import kernels
-from nnopt.recipe import factory
 from nnopt.regularization import param_groups
 from nnopt.schedules import ReduceOnPlateau
 from nnopt.training.threads import apply_threads
@@ -213,7 +212,7 @@ def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
             "input_dim": math.prod(dataset.input_shape),
             "output_dim": dataset.output_dim,
         }
-        made = factory.call(factory.resolve(m.factory, "model.factory"), m.factory,
+        made = usercode.call(usercode.resolve(m.factory, "model.factory"), m.factory,
                             "model.factory", m.args, given)  # fmt: skip
         if not isinstance(made, nn.Module):
             raise RecipeError(
