@@ -1,4 +1,4 @@
-"""The group kernel (``dispatch._step_many``): a whole param group in one native call.
+"""The group kernel (``group_kernel.step_many``): a whole param group in one native call.
 
 Each case steps one mixed group (sizes from empty to above the kernels' split and fused
 thresholds, float32 and float64 together, a parameter without a gradient, one whose layout
@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import nnopt
-from nnopt.optim import dispatch
+from nnopt.optim import group_kernel
 from nnopt.optim.kernels import build, cpu
 
-SIZES = [0, 1, 33, 1001, (1 << 14) + 77, (1 << 16) + 5, dispatch.LARGE + 3]
+SIZES = [0, 1, 33, 1001, (1 << 14) + 77, (1 << 16) + 5, group_kernel.LARGE + 3]
 
 # Every row of the case table under its first two option sets (those hold the options the
 # kernels take; see optim_cases.py).
@@ -97,7 +97,7 @@ def test_group_kernel_is_the_tensor_kernel_bit_for_bit(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     group = run(CASES[name], "native")
-    monkeypatch.setattr(dispatch, "_step_many", lambda opt, group, h, how, params: params)
+    monkeypatch.setattr(group_kernel, "step_many", lambda opt, group, h, how, params: params)
     one_by_one = run(CASES[name], "native")
     compare(group, one_by_one, exact=True)
 

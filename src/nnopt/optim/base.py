@@ -28,6 +28,7 @@ from torch import Tensor
 from nnopt.optim import dispatch, kernels, rules
 from nnopt.optim.differentiable import step_differentiable
 from nnopt.optim.flat import FlatLayout
+from nnopt.optim.lazy_state import init_state
 from nnopt.optim.options import Hyper, check_options, scalar
 from nnopt.optim.state_dicts import StateDicts
 from nnopt.optim.validation import check_type
@@ -170,7 +171,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
         self.validate_group(group)
         if self.eager_state:
             for p in group["params"]:
-                dispatch.init_state(self, group, p, self.state[p])
+                init_state(self, group, p, self.state[p])
         if self.flat:
             self._flat_layouts.append(FlatLayout(_packed(group), self._pad_to))
 

@@ -10,10 +10,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from nnopt.optim import kernels, rules
 from nnopt.optim.options import Hyper
+
+# What nnopt's kernels take: plain tensors and parameters (not subclasses such as DTensor).
+PLAIN = (Tensor, torch.nn.Parameter)
 
 
 class Stepped(Protocol):

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from nnopt.optim.contract import Stepped as Optimizer
-from nnopt.optim.dispatch import apply, init_state, plan
+from nnopt.optim.dispatch import apply, plan
+from nnopt.optim.lazy_state import init_state
 from nnopt.optim.options import Hyper
 
 

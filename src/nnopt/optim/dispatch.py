@@ -6,8 +6,8 @@ for the options and ``fused_supports`` for the dtypes and devices where it is ex
 rule). For the tensors of one param group this module runs, in order of preference (the
 optimizer's ``kernels`` mode says which families may run):
 
-1. nnopt's group kernel (``_step_many``): every plain contiguous CPU tensor of the group in
-   one native call per dtype, the step counters advanced by the kernel (plain SGD: torch's
+1. nnopt's group kernel (``group_kernel.py``): every plain contiguous CPU tensor of the group
+   in one native call per dtype, the step counters advanced by the kernel (plain SGD: torch's
    foreach loop of the rule's one op). Per tensor it costs a few attribute reads, where every
    per-tensor path costs 5-25 us, which is the whole step on many small tensors;
    tensors of ``LARGE`` elements or more are left to torch's fused kernel where it covers
@@ -25,25 +25,22 @@ stepped by ``differentiable.py`` (the eager rule under autograd).
 
 from __future__ import annotations
 
-import math
-from array import array
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from nnopt.optim import kernels, rules
+from nnopt.optim import group_kernel, kernels, rules
+from nnopt.optim.contract import PLAIN as _PLAIN
 from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
-from nnopt.optim.options import Hyper, step_dtype
+from nnopt.optim.lazy_state import init_state
+from nnopt.optim.options import Hyper
 
 if TYPE_CHECKING:
     from nnopt.optim.flat import FlatBucket, FlatLayout
 
-_PLAIN = (Tensor, torch.nn.Parameter)
 _FUSED_DEVICES = ("cpu", "cuda")
-# Elements from which a tensor goes to torch's fused kernel rather than the group kernel.
-LARGE = 1 << 17
 
 
 def plan(opt: Optimizer, group: dict[str, Any], h: Hyper) -> Plan:
@@ -59,40 +56,6 @@ def plan(opt: Optimizer, group: dict[str, Any], h: Hyper) -> Plan:
     return Plan(options, native=mode != "torch", fused=fused)
 
 
-def init_state(
-    opt: Optimizer,
-    group: dict[str, Any],
-    param: Tensor,
-    state: dict,
-    keys: tuple[str, ...] | None = None,
-) -> bool:
-    """Create the missing state of one parameter (lazily, as torch); True if any was new.
-
-    State moved or cast with its parameter (``model.to()``) follows it, as torch does.
-    """
-    keys = opt.state_keys(group) if keys is None else keys
-    if keys and len(state) == len(keys) + opt.uses_step and keys[-1] in state:
-        # The common case, checked cheaply: complete state, laid out like the parameter.
-        held = state[keys[0]]
-        if held is not None and held.dtype == param.dtype and held.device == param.device:
-            return False
-    fresh = False
-    for key in keys:
-        held = state.get(key)
-        if held is None:
-            start = opt.initial_state(group, key)
-            if param.is_complex():
-                start = complex(start, start)  # complex numbers are pairs of reals, as torch
-            state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
-            fresh = True
-        elif held.dtype != param.dtype or held.device != param.device:
-            state[key] = held.to(param)
-    if opt.uses_step and "step" not in state:
-        state["step"] = torch.tensor(0.0, dtype=step_dtype())
-        fresh = True
-    return fresh
-
-
 def step_group(
     opt: Optimizer,
     group: dict[str, Any],
@@ -103,7 +66,7 @@ def step_group(
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
     params = group["params"] if params is None else params
     if how.native and not h.maximize:
-        params = _step_many(opt, group, h, how, params)
+        params = group_kernel.step_many(opt, group, h, how, params)
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
@@ -171,122 +134,6 @@ def step_group(
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
         apply(opt, h, param, grad, tensors, step, how)
-
-
-def _step_many(
-    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, params: list[Tensor]
-) -> list:
-    """Step, in one native call per dtype, every parameter the group kernel can take (plain
-    contiguous CPU tensors of a dtype it runs, state laid out alike); return the others.
-
-    Per tensor this costs a dozen attribute reads in Python and no allocation (the kernel
-    also advances the step counters), where the per-tensor paths, torch's fused kernels
-    included, cost 5-25 us: on a group of 2,000 small tensors that overhead, not memory
-    traffic, was the step's time. Every tensor is checked every step (``p.data =`` and
-    ``p.grad.data =`` can change any of dtype, size and layout behind a kept object).
-    """
-    kernel = opt.native_kernel(how.options, h, None) if kernels.cpu.available() else None
-    if kernel is None:
-        return params
-    keys = opt.state_keys(group)
-    complete = len(keys) + opt.uses_step
-    if not complete and kernel.rule == "sgd" and not (h.coupled or h.decoupled or h.l1):
-        return _plain_descent(params, h.lr)
-    if len(set(map(id, params))) != len(params):
-        return params  # duplicates are stepped twice, one after the other, by step_group
-    columns = kernel.columns
-    unused = [0] * (len(columns) + 1)  # a stateless rule's row: no state, no counter
-    codes = {dtype: kernels.cpu.DTYPE_CODES[dtype] for dtype in kernel.dtypes}
-    # Large tensors go to torch's fused kernel where it computes this update: per tensor its
-    # launch costs ~20 us, little against a large tensor, and it streams ~15% faster than
-    # ours there (nnopt bench, 8x2.5M).
-    large = LARGE if how.fused else math.inf
-    step_codes = kernels.cpu.STEP_CODES
-    all_state = opt.state
-    uses_step = opt.uses_step
-    tables: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-    rest = []
-    for p in params:
-        grad = p.grad
-        if grad is None:
-            continue
-        try:
-            dtype = p.dtype
-            code = codes.get(dtype)
-            if (
-                code is None
-                or type(p) not in _PLAIN
-                or not p.is_cpu
-                or grad.dtype is not dtype
-                or not p.is_contiguous()
-                or not grad.is_contiguous()  # False for sparse gradients
-                or grad.numel() != (n := p.numel())
-                or n >= large
-            ):
-                rest.append(p)
-                continue
-            row = [p.data_ptr(), grad.data_ptr()]  # (raises for layouts without storage)
-            step_code = 0
-            if complete:
-                state = all_state[p]
-                if len(state) != complete:
-                    init_state(opt, group, p, state, keys)
-                for key in columns:
-                    if key is None:
-                        row.append(0)
-                        continue
-                    t = state[key]
-                    if (
-                        t.dtype is not dtype
-                        or not t.is_cpu
-                        or not t.is_contiguous()
-                        or t.numel() != n
-                    ):
-                        raise LookupError  # laid out otherwise: step_group casts or moves it
-                    row.append(t.data_ptr())
-                if uses_step:
-                    counter = state["step"]
-                    step_code = step_codes.get(counter.dtype, -1)
-                    if step_code < 0 or not counter.is_cpu or counter.numel() != 1:
-                        raise LookupError
-                    row.append(counter.data_ptr())
-                else:
-                    row.append(0)
-            else:  # plain SGD keeps no state: torch makes no entry for it either
-                row += unused
-        except (RuntimeError, LookupError):
-            rest.append(p)
-            continue
-        entry = tables.get((code, step_code))
-        if entry is None:
-            entry = tables[code, step_code] = ([], [])
-        entry[0].append(n)
-        entry[1].extend(row)
-    for (code, step_code), (sizes, table) in tables.items():
-        kernels.cpu.run_many(kernel, code, array("q", sizes), array("q", table), step_code)
-    return rest
-
-
-def _plain_descent(params: list[Tensor], lr: float) -> list[Tensor]:
-    """theta <- theta - eta g on every plain CPU parameter with a gradient; returns the others.
-
-    The eager rule is one torch op per tensor, and torch's foreach form of it runs that loop
-    in C++: cheaper than reading pointers here, and torch's own loop bit for bit (duplicates
-    included: stepped twice, in order).
-    """
-    ps, grads, rest = [], [], []
-    for p in params:
-        grad = p.grad
-        if grad is None:
-            continue
-        if type(p) in _PLAIN and p.is_cpu:
-            ps.append(p)
-            grads.append(grad)
-        else:
-            rest.append(p)
-    if ps:
-        torch._foreach_add_(ps, grads, alpha=-lr)
-    return rest
 
 
 def apply(

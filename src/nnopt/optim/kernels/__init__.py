@@ -4,7 +4,7 @@ An optimizer's ``kernels`` attribute picks the path of each update:
 
 - ``"auto"`` (default): on the CPU, nnopt's native kernels (``cpu.py``: one pass over memory
   with L2, decoupled decay and the L1 proximal step folded in), a whole param group per call,
-  except for tensors of ``dispatch.LARGE`` elements or more, which go to PyTorch's fused
+  except for tensors of ``group_kernel.LARGE`` elements or more, which go to PyTorch's fused
   kernel where its math is exactly the update (Adam, SGD, AdaGrad without L1 and without both
   L2 and decay: it streams those ~15% faster than ours here); on CUDA, PyTorch's fused
   kernel; else the eager rule (see ``nnopt.optim.dispatch``);

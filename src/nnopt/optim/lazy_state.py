@@ -1,0 +1,45 @@
+"""A parameter's optimizer state, created lazily at its first step, as torch creates it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nnopt.optim.contract import Stepped as Optimizer
+from nnopt.optim.options import step_dtype
+
+
+def init_state(
+    opt: Optimizer,
+    group: dict[str, Any],
+    param: Tensor,
+    state: dict,
+    keys: tuple[str, ...] | None = None,
+) -> bool:
+    """Create the missing state of one parameter (lazily, as torch); True if any was new.
+
+    State moved or cast with its parameter (``model.to()``) follows it, as torch does.
+    """
+    keys = opt.state_keys(group) if keys is None else keys
+    if keys and len(state) == len(keys) + opt.uses_step and keys[-1] in state:
+        # The common case, checked cheaply: complete state, laid out like the parameter.
+        held = state[keys[0]]
+        if held is not None and held.dtype == param.dtype and held.device == param.device:
+            return False
+    fresh = False
+    for key in keys:
+        held = state.get(key)
+        if held is None:
+            start = opt.initial_state(group, key)
+            if param.is_complex():
+                start = complex(start, start)  # complex numbers are pairs of reals, as torch
+            state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
+            fresh = True
+        elif held.dtype != param.dtype or held.device != param.device:
+            state[key] = held.to(param)
+    if opt.uses_step and "step" not in state:
+        state["step"] = torch.tensor(0.0, dtype=step_dtype())
+        fresh = True
+    return fresh
