@@ -264,3 +264,24 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def data_position(batches: Any, step: int) -> dict[str, int]:
+    """Where a run is in its data (a checkpoint's ``data``): the epoch, the batch within it,
+    and the data's size; the order of the rest of the run is a function of these and the seed."""
+    per_epoch = batches.batches_per_epoch
+    epoch, position = divmod(step, per_epoch)
+    return {"epoch": epoch, "position": position, "batches_per_epoch": per_epoch,
+            "examples": batches.n}  # fmt: skip
+
+
+def check_same_data(saved: dict[str, int] | None, batches: Any, run_dir: Path | None) -> None:
+    """A resume on data of another size is refused: it would feed other batches than the run's."""
+    if saved is None:  # a checkpoint from before format 3 recorded it
+        return
+    if saved["examples"] != batches.n:
+        raise CheckpointError(
+            f"{run_dir}: the run started on {saved['examples']} training examples and "
+            f"the data now has {batches.n}; resuming would feed other batches than the "
+            "run's: restore the data, or start a new run"
+        )

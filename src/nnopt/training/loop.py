@@ -23,10 +23,10 @@ from torch.nn.parallel import DistributedDataParallel
 from nnopt import atomic
 from nnopt.data.feed import Batch, feed_for
 from nnopt.distributed import ShardedOptimizer, setup
-from nnopt.errors import CheckpointError, Interrupted, RecipeError, UserError
+from nnopt.errors import Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
-from nnopt.names import held_out_split, split_key
+from nnopt.names import held_out_split
 from nnopt.regularization import penalty
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
@@ -35,13 +35,20 @@ from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     RunState,
+    check_same_data,
     check_same_recipe,
+    data_position,
     interrupts_deferred,
     load_checkpoint,
     save_checkpoint,
 )
 from nnopt.training.firstbatch import check_first_batch
-from nnopt.training.metrics import MetricsLog, evaluation_sums, metrics_from_sums
+from nnopt.training.metrics import (
+    MetricsLog,
+    evaluation_sums,
+    final_and_best,
+    metrics_from_sums,
+)
 from nnopt.training.passed import as_recipe
 from nnopt.training.progress import Progress
 from nnopt.training.rundir import RunLock
@@ -330,7 +337,7 @@ class Trainer:
             "optimizer": optimizer_state,
             "rng": rng_state(),
             "run": state.to_checkpoint(),
-            "data": self._data_position(state.step),
+            "data": data_position(self.batches, state.step),
         }
         with interrupts_deferred():  # the step said kept is the step on disk
             save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
@@ -348,28 +355,10 @@ class Trainer:
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
-        self._check_same_data(payload.get("data"))
+        check_same_data(payload.get("data"), self.batches, self.run_dir)
         state = RunState.from_checkpoint(payload)
         self._kept = state.step
         return state
-
-    def _data_position(self, step: int) -> dict[str, int]:
-        """Where the run is in its data: the epoch, the batch within it, and the data's size
-        (the order of the rest of the run is a function of these and the seed)."""
-        per_epoch = self.batches.batches_per_epoch
-        epoch, position = divmod(step, per_epoch)
-        return {"epoch": epoch, "position": position, "batches_per_epoch": per_epoch,
-                "examples": self.batches.n}  # fmt: skip
-
-    def _check_same_data(self, saved: dict[str, int] | None) -> None:
-        if saved is None:  # a checkpoint from before format 3 recorded it
-            return
-        if saved["examples"] != self.batches.n:
-            raise CheckpointError(
-                f"{self.run_dir}: the run started on {saved['examples']} training examples and "
-                f"the data now has {self.batches.n}; resuming would feed other batches than the "
-                "run's: restore the data, or start a new run"
-            )
 
     def _finish(self, state: RunState, status: str, message: str) -> Result:
         state.elapsed = self._elapsed()
@@ -379,12 +368,6 @@ class Trainer:
         return Result(state.history, summary, self.run_dir, self.parts.model)
 
     def _summary(self, state: RunState, status: str, message: str) -> dict[str, Any]:
-        rows = state.history
-        metric = self.parts.metric
-        pick = max if metric == "val_accuracy" else min
-        finite = [r for r in rows if not math.isnan(r[metric])]
-        best = pick(finite, key=lambda r: r[metric]) if finite else None
-        final = rows[-1] if rows else {}
         return {
             "name": self.recipe.name,
             "seed": self.recipe.seed,
@@ -397,24 +380,9 @@ class Trainer:
             "parameters": count_parameters(self.parts.model),
             "world_size": self.ctx.world,
             "threads": self.parts.threads,
-            "metric": metric,
+            "metric": self.parts.metric,
             "held_out": self.held_out,
-            # val_* (held out, whatever the split: what readers of older runs know) and the
-            # same numbers under the split's own name (test_* or validation_*).
-            "final": {
-                key: final.get(k)
-                for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")
-                for key in dict.fromkeys((k, split_key(k, self.held_out)))
-            },
-            "best": (
-                {
-                    "step": best["step"],
-                    metric: best[metric],
-                    split_key(metric, self.held_out): best[metric],
-                }
-                if best
-                else None
-            ),  # fmt: skip
+            **final_and_best(state.history, self.parts.metric, self.held_out),
         }
 
 

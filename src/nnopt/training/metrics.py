@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nnopt import atomic
+from nnopt.names import split_key
 
 COLUMNS = ("step", "epoch", "time", "lr", "train_loss", "val_loss", "val_accuracy")
 LANGUAGE_MODEL_COLUMNS = (*COLUMNS, "val_perplexity")  # a language model's rows add it
@@ -102,3 +103,24 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
             {k: float(v) if v != "" else math.nan for k, v in row.items()}
             for row in csv.DictReader(f)
         ]
+
+
+def final_and_best(rows: list[dict[str, Any]], metric: str, held_out: str) -> dict[str, Any]:
+    """A summary's ``final`` (the last evaluation) and ``best`` (the best by ``metric``) rows.
+
+    Each held-out number is given as val_* (held out, whatever the split: what readers of older
+    runs know) and under the split's own name (test_* or validation_*).
+    """
+    pick = max if metric == "val_accuracy" else min
+    finite = [r for r in rows if not math.isnan(r[metric])]
+    best = pick(finite, key=lambda r: r[metric]) if finite else None
+    last = rows[-1] if rows else {}
+    final = {
+        key: last.get(k)
+        for k in ("train_loss", "val_loss", "val_accuracy", "val_perplexity", "lr")
+        for key in dict.fromkeys((k, split_key(k, held_out)))
+    }
+    if best is None:
+        return {"final": final, "best": None}
+    named = {metric: best[metric], split_key(metric, held_out): best[metric]}
+    return {"final": final, "best": {"step": best["step"], **named}}
