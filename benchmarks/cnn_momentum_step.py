@@ -12,13 +12,12 @@ on all of them), one thread; the medians are printed with nnopt's ratio to torch
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
 import nnopt
+from nnopt.bench.step import interleaved_medians
 from nnopt.models import cnn1d
 
 
@@ -44,15 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     for opt in opts.values():
         for _ in range(5):  # state allocated, kernels loaded
             opt.step()
-    times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for round_ in range(args.rounds):
-        shift = round_ % len(kinds)
-        for kind in kinds[shift:] + kinds[:shift]:
-            step = opts[kind].step
-            start = time.perf_counter()
-            step()
-            times[kind].append(time.perf_counter() - start)
-    median = {kind: statistics.median(ts) * 1e6 for kind, ts in times.items()}
+    seconds = interleaved_medians({kind: opt.step for kind, opt in opts.items()}, args.rounds)
+    median = {kind: value * 1e6 for kind, value in seconds.items()}
     numel = sum(p.numel() for p in model.parameters())
     print(f"MNIST-1D CNN: {len(shapes)} tensors, {numel} parameters; median step, us "
           f"({args.rounds} interleaved rounds, 1 thread)")  # fmt: skip

@@ -20,13 +20,13 @@ rotating order, and the medians are reported (``nnopt.bench.step.time_steps``' m
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
 import torch
 
 import nnopt
+from nnopt.bench.step import interleaved_medians
 
 OPTIMIZERS = {
     "adam": "Adam",
@@ -93,15 +93,8 @@ def measure(name: str, shape: str, repeats: int) -> dict[str, tuple[float, float
     for label, (cls, compiled) in variants.items():
         torch._dynamo.reset()
         steps[label], warm[label] = _variant(cls, shapes, compiled)
-    times: dict[str, list[float]] = {label: [] for label in steps}
-    labels = list(steps)
-    for round_ in range(repeats):
-        shift = round_ % len(labels)
-        for label in labels[shift:] + labels[:shift]:
-            start = time.perf_counter()
-            steps[label]()
-            times[label].append(time.perf_counter() - start)
-    return {label: (statistics.median(times[label]), warm[label]) for label in labels}
+    medians = interleaved_medians(steps, repeats)
+    return {label: (medians[label], warm[label]) for label in steps}
 
 
 def main(argv: list[str] | None = None) -> int:

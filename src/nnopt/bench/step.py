@@ -119,17 +119,24 @@ def time_steps(
     for opt in opts.values():
         for _ in range(2):  # warm-up: state allocated, kernels loaded
             opt.step()
-    names = list(opts)
+    medians = interleaved_medians({name: opt.step for name, opt in opts.items()}, repeats)
+    del opts
+    gc.collect()
+    return medians
+
+
+def interleaved_medians(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each callable over ``repeats`` rounds, each round calling every one
+    once in an order that rotates from round to round (so load lands on all of them alike)."""
+    names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            step = opts[name].step
+            step = steps[name]
             start = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - start)
-    del opts
-    gc.collect()
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
