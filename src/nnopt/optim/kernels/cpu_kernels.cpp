@@ -232,6 +232,15 @@ inline int with_dtype(int dtype, F f) {
   }
 }
 
+// The dtype and the two flags every block has (l2_on, l1_on) as compile-time choices: calls
+// f(T* tag, kL2, kL1) with the kernel instantiation they select; 1 for an unknown dtype.
+template <typename Args, typename F>
+inline int with_regularization(int dtype, const Args& a, F f) {
+  return with_dtype(dtype, [&](auto tag) {
+    with_flag(a.l2_on, [&](auto kL2) { with_flag(a.l1_on, [&](auto kL1) { f(tag, kL2, kL1); }); });
+  });
+}
+
 // --- SGD, heavy-ball and Nesterov momentum -------------------------------------------------
 
 template <typename T, bool kMomentum, bool kNesterov, bool kL2, bool kL1>
@@ -391,16 +400,12 @@ int nnopt_abi_version() { return 3; }
 
 int nnopt_sgd(int dtype, int64_t n, int nthreads, const SgdArgs* args) {
   const SgdArgs& a = *args;
-  return with_dtype(dtype, [&](auto tag) {
+  return with_regularization(dtype, a, [&](auto tag, auto kL2, auto kL1) {
     using T = std::remove_pointer_t<decltype(tag)>;
     with_flag(a.momentum_on, [&](auto kM) {
       with_flag(a.nesterov && a.momentum_on, [&](auto kN) {
-        with_flag(a.l2_on, [&](auto kL2) {
-          with_flag(a.l1_on, [&](auto kL1) {
-            sgd<T, kM(), kN(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
-                                            static_cast<T*>(a.buf), n, nthreads, a);
-          });
-        });
+        sgd<T, kM(), kN(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                                        static_cast<T*>(a.buf), n, nthreads, a);
       });
     });
   });
@@ -408,35 +413,27 @@ int nnopt_sgd(int dtype, int64_t n, int nthreads, const SgdArgs* args) {
 
 int nnopt_adagrad(int dtype, int64_t n, int nthreads, const AdagradArgs* args) {
   const AdagradArgs& a = *args;
-  return with_dtype(dtype, [&](auto tag) {
+  return with_regularization(dtype, a, [&](auto tag, auto kL2, auto kL1) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_flag(a.l2_on, [&](auto kL2) {
-      with_flag(a.l1_on, [&](auto kL1) {
-        adagrad<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
-                                 static_cast<T*>(a.sum), n, nthreads, a);
-      });
-    });
+    adagrad<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                             static_cast<T*>(a.sum), n, nthreads, a);
   });
 }
 
 int nnopt_rmsprop(int dtype, int64_t n, int nthreads, const RmspropArgs* args) {
   const RmspropArgs& a = *args;
-  return with_dtype(dtype, [&](auto tag) {
+  return with_regularization(dtype, a, [&](auto tag, auto kL2, auto kL1) {
     using T = std::remove_pointer_t<decltype(tag)>;
     // The lerp formula only matters when centered: do not instantiate both otherwise.
     with_flag(a.centered, [&](auto kC) {
       with_flag(kC() && std::abs(1.0 - a.rho) >= 0.5, [&](auto kHigh) {
-      with_flag(a.momentum_on, [&](auto kM) {
-        with_flag(a.eps_inside_sqrt, [&](auto kE) {
-          with_flag(a.l2_on, [&](auto kL2) {
-            with_flag(a.l1_on, [&](auto kL1) {
-              rmsprop<T, kC(), !kHigh(), kM(), kE(), kL2(), kL1()>(
-                  static_cast<T*>(a.p), static_cast<const T*>(a.g), static_cast<T*>(a.square_avg),
-                  static_cast<T*>(a.grad_avg), static_cast<T*>(a.buf), n, nthreads, a);
-            });
+        with_flag(a.momentum_on, [&](auto kM) {
+          with_flag(a.eps_inside_sqrt, [&](auto kE) {
+            rmsprop<T, kC(), !kHigh(), kM(), kE(), kL2(), kL1()>(
+                static_cast<T*>(a.p), static_cast<const T*>(a.g), static_cast<T*>(a.square_avg),
+                static_cast<T*>(a.grad_avg), static_cast<T*>(a.buf), n, nthreads, a);
           });
         });
-      });
       });
     });
   });
@@ -444,32 +441,25 @@ int nnopt_rmsprop(int dtype, int64_t n, int nthreads, const RmspropArgs* args) {
 
 int nnopt_adam(int dtype, int64_t n, int nthreads, const AdamArgs* args) {
   const AdamArgs& a = *args;
-  return with_dtype(dtype, [&](auto tag) {
+  return with_regularization(dtype, a, [&](auto tag, auto kL2, auto kL1) {
     using T = std::remove_pointer_t<decltype(tag)>;
     with_flag(std::abs(1.0 - a.beta1) < 0.5, [&](auto kLow) {
-    with_flag(a.amsgrad, [&](auto kA) {
-      with_flag(a.l2_on, [&](auto kL2) {
-        with_flag(a.l1_on, [&](auto kL1) {
-          adam<T, kLow(), kA(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
-                                      static_cast<T*>(a.exp_avg), static_cast<T*>(a.exp_avg_sq),
-                                      static_cast<T*>(a.max_exp_avg_sq), n, nthreads, a);
-        });
+      with_flag(a.amsgrad, [&](auto kA) {
+        adam<T, kLow(), kA(), kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                                            static_cast<T*>(a.exp_avg),
+                                            static_cast<T*>(a.exp_avg_sq),
+                                            static_cast<T*>(a.max_exp_avg_sq), n, nthreads, a);
       });
-    });
     });
   });
 }
 
 int nnopt_lion(int dtype, int64_t n, int nthreads, const LionArgs* args) {
   const LionArgs& a = *args;
-  return with_dtype(dtype, [&](auto tag) {
+  return with_regularization(dtype, a, [&](auto tag, auto kL2, auto kL1) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_flag(a.l2_on, [&](auto kL2) {
-      with_flag(a.l1_on, [&](auto kL1) {
-        lion<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
-                              static_cast<T*>(a.exp_avg), n, nthreads, a);
-      });
-    });
+    lion<T, kL2(), kL1()>(static_cast<T*>(a.p), static_cast<const T*>(a.g),
+                          static_cast<T*>(a.exp_avg), n, nthreads, a);
   });
 }
 
