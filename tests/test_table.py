@@ -58,7 +58,7 @@ def test_every_constructor_option_is_in_the_one_registry():
     ("name", "bad", "words"),
     [
         ("momentum", 1.0, "in [0, 1)"),
-        ("dampening", -0.1, "in [0, 1)"),
+        ("dampening", -0.1, ">= 0"),
         ("eps", 0.0, "> 0"),
         ("lr_decay", -1.0, ">= 0"),
         ("nesterov", 1, "bool"),

@@ -41,7 +41,7 @@ OPTIONS: dict[str, Option] = {
     for o in (
         Option("lr", "nonnegative", "torch", False, "learning rate (float, Tensor or schedule)"),
         Option("momentum", "unit", "torch", True, "momentum coefficient mu"),
-        Option("dampening", "unit", "torch", True, "share of each gradient left out of b"),
+        Option("dampening", "nonnegative", "torch", True, "share of each gradient left out of b"),
         Option("nesterov", "bool", "torch", True, "Nesterov momentum"),
         Option("weight_decay", "nonnegative", "torch", True, "torch's decay for that class"),
         Option("lr_decay", "nonnegative", "torch", True, "AdaGrad: eta / (1 + (t-1) lr_decay)"),

@@ -29,7 +29,7 @@ class SGD(Optimizer):
         params: parameters or param groups (each group may override any option).
         lr: learning rate (float or Tensor), or an nnopt schedule ``step -> lr``.
         momentum: mu in [0, 1); 0 keeps no momentum buffer.
-        dampening: tau in [0, 1): the share of each gradient left out of the buffer.
+        dampening: tau >= 0: the share of each gradient left out of the buffer.
         weight_decay: coupled L2, adds ``weight_decay * theta`` to the gradient (torch's).
         nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
         maximize, foreach, differentiable, fused: torch's; ``foreach``/``fused`` are hints,
