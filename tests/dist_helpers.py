@@ -29,5 +29,21 @@ def run_ranks(fn: Callable, world: int, *args: Any) -> list[Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "init")
-        mp.spawn(_entry, args=(world, init_file, fn, args, tmp), nprocs=world, join=True)
-        return [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(world)]
+        paths = [os.path.join(tmp, f"rank{r}.pt") for r in range(world)]
+        spawn_ranks(_entry, (world, init_file, fn, args, tmp), world, paths)
+        return [torch.load(p) for p in paths]
+
+
+def spawn_ranks(entry: Callable, args: tuple, world: int, results: list[str]) -> None:
+    """``mp.spawn(entry, args, world)``, where each rank writes its file of ``results``.
+
+    torch 2.13's gloo sometimes aborts a process while its process group is torn down
+    ("terminate called without an active exception": seen in the DDP, sharded and FSDP2 tests,
+    on 7fc4685 as today, a few runs in twenty on 2 loaded cores). An abort after every rank
+    wrote its results is that, and passes; a rank that died before writing still fails.
+    """
+    try:
+        mp.spawn(entry, args=args, nprocs=world, join=True)
+    except mp.ProcessExitedException as exit_error:
+        if exit_error.signal_name != "SIGABRT" or not all(map(os.path.exists, results)):
+            raise

@@ -16,10 +16,10 @@ import tempfile
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from tests.clients.helpers import Recorder, optimizer_class, tensors_of
+from tests.dist_helpers import spawn_ranks
 
 STEPS = 5
 
@@ -111,15 +111,7 @@ def run_ranks(fn_name: str, world: int, *args):
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "init")
         paths = [os.path.join(tmp, f"{r}.pt") for r in range(world)]
-        try:
-            mp.spawn(_entry, args=(world, init_file, tmp, fn_name, args), nprocs=world, join=True)
-        except mp.ProcessExitedException as exit_error:
-            # torch 2.13's gloo sometimes aborts a rank while the process group is torn down
-            # ("terminate called without an active exception"; about 1 run in 6 of the FSDP2
-            # test, with torch.optim alone as with nnopt, on 7fc4685 as today). A rank that
-            # died before writing its results still fails here.
-            if exit_error.signal_name != "SIGABRT" or not all(map(os.path.exists, paths)):
-                raise
+        spawn_ranks(_entry, (world, init_file, tmp, fn_name, args), world, paths)
         return [torch.load(p) for p in paths]
 
 
