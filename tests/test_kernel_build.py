@@ -20,10 +20,10 @@ BUILD_SECONDS = 1.5
 def unbuilt(monkeypatch):
     """The library as if never loaded in this process (restored afterwards)."""
     monkeypatch.setattr(build, "_loaded", {})
-    cpu._functions.cache_clear()
+    cpu._library.cache_clear()
     yield monkeypatch
     monkeypatch.undo()
-    cpu._functions.cache_clear()
+    cpu._library.cache_clear()
 
 
 def test_the_kernel_build_is_not_counted_in_the_wall_time(unbuilt, tmp_path):

@@ -105,7 +105,8 @@ def test_sgd_matches_eager(n: int, dtype: torch.dtype) -> None:
             continue
         p, g, b = draw(n, dtype), draw(n, dtype), draw(n, dtype) if momentum else None
         ep, eb = clones(p, b)
-        assert cpu.sgd_(p, g, b, lr=0.1, momentum=momentum, nesterov=nesterov, **reg)
+        fields = dict(momentum_on=bool(momentum), nesterov=nesterov, mu=momentum)
+        assert cpu.step_one("sgd", p, g, {"momentum_buffer": b}, lr=0.1, **fields, **reg)
         if momentum:
             options = dict(lr=0.1, momentum=momentum, nesterov=nesterov)
             eager_apply(rules.momentum_, ep, ref(g), eb, **options, **reg)
@@ -118,12 +119,20 @@ def test_sgd_matches_eager(n: int, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", SIZES)
 def test_adagrad_matches_eager(n: int, dtype: torch.dtype) -> None:
-    for reg in REGULARIZATION:
+    # lr_decay: the kernel's step size lr / (1 + (t - 1) lr_decay); L1 and decay use lr.
+    for (lr_decay, step), reg in itertools.product(((0.0, 1), (0.1, 5)), REGULARIZATION):
         p, g, s = draw(n, dtype), draw(n, dtype), draw(n, dtype, positive=True)
         ep, es = clones(p, s)
-        assert cpu.adagrad_(p, g, s, lr=0.05, eps=1e-10, **reg)
-        eager_apply(rules.adagrad_, ep, ref(g), es, lr=0.05, eps=1e-10, **reg)
+        options = dict(lr=0.05, eps=1e-10, lr_decay=lr_decay)
+        assert cpu.step_one("adagrad", p, g, {"sum": s}, step=step, **options, **reg)
+        step_size = 0.05 / (1 + (step - 1) * lr_decay)
+        eager_apply(eager_adagrad(step_size), ep, ref(g), es, lr=0.05, eps=1e-10, **reg)
         check(dtype, [p, s], [ep, es])
+
+
+def eager_adagrad(step_size: float) -> Callable[..., rules.Divisor]:
+    """rules.adagrad_ at the decayed step size (what torch's clr gives at that step)."""
+    return lambda param, grad, s, *, lr, eps: rules.adagrad_(param, grad, s, lr=step_size, eps=eps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -139,7 +148,10 @@ def test_rmsprop_matches_eager(n: int, dtype: torch.dtype) -> None:
         b = draw(n, dtype) if momentum else None
         ep, ee, ega, eb = clones(p, e, ga, b)
         options = dict(lr=0.01, rho=rho, eps=1e-6, eps_inside_sqrt=inside, momentum=momentum)
-        assert cpu.rmsprop_(p, g, e, grad_avg=ga, momentum_buffer=b, **options, **reg)
+        fields = dict(options, centered=centered, momentum_on=bool(momentum), mu=momentum)
+        del fields["momentum"]
+        state = dict(square_avg=e, grad_avg=ga, momentum_buffer=b)
+        assert cpu.step_one("rmsprop", p, g, state, **fields, **reg)
         state = dict(grad_avg=ega, momentum_buffer=eb)
         eager_apply(rules.rmsprop_, ep, ref(g), ee, **state, **options, **reg)
         check(dtype, present(p, e, ga, b), present(ep, ee, ega, eb))
@@ -157,24 +169,29 @@ def test_adam_matches_eager(n: int, dtype: torch.dtype) -> None:
         vm = draw(n, dtype, positive=True) * 0.01 if amsgrad else None
         ep, em, ev, evm = clones(p, m, v, vm)
         options = dict(step=step, lr=1e-3, beta1=beta1, beta2=0.999, eps=1e-8)
-        assert cpu.adam_(p, g, m, v, max_exp_avg_sq=vm, **options, **reg)
+        state = dict(exp_avg=m, exp_avg_sq=v, max_exp_avg_sq=vm)
+        assert cpu.step_one("adam", p, g, state, amsgrad=amsgrad, **options, **reg)
         eager_apply(rules.adam_, ep, ref(g), em, ev, max_exp_avg_sq=evm, **options, **reg)
         check(dtype, present(p, m, v, vm), present(ep, em, ev, evm))
 
 
 def test_l1_gives_exact_zeros() -> None:
     p, g = torch.tensor([0.01, -0.01, 2.0, 0.0]), torch.zeros(4)
-    assert cpu.sgd_(p, g, None, lr=1.0, momentum=0.0, nesterov=False, l1=0.05)
+    assert cpu.step_one("sgd", p, g, {}, lr=1.0, momentum_on=False, nesterov=False, mu=0.0, l1=0.05)
     assert p.tolist() == [0.0, 0.0, 1.9500000476837158, 0.0]
+
+
+ADAGRAD = dict(lr=0.1, eps=1e-10, lr_decay=0.0)
+SGD = dict(lr=0.1, momentum_on=False, nesterov=False, mu=0.0)
 
 
 def test_unsupported_tensors_fall_back() -> None:
     half = torch.zeros(5, dtype=torch.float16)
-    assert not cpu.adagrad_(half, half.clone(), half.clone(), lr=0.1, eps=1e-10)
+    assert not cpu.step_one("adagrad", half, half.clone(), {"sum": half.clone()}, **ADAGRAD)
     strided = torch.zeros(10)[::2]
-    assert not cpu.sgd_(strided, torch.zeros(5), None, lr=0.1, momentum=0.0, nesterov=False)
+    assert not cpu.step_one("sgd", strided, torch.zeros(5), {}, **SGD)
     mixed = torch.zeros(5, dtype=torch.float64)
-    assert not cpu.adagrad_(torch.zeros(5), mixed, torch.zeros(5), lr=0.1, eps=1e-10)
+    assert not cpu.step_one("adagrad", torch.zeros(5), mixed, {"sum": torch.zeros(5)}, **ADAGRAD)
 
 
 def test_kernels_mode_is_validated() -> None:
@@ -193,7 +210,7 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path) -> 
     monkeypatch.setattr(build, "find_compiler", lambda: None)
     monkeypatch.setattr(build, "_loaded", {})
     monkeypatch.setenv("NNOPT_CACHE_DIR", str(tmp_path))
-    cpu._functions.cache_clear()
+    cpu._library.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="native CPU kernels unavailable"):
             assert not cpu.available()
@@ -205,46 +222,67 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path) -> 
             opt.step()
         assert p.detach().lt(1).all()
     finally:
-        cpu._functions.cache_clear()
+        cpu._library.cache_clear()
 
 
-def test_blocks_match_the_library() -> None:
-    lib = build.load()
-    assert blocks.check(lib) is None
-    assert blocks.layout(blocks.AdagradArgs) == (
-        "p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,eps:f64,l2:f64,decay:f64,l1lr:f64"
+def test_blocks_are_read_from_the_library() -> None:
+    found = blocks.read(build.load())
+    assert set(found) == {"sgd", "adagrad", "rmsprop", "adam", "lion"}
+    assert blocks.layout(found["adagrad"]) == (
+        "p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,step:f64,l2:f64,decay:f64,l1lr:f64,"
+        "eps:f64,lr_decay:f64"
     )
-    misspelt = {
-        ("epsilon" if name == "eps" else name): 0 for name, _ in blocks.AdagradArgs._fields_
-    }
+    assert blocks.pointer_names(found["rmsprop"]) == ("square_avg", "grad_avg", "momentum_buffer")
+    misspelt = {("epsilon" if name == "eps" else name): 0 for name, _ in found["adagrad"]._fields_}
     with pytest.raises(TypeError, match=r"missing \['eps'\], unknown \['epsilon'\]"):
-        blocks.fill(blocks.AdagradArgs, misspelt)
+        blocks.fill(found["adagrad"], misspelt)
 
 
-def test_swapped_block_fields_disable_the_kernels(monkeypatch) -> None:
-    """lr and eps swapped in the Python description: one clear warning, then the eager rules."""
-    fields = list(blocks.AdagradArgs._fields_)
-    i, j = fields.index(("lr", blocks.F64)), fields.index(("eps", blocks.F64))
-    fields[i], fields[j] = fields[j], fields[i]
-    swapped = type("AdagradArgs", (ctypes.Structure,), {"_fields_": fields})
-    assert ctypes.sizeof(swapped) == ctypes.sizeof(blocks.AdagradArgs)  # only names tell
-    lib = build.load()
-    reason = blocks.check(lib, {**blocks.BLOCKS, "adagrad": swapped})
-    assert reason is not None
-    assert "adagrad: library has 'p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,eps:f64" in reason
-    assert "Python has 'p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,eps:f64,lr:f64" in reason
-    monkeypatch.setitem(blocks.BLOCKS, "adagrad", swapped)
-    cpu._functions.cache_clear()
+@pytest.mark.parametrize(
+    ("layout", "problem"),
+    [
+        ("p:ptr,g:ptr,lr:f64", "lacks one of"),
+        (
+            "p:ptr,g:ptr,l2_on:i32,l1_on:i32,lr:f64,step:f64,l2:f64,decay:f64,l1lr:f64,x:int",
+            "malformed",
+        ),
+        (
+            "g:ptr,l2_on:i32,p:ptr,l1_on:i32,lr:f64,step:f64,l2:f64,decay:f64,l1lr:f64",
+            "pointer after",
+        ),
+    ],
+)
+def test_a_malformed_layout_is_refused(layout: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        blocks.structure("rule", layout)
+
+
+def test_a_block_size_that_differs_disables_the_kernels(monkeypatch) -> None:
+    """A library whose block size differs from the structure its layout gives (an alignment
+    the two sides disagree on): one clear warning, then the eager rules, nothing touched."""
+    real = blocks.structure
+
+    def padded(rule: str, layout: str):
+        block = real(rule, layout)
+        if rule != "adagrad":
+            return block
+        return type(
+            block.__name__,
+            (ctypes.Structure,),
+            {"_fields_": [*block._fields_, ("x", ctypes.c_double)]},
+        )
+
+    monkeypatch.setattr(blocks, "structure", padded)
+    cpu._library.cache_clear()
     try:
-        with pytest.warns(RuntimeWarning, match="parameter blocks differ from kernels/blocks.py"):
+        with pytest.warns(RuntimeWarning, match="parameter blocks unusable: adagrad: sizeof is"):
             assert not cpu.available()
-        assert "adagrad: library has" in build.failure_reason()
         p, g, s = torch.ones(3), torch.ones(3), torch.zeros(3)
-        assert not cpu.adagrad_(p, g, s, lr=0.1, eps=1e-10)
+        assert not cpu.step_one("adagrad", p, g, {"sum": s}, **ADAGRAD)
         assert p.tolist() == [1.0, 1.0, 1.0]
     finally:
         monkeypatch.undo()
-        cpu._functions.cache_clear()
+        cpu._library.cache_clear()
     assert cpu.available()
 
 

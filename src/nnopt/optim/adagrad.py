@@ -91,12 +91,8 @@ class Adagrad(Optimizer):
             **o,
         )
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
-        if o["lr_decay"] and (step is None or h.l1 or h.decoupled):
-            # The kernel has one step size: eta_t needs the step, and L1 and decay use lr.
-            return None
-        lr = h.lr if step is None else self.step_size(o, h.lr, step)
-        return kernels.cpu.adagrad(lr=lr, eps=o["eps"], **h.kernel_regularization())
+    def native_kernel(self, o) -> kernels.cpu.Kernel:
+        return kernels.cpu.Kernel("adagrad", o)
 
 
 AdaGrad = Adagrad  # the seed's spelling: the same class, torch's arguments

@@ -129,8 +129,8 @@ class Adam(Optimizer):
             **o,
         )
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
-        return kernels.cpu.adam(step=step, lr=h.lr, **o, **h.kernel_regularization())
+    def native_kernel(self, o) -> kernels.cpu.Kernel:
+        return kernels.cpu.Kernel("adam", o)
 
 
 class AdamW(Adam):

@@ -118,15 +118,13 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
         """
         raise NotImplementedError
 
-    def native_kernel(
-        self, o: dict[str, Any], h: Hyper, step: int | None
-    ) -> kernels.cpu.Kernel | None:
-        """nnopt's native kernel for this group's whole update (regularization included), or
-        None where it has none for these options. ``step`` is the tensor's step count, or None
-        for a kernel that runs a whole group at once and reads each tensor's counter itself
-        (return None there if the options need the step in Python). ``h.maximize`` is
-        handled by the caller. Every optimizer declares it (None: no native kernel), so that
-        a missing kernel is a decision, not an omission."""
+    def native_kernel(self, o: dict[str, Any]) -> kernels.cpu.Kernel | None:
+        """nnopt's native kernel for the rule with options ``o`` (the values of the rule's own
+        fields in its ``NNOPT_RULE`` block), or None where it has none for these options.
+        A function of ``o`` alone: the lr, the step count and the regularization go into the
+        fields every block has, and the result is reused while ``o`` and the regularization
+        stay the same. Every optimizer declares it (None: no native kernel), so that a
+        missing kernel is a decision, not an omission."""
         raise NotImplementedError(f"{type(self).__name__} declares no native_kernel")
 
     def fused_covers(self, o: dict[str, Any], h: Hyper) -> bool:

@@ -41,9 +41,7 @@ class Stepped(Protocol):
         state: dict[str, Tensor], step: Any,
     ) -> rules.Divisor: ...  # fmt: skip
 
-    def native_kernel(
-        self, o: dict[str, Any], h: Hyper, step: int | None
-    ) -> kernels.cpu.Kernel | None: ...
+    def native_kernel(self, o: dict[str, Any]) -> kernels.cpu.Kernel | None: ...
 
     def fused_covers(self, o: dict[str, Any], h: Hyper) -> bool: ...
 
@@ -61,10 +59,12 @@ class Plan:
 
     ``options``: the rule's own options, read from the group once (``rule_options``) and
     handed alike to the eager rule, nnopt's kernel and torch's fused call. ``native``: nnopt's
-    one-pass kernels may run; ``fused``: PyTorch's fused kernel may run and computes exactly
-    this group's update (its options, not yet its tensors' dtypes).
+    one-pass kernel, its block filled for this step, or None where it may not run (the
+    ``kernels`` mode, no kernel for these options, the library unavailable); ``fused``:
+    PyTorch's fused kernel may run and computes exactly this group's update (its options,
+    not yet its tensors' dtypes).
     """
 
     options: dict[str, Any]
-    native: bool
+    native: kernels.cpu.Prepared | None
     fused: bool

@@ -51,9 +51,32 @@ def plan(opt: Optimizer, group: dict[str, Any], h: Hyper) -> Plan:
     options = opt.rule_options(group, h)
     mode = opt.kernels
     if mode == "eager" or group.get("differentiable") or torch.compiler.is_compiling():
-        return Plan(options, native=False, fused=False)
+        return Plan(options, native=None, fused=False)
     fused = mode != "native" and opt.fused_covers(options, h)
-    return Plan(options, native=mode != "torch", fused=fused)
+    native = None
+    if mode != "torch" and kernels.cpu.available():
+        native = _prepared(opt, options, h)
+    return Plan(options, native, fused)
+
+
+def _prepared(opt: Optimizer, options: dict[str, Any], h: Hyper) -> kernels.cpu.Prepared | None:
+    """The rule's native kernel filled for these options and regularization, at this lr.
+
+    Filled once per option set and kept on the optimizer (a few us per step on small models,
+    where the step is tens of us): an lr schedule changes only the lr fields.
+    """
+    key = (*options.values(), h.coupled, h.decoupled, h.l1)
+    memo = opt.__dict__.setdefault("_prepared_kernels", {})
+    prepared = memo.get(key, False)
+    if prepared is False:
+        kernel = opt.native_kernel(options)
+        prepared = kernel and kernels.cpu.Prepared(
+            kernel, l2=h.coupled, weight_decay=h.decoupled, l1=h.l1
+        )
+        if len(memo) >= 16:  # options that change every step (a momentum schedule)
+            memo.clear()
+        memo[key] = prepared
+    return prepared and prepared.at_lr(h.lr)
 
 
 def step_group(
@@ -65,8 +88,10 @@ def step_group(
 ) -> None:
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
     params = group["params"] if params is None else params
-    if how.native and not h.maximize:
-        params = group_kernel.step_many(opt, group, h, how, params)
+    if how.native is not None and not h.maximize:
+        params = group_kernel.step_many(opt, group, how, params)
+        if not params:
+            return
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
@@ -147,10 +172,10 @@ def apply(
 ) -> None:
     """One tensor's update: nnopt's native kernel if it can, else the eager composition."""
     if (
-        how.native
+        how.native is not None
         and type(param) in _PLAIN
         and _same_layout(param, grad, *state.values())
-        and _native_one(opt, how, h, param, grad.neg() if h.maximize else grad, state, step)
+        and kernels.cpu.run_one(how.native, param, grad.neg() if h.maximize else grad, state, step)
     ):
         return
     if h.maximize:
@@ -162,20 +187,6 @@ def apply(
     divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
         rules.soft_threshold_(param, h.l1 * h.lr / divisor)
-
-
-def _native_one(
-    opt: Optimizer,
-    how: Plan,
-    h: Hyper,
-    param: Tensor,
-    grad: Tensor,
-    state: dict[str, Tensor],
-    step: int,
-) -> bool:
-    """The whole update of one tensor in nnopt's kernel; False if it can't."""
-    kernel = opt.native_kernel(how.options, h, step)
-    return kernel is not None and kernels.cpu.run_one(kernel, param, grad, state)
 
 
 def step_flat(

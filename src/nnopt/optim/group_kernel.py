@@ -20,15 +20,12 @@ from nnopt.optim.contract import PLAIN as _PLAIN
 from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.lazy_state import init_state
-from nnopt.optim.options import Hyper
 
 # Elements from which a tensor goes to torch's fused kernel rather than the group kernel.
 LARGE = 1 << 17
 
 
-def step_many(
-    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, params: list[Tensor]
-) -> list:
+def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Tensor]) -> list:
     """Step, in one native call per dtype, every parameter the group kernel can take (plain
     contiguous CPU tensors of a dtype it runs, state laid out alike); return the others.
 
@@ -38,18 +35,19 @@ def step_many(
     traffic, was the step's time. Every tensor is checked every step (``p.data =`` and
     ``p.grad.data =`` can change any of dtype, size and layout behind a kept object).
     """
-    kernel = opt.native_kernel(how.options, h, None) if kernels.cpu.available() else None
-    if kernel is None:
-        return params
+    prepared = how.native
     keys = opt.state_keys(group)
     complete = len(keys) + opt.uses_step
-    if not complete and kernel.rule == "sgd" and not (h.coupled or h.decoupled or h.l1):
-        return plain_descent(params, h.lr)
+    block = prepared.block
+    plain = not (block.l2_on or block.l1_on or prepared.weight_decay)
+    if not complete and prepared.rule == "sgd" and plain:
+        return plain_descent(params, block.lr)
     if len(set(map(id, params))) != len(params):
         return params  # duplicates are stepped twice, one after the other, by step_group
-    columns = kernel.columns
+    # The state behind each pointer of the block (None: unused by these options).
+    columns = [key if key in keys else None for key in prepared.pointers]
     unused = [0] * (len(columns) + 1)  # a stateless rule's row: no state, no counter
-    codes = {dtype: kernels.cpu.DTYPE_CODES[dtype] for dtype in kernel.dtypes}
+    codes = prepared.codes
     # Large tensors go to torch's fused kernel where it computes this update: per tensor its
     # launch costs ~20 us, little against a large tensor, and it streams ~15% faster than
     # ours there (nnopt bench, 8x2.5M).
@@ -116,7 +114,7 @@ def step_many(
         entry[0].append(n)
         entry[1].extend(row)
     for (code, step_code), (sizes, table) in tables.items():
-        kernels.cpu.run_many(kernel, code, array("q", sizes), array("q", table), step_code)
+        kernels.cpu.run_many(prepared, code, array("q", sizes), array("q", table), step_code)
     return rest
 
 

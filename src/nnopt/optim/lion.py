@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
 from nnopt.optim import kernels, rules
 from nnopt.optim.base import Optimizer, constructor_options
 from nnopt.optim.options import Hyper
@@ -62,5 +64,7 @@ class Lion(Optimizer):
     def fused_covers(self, o, h: Hyper) -> bool:
         return False  # torch has no Lion
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
-        return kernels.cpu.lion(lr=h.lr, **o, **h.kernel_regularization())
+    def native_kernel(self, o) -> kernels.cpu.Kernel:
+        # float32 and float64 only: in bfloat16 the kernel's float arithmetic could flip a
+        # sign that the eager rule's rounding keeps (a step of 2 lr).
+        return kernels.cpu.Kernel("lion", o, dtypes=frozenset((torch.float32, torch.float64)))

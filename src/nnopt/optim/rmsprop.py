@@ -88,9 +88,10 @@ class RMSprop(Optimizer):
     def fused_covers(self, o, h: Hyper) -> bool:
         return False  # torch has no fused RMSprop
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel:
-        # nnopt's native kernel does the whole update in one pass.
-        return kernels.cpu.rmsprop(lr=h.lr, **o, **h.kernel_regularization())
+    def native_kernel(self, o) -> kernels.cpu.Kernel:
+        fields = dict(o, mu=o["momentum"], momentum_on=o["momentum"] > 0)
+        del fields["momentum"]
+        return kernels.cpu.Kernel("rmsprop", fields)
 
 
 class RMSProp(RMSprop):

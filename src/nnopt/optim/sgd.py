@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from nnopt.optim.options import Hyper
 from nnopt.optim.registry import check_all
 
 _HALF = (torch.float16, torch.bfloat16)
+_FULL = frozenset((torch.float32, torch.float64))
 
 
 class SGD(Optimizer):
@@ -107,11 +107,9 @@ class SGD(Optimizer):
             **o,
         )
 
-    def native_kernel(self, o, h: Hyper, step: int | None) -> kernels.cpu.Kernel | None:
+    def native_kernel(self, o) -> kernels.cpu.Kernel | None:
         if o["dampening"]:
             return None  # no dampening in the kernel (its first step is special)
-        kernel = kernels.cpu.sgd(
-            lr=h.lr, momentum=o["momentum"], nesterov=o["nesterov"], **h.kernel_regularization()
-        )
+        fields = {"momentum_on": o["momentum"] > 0, "nesterov": o["nesterov"], "mu": o["momentum"]}
         # In half precision the eager rule rounds exactly as torch's loop does.
-        return replace(kernel, dtypes=kernel.dtypes - set(_HALF))
+        return kernels.cpu.Kernel("sgd", fields, dtypes=_FULL)

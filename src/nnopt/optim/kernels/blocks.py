@@ -1,18 +1,17 @@
-"""The parameter blocks of the native kernels: one ``ctypes.Structure`` per rule.
+"""The parameter blocks of the native kernels, read from the library itself.
 
-Each kernel is ``int nnopt_<rule>(int dtype, int64_t n, int nthreads, const <Rule>Args*)``:
-the block's ``_fields_`` below are the one description of that rule's pointers, flags and
-scalars, in order (pointers ``ptr``, flags ``i32`` with 0/1, scalars ``f64``). The C++ side
-declares the matching structs (``cpu_blocks.h``, one X-macro list per rule) and exports,
-per block, the layout it was compiled with::
+Each rule's kernel is ``int nnopt_<rule>(int dtype, int64_t n, int nthreads, const Args*)``.
+Its block is declared once, in C++ (``NNOPT_RULE`` in ``cpu_rule.h``), and the library
+exports what it was compiled with::
 
-    const char* nnopt_sgd_args_layout();   // "p:ptr,g:ptr,buf:ptr,momentum_on:i32,...,l1lr:f64"
-    size_t nnopt_sgd_args_size();          // sizeof(SgdArgs)
+    const char* nnopt_rules();               // "sgd,adagrad,rmsprop,adam,lion"
+    const char* nnopt_sgd_args_layout();     // "p:ptr,g:ptr,momentum_buffer:ptr,...,mu:f64"
+    size_t nnopt_sgd_args_size();            // sizeof(sgd_args)
 
-``check`` compares those with ``layout(block)`` and ``ctypes.sizeof(block)`` when the library
-is loaded, so a field added, dropped, retyped, renamed or moved on one side only (``lr`` and
-``eps`` swapped, say) makes the kernels unavailable instead of silently wrong. Call sites
-fill a block with ``fill``, by field name only, every field given.
+:func:`read` builds one ``ctypes.Structure`` per rule from its layout and holds it to the
+library's size, so the Python side never restates an order that could drift (``lr`` and
+``eps`` swapped on one side only would be silently wrong); call sites fill a block with
+:func:`fill`, by field name only, every field given, so a misspelt or missing name fails.
 """
 
 from __future__ import annotations
@@ -21,76 +20,41 @@ import ctypes
 from functools import cache
 
 PTR, FLAG, F64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_double
-TAGS = {PTR: "ptr", FLAG: "i32", F64: "f64"}
+CTYPES = {"ptr": PTR, "i32": FLAG, "f64": F64}
+# The fields every block has (cpu_rule.h): the tensors, the regularization, the step count.
+COMMON = ("p", "g", "l2_on", "l1_on", "lr", "step", "l2", "decay", "l1lr")
 
 
-def fields(pointers: str, flags: str, scalars: str) -> list[tuple[str, type]]:
-    """``_fields_`` from space-separated names: the pointers, then the flags, then the scalars."""
-    groups = ((pointers, PTR), (flags, FLAG), (scalars, F64))
-    return [(name, ctype) for names, ctype in groups for name in names.split()]
+def structure(rule: str, layout: str) -> type[ctypes.Structure]:
+    """The ctypes structure of ``layout`` (``name:tag`` pairs, tags ``ptr``, ``i32``, ``f64``).
+
+    Raises ValueError for a malformed layout, one without the common fields, or one whose
+    pointers do not come first (the many-tensor kernels copy a row of pointers over them).
+    """
+    fields = []
+    for entry in layout.split(","):
+        name, _, tag = entry.partition(":")
+        if not name.isidentifier() or tag not in CTYPES:
+            raise ValueError(f"{rule}: malformed layout entry {entry!r}")
+        fields.append((name, CTYPES[tag]))
+    names = [name for name, _ in fields]
+    if len(set(names)) != len(names) or not set(COMMON) <= set(names):
+        raise ValueError(f"{rule}: layout {layout!r} repeats a field or lacks one of {COMMON}")
+    kinds = [ctype is PTR for _, ctype in fields]
+    if kinds != sorted(kinds, reverse=True):
+        raise ValueError(f"{rule}: layout {layout!r} has a pointer after a flag or scalar")
+    return type(f"{rule}_args", (ctypes.Structure,), {"_fields_": fields})
 
 
-class SgdArgs(ctypes.Structure):
-    _fields_ = fields("p g buf", "momentum_on nesterov l2_on l1_on", "lr mu l2 decay l1lr")
-
-
-class AdagradArgs(ctypes.Structure):
-    _fields_ = fields("p g sum", "l2_on l1_on", "lr eps l2 decay l1lr")
-
-
-class RmspropArgs(ctypes.Structure):
-    _fields_ = fields(
-        "p g square_avg grad_avg buf",
-        "centered momentum_on eps_inside_sqrt l2_on l1_on",
-        "lr rho eps mu l2 decay l1lr",
-    )
-
-
-class AdamArgs(ctypes.Structure):
-    _fields_ = fields(
-        "p g exp_avg exp_avg_sq max_exp_avg_sq",
-        "amsgrad l2_on l1_on",
-        "lr beta1 beta2 bc1 bc2_sqrt eps l2 decay l1lr",
-    )
-
-
-class LionArgs(ctypes.Structure):
-    _fields_ = fields("p g exp_avg", "l2_on l1_on", "lr beta1 beta2 l2 decay l1lr")
-
-
-# Rule name -> block: the kernel is nnopt_<rule>, its layout nnopt_<rule>_args_layout/_size.
-BLOCKS: dict[str, type[ctypes.Structure]] = {
-    "sgd": SgdArgs,
-    "adagrad": AdagradArgs,
-    "rmsprop": RmspropArgs,
-    "adam": AdamArgs,
-    "lion": LionArgs,
-}
-
-
-def layout(block: type[ctypes.Structure]) -> str:
-    """The block as ``name:tag`` pairs in order, the form the library's layout functions use."""
-    return ",".join(f"{name}:{TAGS[ctype]}" for name, ctype in block._fields_)
-
-
-def fill(block: type[ctypes.Structure], values: dict[str, object]) -> ctypes.Structure:
-    """An instance of ``block`` with every field set by name (a missing or unknown name raises)."""
-    names = _names(block)
-    if values.keys() != names:
-        missing, unknown = names - values.keys(), values.keys() - names
-        raise TypeError(f"{block.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    return block(**values)
-
-
-@cache
-def _names(block: type[ctypes.Structure]) -> frozenset[str]:
-    return frozenset(name for name, _ in block._fields_)
-
-
-def check(lib: ctypes.CDLL, blocks: dict[str, type[ctypes.Structure]] | None = None) -> str | None:
-    """Why ``lib``'s blocks differ from the Python description, or ``None`` if they all agree."""
-    problems = []
-    for rule, block in (BLOCKS if blocks is None else blocks).items():
+def read(lib: ctypes.CDLL) -> dict[str, type[ctypes.Structure]] | str:
+    """Rule name -> block structure for every rule ``lib`` holds, or why they cannot be used."""
+    try:
+        lib.nnopt_rules.argtypes, lib.nnopt_rules.restype = [], ctypes.c_char_p
+        rules = lib.nnopt_rules().decode().split(",")
+    except AttributeError:
+        return "the library lists no rules (nnopt_rules)"
+    blocks, problems = {}, []
+    for rule in rules:
         try:
             layout_fn = getattr(lib, f"nnopt_{rule}_args_layout")
             size_fn = getattr(lib, f"nnopt_{rule}_args_size")
@@ -99,13 +63,45 @@ def check(lib: ctypes.CDLL, blocks: dict[str, type[ctypes.Structure]] | None = N
             continue
         layout_fn.argtypes, layout_fn.restype = [], ctypes.c_char_p
         size_fn.argtypes, size_fn.restype = [], ctypes.c_size_t
-        native, python = layout_fn().decode(), layout(block)
-        if native != python:
-            problems.append(f"{rule}: library has {native!r}, Python has {python!r}")
-        elif size_fn() != ctypes.sizeof(block):
+        try:
+            block = structure(rule, layout_fn().decode())
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if size_fn() != ctypes.sizeof(block):
             problems.append(
                 f"{rule}: sizeof is {size_fn()} in the library, {ctypes.sizeof(block)} in Python"
             )
-    if not problems:
-        return None
-    return "parameter blocks differ from kernels/blocks.py: " + "; ".join(problems)
+            continue
+        blocks[rule] = block
+    if problems:
+        return "parameter blocks unusable: " + "; ".join(problems)
+    return blocks
+
+
+def layout(block: type[ctypes.Structure]) -> str:
+    """The block as ``name:tag`` pairs in order, the form the library's layout functions use."""
+    tags = {ctype: tag for tag, ctype in CTYPES.items()}
+    return ",".join(f"{name}:{tags[ctype]}" for name, ctype in block._fields_)
+
+
+def fill(block: type[ctypes.Structure], values: dict[str, object]) -> ctypes.Structure:
+    """An instance of ``block`` with every field set by name (a missing or unknown name raises)."""
+    names = _names(block)
+    if values.keys() != names:
+        missing, unknown = names - values.keys(), values.keys() - names
+        raise TypeError(
+            f"{block.__name__}: missing {sorted(missing)}, unknown {sorted(unknown)} "
+            "(the kernel's fields and its NNOPT_RULE in cpu_kernels.cpp differ)"
+        )
+    return block(**values)
+
+
+@cache
+def _names(block: type[ctypes.Structure]) -> frozenset[str]:
+    return frozenset(name for name, _ in block._fields_)
+
+
+def pointer_names(block: type[ctypes.Structure]) -> tuple[str, ...]:
+    """The block's state pointers (its pointer fields after ``p`` and ``g``), in order."""
+    return tuple(name for name, ctype in block._fields_[2:] if ctype is PTR)
