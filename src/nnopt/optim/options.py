@@ -33,6 +33,8 @@ REFUSED = {
 
 def scalar(value: Any) -> float:
     """A Python float from a number or a one-element Tensor (torch accepts Tensor lr/betas)."""
+    if type(value) is float:  # the common case, first (this runs several times per step)
+        return value
     return float(value.item()) if isinstance(value, Tensor) else float(value)
 
 

@@ -105,6 +105,7 @@ class Prepared:
         self.pointers = blocks.pointer_names(native.block)
         self.codes = {dtype: DTYPE_CODES[dtype] for dtype in kernel.dtypes}
         self.weight_decay, self.l1 = float(weight_decay), float(l1)
+        self.lr: float | None = None
         common = dict(
             p=None, g=None, l2_on=bool(l2), l1_on=bool(l1), l2=float(l2), lr=0.0, step=0.0,
             decay=1.0, l1lr=0.0,
@@ -112,12 +113,14 @@ class Prepared:
         self.block = blocks.fill(
             native.block, {**common, **dict.fromkeys(self.pointers), **kernel.fields}
         )
+        self.address = ctypes.byref(self.block)
 
     def at_lr(self, lr: float) -> Prepared:
-        block = self.block
-        block.lr = lr
-        block.decay = 1.0 - lr * self.weight_decay
-        block.l1lr = self.l1 * lr
+        if lr != self.lr:  # (three ctypes writes saved on most steps)
+            block = self.block
+            block.lr = self.lr = lr
+            block.decay = 1.0 - lr * self.weight_decay
+            block.l1lr = self.l1 * lr
         return self
 
 
@@ -156,7 +159,7 @@ def run_one(
     for name, t in zip(prepared.pointers, tensors, strict=True):
         setattr(block, name, None if t is None else t.data_ptr())
     threads = torch.get_num_threads()
-    return prepared.native.one(code, param.numel(), threads, ctypes.byref(block)) == 0
+    return prepared.native.one(code, param.numel(), threads, prepared.address) == 0
 
 
 def run_many(prepared: Prepared, code: int, sizes: array, table: array, step_code: int) -> None:
@@ -172,7 +175,7 @@ def run_many(prepared: Prepared, code: int, sizes: array, table: array, step_cod
         code,
         len(sizes),
         torch.get_num_threads(),
-        ctypes.byref(prepared.block),
+        prepared.address,
         sizes.buffer_info()[0],
         table.buffer_info()[0],
         step_code,
