@@ -296,3 +296,15 @@ def test_library_is_cached(tmp_path, monkeypatch) -> None:
     assert build.library_path(compiler, build.FLAG_SETS[1]) != build.library_path(
         compiler, build.FLAG_SETS[0]
     )
+
+
+def test_a_kernel_for_a_rule_the_library_lacks_says_so() -> None:
+    with pytest.raises(LookupError, match="no rule 'lamb'.*declare it with NNOPT_RULE"):
+        cpu.Prepared(cpu.Kernel("lamb", {}), l2=0.0, weight_decay=0.0, l1=0.0)
+
+
+def test_kernel_fields_that_differ_from_the_declaration_say_where() -> None:
+    with pytest.raises(TypeError, match=r"missing \['beta2'\], unknown \['b2'\].*NNOPT_RULE"):
+        cpu.Prepared(
+            cpu.Kernel("lion", {"beta1": 0.9, "b2": 0.99}), l2=0.0, weight_decay=0.0, l1=0.0
+        )

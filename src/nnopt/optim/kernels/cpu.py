@@ -99,7 +99,13 @@ class Prepared:
     ``decay = 1 - lr * weight_decay`` and ``l1lr = l1 * lr``. Built once per option set."""
 
     def __init__(self, kernel: Kernel, *, l2: float, weight_decay: float, l1: float) -> None:
-        native = _library()[kernel.rule]
+        natives = _library() or {}
+        if kernel.rule not in natives:
+            raise LookupError(
+                f"the native kernels hold no rule {kernel.rule!r} (they hold: "
+                f"{', '.join(natives)}): declare it with NNOPT_RULE in cpu_kernels.cpp"
+            )
+        native = natives[kernel.rule]
         self.kernel, self.native = kernel, native
         self.rule = kernel.rule
         self.pointers = blocks.pointer_names(native.block)
