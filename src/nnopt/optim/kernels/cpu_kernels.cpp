@@ -3,7 +3,7 @@
 // Each kernel reads every input once and writes every output once: coupled L2, decoupled
 // decay, the rule and the L1 proximal step happen in registers, in the order of
 // nnopt.optim.dispatch.apply. The arithmetic mirrors the order of operations of the eager
-// PyTorch ops in nnopt/optim/rules.py (addcmul: a + (v * b) * c, addcdiv: a + (v * b) / c,
+// PyTorch ops in nnopt/optim/rules/ (addcmul: a + (v * b) * c, addcdiv: a + (v * b) / c,
 // lerp with torch's two forms), so float32 and float64 results agree with the eager rule to
 // rounding. bfloat16 is computed in float and rounded once on store (the eager rule rounds
 // after every op, so it is the less accurate of the two).
