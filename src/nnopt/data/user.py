@@ -16,7 +16,7 @@ DataLoader during training (``"stream"``: ``data.workers``, ``data.pin_memory``)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,21 +26,26 @@ from nnopt.data.dataset import TASKS, Arrays, infer_task
 from nnopt.data.streamed import MEMORY_LIMIT, StreamedData, estimated_bytes, streamed
 from nnopt.errors import RecipeError
 
+if TYPE_CHECKING:
+    from nnopt.data import DataSource
+
 FIELD = "data.factory"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 DATASET_KEYS = ("train", "test")
 META = ("task", "num_classes")
 
 
-def load_user_data(spec: str, args: dict[str, Any], seed: int, data: Any = None
-                   ) -> Arrays | StreamedData:  # fmt: skip
+def load_user_data(
+    spec: str, args: dict[str, Any], seed: int, data: DataSource | None = None
+) -> Arrays | StreamedData:
     """Call the factory (with ``seed`` when it asks for it) and check what it returned."""
     made = usercode.call(usercode.resolve(spec, FIELD), spec, FIELD, args, {"seed": seed})
     return user_data(made, spec, seed=seed, data=data)
 
 
-def user_data(made: Any, spec: str = "data", *, seed: int = 0, data: Any = None
-              ) -> Arrays | StreamedData:  # fmt: skip
+def user_data(
+    made: Any, spec: str = "data", *, seed: int = 0, data: DataSource | None = None
+) -> Arrays | StreamedData:
     """What a data factory returned (or what was passed as ``data=``), checked: arrays in
     memory, or Datasets to stream. ``data`` is the recipe's [data] (task, loader, workers)."""
     parts, meta = _parts(made, spec)

@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 import nnopt
+from nnopt import data as data_sources
 from nnopt import schedules, usercode
-from nnopt.data import Dataset, load_dataset
+from nnopt.data import Dataset
 from nnopt.data.batches import Batches
-from nnopt.data.dataset import Arrays, finalize
 from nnopt.data.streamed import StreamedData
-from nnopt.data.user import load_user_data, user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
@@ -156,52 +155,11 @@ def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
         kernels.cpu.available()
 
 
-# data.factory of a recipe whose data came as an object (``nnopt.train(..., data=...)``).
-PASSED = "python:passed to nnopt.train"
-
-
-def build_dataset(recipe: Any, passed: Any = None) -> Dataset | StreamedData:
-    """The recipe's data: a built-in set or file (``data.name``), the user's factory, or the
-    object passed from Python (tensors, arrays or Datasets, as a factory returns them)."""
-    data = recipe.data
-    if passed is not None:
-        return _finalized("data", user_data(passed, seed=recipe.seed, data=data), recipe)
-    if data.factory == PASSED:
-        raise RecipeError(
-            "data: this run's data was passed from Python (nnopt.train(..., data=...)); pass "
-            "it again to resume"
-        )
-    if data.factory is None:
-        dataset = load_dataset(
-            data.name,
-            seed=recipe.seed,
-            val_fraction=data.val_fraction,
-            standardize=data.standardize,
-            task=None if data.task == "auto" else data.task,
-            holdout=data.holdout,
-            **data.options,
-        )
-        return dataset
-    made = load_user_data(data.factory, data.args, recipe.seed, data)
-    return _finalized(data.factory.rpartition(":")[2], made, recipe)
-
-
-def _finalized(name: str, made: Arrays | StreamedData, recipe: Any) -> Dataset | StreamedData:
-    """Arrays checked, split and standardized as every source's are; streamed data as is."""
-    if isinstance(made, StreamedData):
-        return made
-    data = recipe.data
-    return finalize(
-        name, made, seed=recipe.seed, val_fraction=data.val_fraction,
-        standardize=data.standardize, holdout=data.holdout,
-    )  # fmt: skip
-
-
 def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
     """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
     ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
     targets) when its signature names them."""
-    if m.factory == PASSED:
+    if m.factory == usercode.PASSED:
         raise RecipeError(
             "model: this run's model was passed from Python (nnopt.train(..., model=...)); "
             "pass it again to resume"
@@ -256,7 +214,7 @@ def build_run(
     given (its weights kept: no initialization), the data read as a data factory's return.
     """
     device = resolve_device(recipe.train.device, local_rank)
-    dataset = build_dataset(recipe, data)
+    dataset = data_sources.load(recipe.data, recipe.seed, data)
     # The same seed gives the same initial weights whatever the optimizer: comparisons of
     # recipes differ by the optimization alone.
     torch.manual_seed(recipe.seed)

@@ -2,7 +2,7 @@
 
 A recipe may come as a Recipe, a dict of its tables, TOML text or a file path. When the model
 or the data is passed as an object, the recipe's [model] / [data] record that
-(``build.PASSED``, so a resume asks for them again), keeping the fields that still apply.
+(``usercode.PASSED``, so a resume asks for them again), keeping the fields that still apply.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.errors import RecipeError
-from nnopt.training.build import PASSED
+from nnopt.usercode import PASSED
 
 
 def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = False) -> Any:
     """A :class:`Recipe` from a Recipe, a dict of tables, TOML text or a file path; with
-    objects passed from Python, its [model] / [data] record that (``build.PASSED``)."""
+    objects passed from Python, its [model] / [data] record that (``usercode.PASSED``)."""
     from nnopt.recipe import Recipe
 
     if isinstance(recipe, Path) or (
