@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,13 @@ class MemoryFeed:
             local, share = local_slice(index, self.world, self.rank)
             yield Batch(self.x_train[local], self.y_train[local], share)
 
+    def warm_up_batches(self) -> list[tuple[Tensor, Tensor]]:
+        """One batch of each size the run will use (an epoch's last batch may be short): the
+        first examples, what ``train.compile`` compiles on before the clock starts."""
+        n, size = len(self.x_train), self.batches.batch_size
+        sizes = [size] + ([n % size] if n % size else [])
+        return [(self.x_train[:s], self.y_train[:s]) for s in sizes]
+
     def held_out(self) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's slice of the held-out split, in chunks."""
         for start in range(0, len(self.x_val), EVAL_CHUNK):
@@ -109,10 +116,17 @@ class StreamFeed:
             )
         )
 
-    def batches_from(self, step: int) -> Iterator[Batch]:
+    def batches_from(self, step: int) -> Generator[Batch]:
         with _one_line():
             for x, y, share in self._loader(self.data.train, _TrainKeys(self, step)):
                 yield Batch(self._to_device(x), self._to_device(y), share)
+
+    def warm_up_batches(self) -> list[tuple[Tensor, Tensor]]:
+        """The run's first batch (an epoch's short last batch then compiles in the run)."""
+        stream = self.batches_from(0)
+        first = next(stream)
+        stream.close()  # (its DataLoader workers end here)
+        return [(first.x, first.y)]
 
     def held_out(self) -> Iterator[tuple[Tensor, Tensor]]:
         index = torch.arange(len(self.data.test)).tensor_split(self.world)[self.rank]

@@ -19,7 +19,7 @@ from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
 from nnopt.optim import kernels
-from nnopt.regularization import param_groups
+from nnopt.regularization import Penalty, param_groups
 from nnopt.schedules import ReduceOnPlateau
 from nnopt.training.threads import apply_threads
 
@@ -38,12 +38,11 @@ class RunParts:
 
     dataset: Dataset | StreamedData  # in memory, or read by a DataLoader during training
     model: nn.Module
-    optimizer: nnopt.Optimizer
-    plateau: ReduceOnPlateau | None
+    optimizer: nnopt.Optimizer  # its .plateau: [plateau]'s controller, which scales its lr
     loss_fn: nn.Module
+    penalty: Penalty | None  # [regularization] in_loss: added to the loss at every step
     batches: Batches  # the run's data order: built once, here, from the recipe
     total_steps: int
-    batch_size: int
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
     threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
@@ -145,6 +144,14 @@ def build_optimizer(
     return row.build(groups, build_schedule(recipe, total_steps), **options)
 
 
+def build_penalty(recipe: Any, model: nn.Module) -> Penalty | None:
+    """[regularization]'s L1/L2 as a loss term (``in_loss``); None when it is in the step."""
+    reg = recipe.regularization
+    if not (reg.in_loss and (reg.l1 or reg.l2)):
+        return None
+    return Penalty.of(model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude))
+
+
 def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
     """Build or load the native kernels now, before any clock starts.
 
@@ -233,8 +240,7 @@ def build_run(
     load_kernels(optimizer, device)
     metric = followed_metric(recipe, dataset.task)
     plateau_follows = plateau_metric(recipe, dataset.task)
-    plateau = build_plateau(recipe, plateau_follows)
-    optimizer.plateau = plateau
+    optimizer.plateau = build_plateau(recipe, plateau_follows)
     classification = dataset.task == "classification"
     loss_name = recipe.train.loss
     if loss_name == "auto":
@@ -246,11 +252,10 @@ def build_run(
         dataset=dataset,
         model=model,
         optimizer=optimizer,
-        plateau=plateau,
         loss_fn=loss_fn,
+        penalty=build_penalty(recipe, model),
         batches=batches,
         total_steps=total_steps,
-        batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
         threads=threads,
