@@ -11,7 +11,7 @@ from torch import nn
 
 import nnopt
 from nnopt import data as data_sources
-from nnopt import schedules, usercode
+from nnopt import usercode
 from nnopt.data import Dataset
 from nnopt.data.batches import Batches
 from nnopt.data.streamed import StreamedData
@@ -59,28 +59,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise RecipeError("train.device is 'cuda' but no CUDA device is available; use 'cpu'")
         return torch.device("cuda", local_rank)
     return torch.device(name)
-
-
-def build_schedule(recipe: Any, total_steps: int) -> Any:
-    """The recipe's [schedule] as a ``step -> lr`` callable (or the constant lr)."""
-    spec, lr = recipe.schedule, recipe.optimizer.lr
-    warmup = spec.warmup_steps if spec.kind != "one_cycle" else 0
-    horizon = spec.decay_steps or max(total_steps - warmup, 1)
-    if spec.kind == "constant":
-        main: Any = lr if not warmup else schedules.constant(lr)
-    elif spec.kind == "step":
-        main = schedules.step_decay(lr, spec.step_size, spec.gamma or 0.1)
-    elif spec.kind == "exponential":
-        main = schedules.exponential_decay(lr, spec.gamma, decay_steps=spec.decay_steps or 1)
-    elif spec.kind in ("cosine", "warmup_cosine"):
-        main = schedules.cosine(lr, horizon, final_lr=spec.final_lr)
-    elif spec.kind == "one_cycle":
-        return schedules.one_cycle(lr, spec.decay_steps or total_steps, pct_start=spec.pct_start)
-    else:  # the recipe schema rejects other kinds; this guards a schema/builder mismatch
-        raise ValueError(f"schedule.kind {spec.kind!r} is not supported")
-    if warmup:
-        return schedules.join([schedules.linear_warmup(lr, warmup), main], [warmup])
-    return main
 
 
 def followed_metric(recipe: Any, task: str) -> str:
@@ -141,7 +119,7 @@ def build_optimizer(
         groups = param_groups(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
-    return row.build(groups, build_schedule(recipe, total_steps), **options)
+    return row.build(groups, recipe.lr_schedule(total_steps), **options)
 
 
 def build_penalty(recipe: Any, model: nn.Module) -> Penalty | None:
