@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 from nnopt.data.batches import Batches
+from nnopt.data.dataset import Dataset
+from nnopt.data.streamed import StreamedData
 from nnopt.errors import RecipeError
 
 EVAL_CHUNK = 4096  # held-out examples per forward pass (memory feed)
@@ -63,7 +65,7 @@ def local_slice(index: Tensor, world: int, rank: int) -> tuple[Tensor, float]:
 class MemoryFeed:
     """Tensors on the run's device, sliced by each index batch (airbench's way)."""
 
-    def __init__(self, dataset: Any, device: torch.device, batches: Batches, world: int = 1,
+    def __init__(self, dataset: Dataset, device: torch.device, batches: Batches, world: int = 1,
                  rank: int = 0):  # fmt: skip
         self.batches, self.world, self.rank = batches, world, rank
         self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
@@ -92,7 +94,7 @@ class MemoryFeed:
 class StreamFeed:
     """A DataLoader over a Dataset, reading each index batch with ``data.workers`` processes."""
 
-    def __init__(self, data: Any, device: torch.device, batches: Batches, seed: int,
+    def __init__(self, data: StreamedData, device: torch.device, batches: Batches, seed: int,
                  world: int = 1, rank: int = 0):  # fmt: skip
         self.data, self.device, self.batches = data, device, batches
         self.seed, self.world, self.rank = seed, world, rank
@@ -132,7 +134,7 @@ class StreamFeed:
         index = torch.arange(len(self.data.test)).tensor_split(self.world)[self.rank]
         keys = [
             (self._seed(_EVAL_SEED_OFFSET + i), chunk.tolist(), 1.0)
-            for i, chunk in enumerate(index.split(STREAM_EVAL_BATCH))
+            for i, chunk in enumerate(torch.split(index, STREAM_EVAL_BATCH))
         ]
         with _one_line():
             for x, y, _ in self._loader(self.data.test, keys):
@@ -160,7 +162,7 @@ class _TrainKeys:
             step += 1
 
 
-class _BatchReader(torch.utils.data.Dataset):
+class _BatchReader(torch.utils.data.Dataset[tuple[Tensor, Tensor, float]]):
     """Reads one batch's examples under its own seed and stacks them."""
 
     def __init__(self, dataset: Any, input_dtype: torch.dtype, label_dtype: torch.dtype):
@@ -198,11 +200,15 @@ class _BatchReader(torch.utils.data.Dataset):
         return len(self.dataset)
 
 
-def feed_for(dataset: Any, device: torch.device, batches: Batches, seed: int, world: int = 1,
-             rank: int = 0) -> MemoryFeed | StreamFeed:  # fmt: skip
+def feed_for(
+    dataset: Dataset | StreamedData,
+    device: torch.device,
+    batches: Batches,
+    seed: int,
+    world: int = 1,
+    rank: int = 0,
+) -> MemoryFeed | StreamFeed:
     """The feed of a run's data: streamed Datasets get a DataLoader, tensors are sliced."""
-    from nnopt.data.streamed import StreamedData
-
     if isinstance(dataset, StreamedData):
         return StreamFeed(dataset, device, batches, seed, world, rank)
     return MemoryFeed(dataset, device, batches, world, rank)

@@ -125,7 +125,7 @@ def _task(returned: Any, recipe_task: str, spec: str) -> str:
         raise RecipeError(
             f"data.task: the recipe says {recipe_task!r} and {spec} returned task {returned!r}"
         )
-    return returned
+    return str(returned)
 
 
 def _is_dataset(obj: Any) -> bool:

@@ -12,7 +12,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from nnopt import atomic
 from nnopt.data.batches import Batches, BatchSizeTooLarge
-from nnopt.recipe.errors import RecipeError, from_validation
+from nnopt.errors import RecipeError
+from nnopt.recipe.errors import from_validation
 from nnopt.recipe.fields import Section, problem
 from nnopt.recipe.io import dump_toml, parse_toml, read_text
 from nnopt.recipe.overrides import apply_overrides

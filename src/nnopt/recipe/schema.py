@@ -7,7 +7,7 @@ needs, ``epochs`` and ``steps`` both set) live in that section's validator.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, create_model, field_validator, model_validator
 
@@ -232,15 +232,21 @@ class _OptimizerBase(Section):
         return table.row(self.name), options
 
 
-OptimizerSpec = create_model(
-    "OptimizerSpec",
-    __base__=_OptimizerBase,
-    __doc__=_OptimizerBase.__doc__,
-    **{
-        key: (OPTION_TYPES[key][0] | None, Field(None, **OPTION_TYPES[key][1]))
-        for key in APPLIES_TO
-    },
-)
+if TYPE_CHECKING:  # the options are fields made from the table: a type checker reads them as Any
+
+    class OptimizerSpec(_OptimizerBase):
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    OptimizerSpec = create_model(
+        "OptimizerSpec",
+        __base__=_OptimizerBase,
+        __doc__=_OptimizerBase.__doc__,
+        **{
+            key: (OPTION_TYPES[key][0] | None, Field(None, **OPTION_TYPES[key][1]))
+            for key in APPLIES_TO
+        },
+    )
 
 
 class PlateauSpec(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +22,10 @@ from nnopt.optim import kernels
 from nnopt.regularization import Penalty, param_groups
 from nnopt.schedules import ReduceOnPlateau
 from nnopt.training.threads import apply_threads
+
+if TYPE_CHECKING:
+    from nnopt.recipe import Recipe
+    from nnopt.recipe.schema import ModelSpec
 
 
 class NextTokenLoss(nn.Module):
@@ -61,14 +65,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def followed_metric(recipe: Any, task: str) -> str:
+def followed_metric(recipe: Recipe, task: str) -> str:
     """``train.metric``, "auto" resolved (val_accuracy for classification, else val_loss),
     checked against what the task's rows hold."""
     metric = recipe.train.metric
     if metric == "auto":
         return "val_accuracy" if task == "classification" else "val_loss"
     _check_metric("train.metric", metric, task)
-    return metric
+    return str(metric)
 
 
 def _check_metric(field: str, metric: str, task: str) -> None:
@@ -78,17 +82,17 @@ def _check_metric(field: str, metric: str, task: str) -> None:
         raise RecipeError(f"{field}: val_perplexity is a language model's; this data is {task}")
 
 
-def plateau_metric(recipe: Any, task: str) -> str | None:
+def plateau_metric(recipe: Recipe, task: str) -> str | None:
     """What the plateau controller follows: plateau.metric, else the run's metric."""
     if recipe.plateau is None:
         return None
     if recipe.plateau.metric is None:
         return followed_metric(recipe, task)
     _check_metric("plateau.metric", recipe.plateau.metric, task)
-    return recipe.plateau.metric
+    return str(recipe.plateau.metric)
 
 
-def build_plateau(recipe: Any, metric: str | None) -> ReduceOnPlateau | None:
+def build_plateau(recipe: Recipe, metric: str | None) -> ReduceOnPlateau | None:
     spec = recipe.plateau
     if spec is None or metric is None:
         return None
@@ -105,7 +109,7 @@ def build_plateau(recipe: Any, metric: str | None) -> ReduceOnPlateau | None:
 
 
 def build_optimizer(
-    recipe: Any, model: nn.Module, total_steps: int, *, user_model: bool = False
+    recipe: Recipe, model: nn.Module, total_steps: int, *, user_model: bool = False
 ) -> nnopt.Optimizer:
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
@@ -122,7 +126,7 @@ def build_optimizer(
     return row.build(groups, recipe.lr_schedule(total_steps), **options)
 
 
-def build_penalty(recipe: Any, model: nn.Module) -> Penalty | None:
+def build_penalty(recipe: Recipe, model: nn.Module) -> Penalty | None:
     """[regularization]'s L1/L2 as a loss term (``in_loss``); None when it is in the step."""
     reg = recipe.regularization
     if not (reg.in_loss and (reg.l1 or reg.l2)):
@@ -140,7 +144,7 @@ def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
         kernels.cpu.available()
 
 
-def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
+def build_network(m: ModelSpec, dataset: Dataset | StreamedData) -> nn.Module:
     """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
     ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
     targets) when its signature names them."""
@@ -191,7 +195,7 @@ def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
 
 
 def build_run(
-    recipe: Any, local_rank: int = 0, *, model: nn.Module | None = None, data: Any = None
+    recipe: Recipe, local_rank: int = 0, *, model: nn.Module | None = None, data: object = None
 ) -> RunParts:
     """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded.
 
@@ -223,7 +227,7 @@ def build_run(
     loss_name = recipe.train.loss
     if loss_name == "auto":
         loss_name = "cross_entropy" if classification else "mse"
-    loss_fn = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
     if dataset.task == "language_model":
         loss_fn = NextTokenLoss()
     return RunParts(

@@ -37,7 +37,8 @@ def plain(net: nn.Module, loss_fn: nn.Module) -> ForwardLoss:
     """``(x, y) -> loss_fn(net(x), y)``: what a training step differentiates."""
 
     def forward_loss(x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(net(x), y)
+        loss: Tensor = loss_fn(net(x), y)
+        return loss
 
     return forward_loss
 

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 import nnopt
@@ -28,6 +29,7 @@ from nnopt.errors import Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.names import held_out_split
+from nnopt.recipe import Recipe
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
 from nnopt.training.build import RunParts, build_run
@@ -49,7 +51,7 @@ from nnopt.training.metrics import (
     final_and_best,
     metrics_from_sums,
 )
-from nnopt.training.passed import as_recipe
+from nnopt.training.passed import RecipeLike, as_recipe
 from nnopt.training.progress import Progress
 from nnopt.training.rundir import RunLock
 
@@ -64,7 +66,7 @@ class Result:
     history: list[dict[str, Any]]
     summary: dict[str, Any]
     run_dir: Path | None = None
-    model: Any = field(default=None, repr=False)
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def diverged(self) -> bool:
@@ -72,7 +74,7 @@ class Result:
 
 
 def train(
-    recipe: Any,
+    recipe: RecipeLike,
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
@@ -80,7 +82,7 @@ def train(
     stop_after: int | None = None,
     on_step: StepHook | None = None,
     model: torch.nn.Module | None = None,
-    data: Any = None,
+    data: object = None,
     changed: tuple[str, ...] = (),
     trust_checkpoint: bool = False,
     say: Callable[[str], None] | None = None,
@@ -123,13 +125,13 @@ class Trainer:
 
     def __init__(
         self,
-        recipe: Any,
+        recipe: Recipe,
         out_dir: str | Path | None = None,
         *,
         quiet: bool = True,
         model: torch.nn.Module | None = None,
-        data: Any = None,
-    ):
+        data: object = None,
+    ) -> None:
         self.recipe = recipe
         self.run_dir = Path(out_dir) if out_dir is not None else None
         self.quiet = quiet
@@ -208,7 +210,8 @@ class Trainer:
         The run directory is locked for the whole run (rank 0 holds it, see ``rundir``).
         """
         holds_dir = self.run_dir is not None and self.ctx.is_main
-        with RunLock(self.run_dir) if holds_dir else contextlib.nullcontext():
+        lock = RunLock(self.run_dir) if self.run_dir is not None and holds_dir else None
+        with lock if lock is not None else contextlib.nullcontext():
             try:
                 return self._run(resume, stop_after, on_step)
             except KeyboardInterrupt:  # Ctrl-C: say what the checkpoint kept, what is lost
@@ -263,7 +266,7 @@ class Trainer:
         loss = self.forward_loss(x, y) if len(batch) else _zero_loss(self.model_for_forward, x)
         if self.parts.penalty is not None:  # [regularization] in_loss
             loss = loss + self.parts.penalty()
-        (loss * share if share != 1.0 else loss).backward()
+        (loss * share if share != 1.0 else loss).backward()  # type: ignore[no-untyped-call]
         self.optimizer_for_step.step()
         value = loss.item()
         if self.ctx.enabled:  # every rank must agree on the loss, and on stopping
@@ -295,6 +298,7 @@ class Trainer:
         log.append(row)  # the log extends state.history itself
         plateau = self.parts.optimizer.plateau  # (the optimizer scales its lr by it)
         if plateau is not None:
+            assert self.parts.plateau_metric is not None  # (set whenever [plateau] is)
             plateau.update(row[self.parts.plateau_metric])
         return row
 
@@ -397,4 +401,4 @@ class Trainer:
 
 def _zero_loss(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A rank whose slice of a short last batch is empty still joins DDP's gradient sync."""
-    return sum(p.sum() * 0.0 for p in net.parameters())
+    return cast(Tensor, sum(p.sum() * 0.0 for p in net.parameters()))
