@@ -8,47 +8,20 @@ standardized by the same :func:`~nnopt.data.dataset.finalize`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from nnopt import usercode
 from nnopt.data import text as text_data
 from nnopt.data.dataset import Arrays, Dataset, finalize
 from nnopt.data.embedded import REGISTRY, load_embedded
 from nnopt.data.files import SUFFIXES, load_file
+from nnopt.data.source import DataSource
 from nnopt.errors import DataError, RecipeError
 
 if TYPE_CHECKING:  # (streamed.py imports torch: `nnopt datasets` needs none)
     from nnopt.data.streamed import StreamedData
 
 __all__ = ["Dataset", "DataSource", "available_datasets", "load", "load_dataset"]
-
-
-class DataSource(Protocol):
-    """Where a run's data comes from and how it is split: the recipe's ``[data]`` (its
-    ``DataSpec``), read-only. A Protocol, so that data/ needs nothing of recipe/."""
-
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def factory(self) -> str | None: ...
-    @property
-    def args(self) -> dict[str, Any]: ...
-    @property
-    def options(self) -> dict[str, Any]: ...
-    @property
-    def val_fraction(self) -> float: ...
-    @property
-    def standardize(self) -> bool: ...
-    @property
-    def holdout(self) -> str: ...
-    @property
-    def task(self) -> str: ...
-    @property
-    def loader(self) -> str: ...
-    @property
-    def workers(self) -> int: ...
-    @property
-    def pin_memory(self) -> bool: ...
 
 
 def available_datasets() -> list[tuple[str, str, str]]:

@@ -16,18 +16,16 @@ DataLoader during training (``"stream"``: ``data.workers``, ``data.pin_memory``)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from nnopt import usercode
 from nnopt.data.dataset import TASKS, Arrays, infer_task
+from nnopt.data.source import DataSource
 from nnopt.data.streamed import MEMORY_LIMIT, StreamedData, estimated_bytes, streamed
 from nnopt.errors import RecipeError
-
-if TYPE_CHECKING:
-    from nnopt.data import DataSource
 
 FIELD = "data.factory"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
