@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@echo "setup 2/4: installing torch==2.13.0, CPU build (~200 MB; the longest step)"
 	$(BIN)/pip install -q torch==2.13.0
 	@echo "setup 3/4: installing nnopt (editable) with numpy, scikit-learn, matplotlib, pillow," \
-	      "pydantic, rich, mnist1d, tomli-w, pytest, ruff"
+	      "pydantic, rich, mnist1d, tomli-w, pytest, ruff, mypy"
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
 	@echo "setup 4/4: building nnopt's native CPU kernels (C++, seconds)"
 	-$(BIN)/python -m nnopt.optim.kernels
@@ -111,6 +111,7 @@ readme-check:
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks examples

@@ -50,7 +50,7 @@ def worker(recipe_path: str, out: str) -> None:
     start = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - start
-    opt = trainer.optimizer
+    opt = trainer.optimizer_for_step
     if isinstance(opt, ShardedOptimizer):
         state_bytes = opt.state_bytes()
     else:

@@ -89,14 +89,14 @@ def instrument(trainer: Trainer, timers: Timers) -> list:
     undo.append((Batches, "iter_from", original_iter, True))
     Batches.iter_from = iter_from  # type: ignore[method-assign]
     patch(torch.Tensor, "__getitem__", timers, SLICING, undo)
-    patch(trainer.optimizer, "zero_grad", timers, "zero_grad", undo)
+    patch(trainer.optimizer_for_step, "zero_grad", timers, "zero_grad", undo)
     if trainer.recipe.train.compile:  # one compiled function: no timers inside it
         patch(trainer, "forward_loss", timers, "forward + loss (compiled)", undo)
     else:
         patch(trainer.parts.model, "forward", timers, "forward", undo)
         patch(trainer.parts.loss_fn, "forward", timers, "loss", undo)
     patch(torch.Tensor, "backward", timers, "backward", undo)
-    patch(trainer.optimizer, "step", timers, "optimizer step", undo)
+    patch(trainer.optimizer_for_step, "step", timers, "optimizer step", undo)
     patch(torch.Tensor, "item", timers, "loss.item() (host read)", undo)
     patch(loop, "evaluation_sums", timers, "evaluation", undo)
     patch(metrics.MetricsLog, "append", timers, "metrics log (csv)", undo)

@@ -40,13 +40,15 @@ def hand_loop(recipe: Recipe, compile: bool = False) -> float:
     forward_loss = lambda xb, yb: loss_fn(model(xb), yb)  # noqa: E731
     if compile:
         forward_loss = torch.compile(forward_loss)
-        warm = forward_loss(x[: parts.batch_size], y[: parts.batch_size])  # compile, unclocked
+        warm = forward_loss(
+            x[: parts.batches.batch_size], y[: parts.batches.batch_size]
+        )  # compile, unclocked
         torch.autograd.grad(warm, list(model.parameters()))  # (and the backward graph)
     generator = torch.Generator().manual_seed(recipe.seed)
     steps, done = recipe.train.steps, 0
     start = time.perf_counter()
     while done < steps:
-        for index in torch.randperm(len(x), generator=generator).split(parts.batch_size):
+        for index in torch.randperm(len(x), generator=generator).split(parts.batches.batch_size):
             if done == steps:
                 break
             opt.zero_grad(set_to_none=False)  # the fastest loop: grads stay in the flat buffer
@@ -61,7 +63,7 @@ def hand_loop(recipe: Recipe, compile: bool = False) -> float:
 def dataloader_loop(recipe: Recipe) -> float:
     parts = build_run(recipe)
     data = TensorDataset(parts.dataset.x_train, parts.dataset.y_train)
-    loader = DataLoader(data, batch_size=parts.batch_size, shuffle=True)
+    loader = DataLoader(data, batch_size=parts.batches.batch_size, shuffle=True)
     model, opt, loss_fn = parts.model, parts.optimizer, parts.loss_fn
     steps, done = recipe.train.steps, 0
     start = time.perf_counter()

@@ -135,7 +135,6 @@ def test_the_lr_is_drawn_at_every_step_not_only_at_evaluations(tmp_path):
     from nnopt.experiments.plots import lr_by_step
     from nnopt.recipe import Recipe
     from nnopt.training import train
-    from nnopt.training.build import build_schedule
 
     recipe = Recipe.from_dict({
         "data": {"name": "digits"}, "model": {"hidden": [8]},
@@ -149,7 +148,7 @@ def test_the_lr_is_drawn_at_every_step_not_only_at_evaluations(tmp_path):
     assert lrs is not None and len(lrs) == 60
     for row in result.history:  # every evaluation's lr is the drawn one at its step
         assert lrs[row["step"] - 1] == pytest.approx(row["lr"], rel=1e-12)
-    schedule = build_schedule(recipe, 60)
+    schedule = recipe.lr_schedule(60)
     assert list(lrs[:20]) == pytest.approx([schedule(k) for k in range(20)], rel=1e-12)
     assert lrs[45] == pytest.approx(schedule(45) / 2, rel=1e-12)  # after the cut at step 40
     path = comparison_plots({"v": [record]}, "val_accuracy", tmp_path / "plots")

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from recipe_helpers import make
 from torch import nn
 
 from nnopt.regularization import decay_split, param_groups, penalty, torch_param_groups
@@ -112,3 +113,21 @@ def test_torch_param_groups_with_adamw():
 def test_negative_strengths_rejected(call, name):
     with pytest.raises(ValueError, match=rf"^{name} must be >= 0"):
         call(nn.Linear(2, 2))
+
+
+def test_a_run_adds_the_penalty_of_the_parameters_resolved_once():
+    from nnopt.training import train
+    from nnopt.training.build import build_run
+
+    model = {"kind": "mlp", "hidden": [8]}
+    train_ = {"steps": 20, "batch_size": 32, "eval_every": 20}
+    in_loss = make(model=model, train=train_, regularization={"l2": 0.05, "in_loss": True})
+    parts = build_run(in_loss)
+    weights = [p for name, p in parts.model.named_parameters() if name.endswith("weight")]
+    assert parts.penalty is not None and parts.penalty.params == weights
+    assert parts.penalty().item() == pytest.approx(penalty(parts.model, l2=0.05).item(), rel=1e-6)
+    assert build_run(make(model=model, train=train_)).penalty is None
+    # Plain SGD: the loss term's l2 * w and the optimizer's l2 are the same update.
+    in_step = make(model=model, train=train_, regularization={"l2": 0.05})
+    a, b = train(in_loss).history[-1], train(in_step).history[-1]
+    assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)

@@ -11,8 +11,8 @@ from recipe_helpers import make
 
 from nnopt.experiments.report import write_reports
 from nnopt.models import build_model
-from nnopt.recipe.schema import ModelSpec, ScheduleSpec
-from nnopt.training.build import build_schedule
+from nnopt.recipe.schedule import ScheduleSpec
+from nnopt.recipe.schema import ModelSpec
 
 
 def variants() -> dict[str, str]:
@@ -79,7 +79,7 @@ NEEDS = {"step": {"step_size": 10}, "exponential": {"gamma": 0.9},
 def test_a_schedules_unused_fields_change_nothing(kind):
     def curve(**changed):
         schedule = {"kind": kind, **NEEDS.get(kind, {}), **changed}
-        lr = build_schedule(make(schedule=schedule, train={"steps": 100}), 100)
+        lr = make(schedule=schedule, train={"steps": 100}).lr_schedule(100)
         return [lr(step) if callable(lr) else lr for step in range(100)]
 
     for name in ScheduleSpec(kind=kind, **NEEDS.get(kind, {})).unused_fields():

@@ -124,9 +124,9 @@ def test_a_streamed_dataset_trains_like_the_same_data_in_memory(project):
 
 
 def describe(r: Recipe) -> str:
-    from nnopt.training.build import build_dataset
+    from nnopt.data import load
 
-    return build_dataset(r).describe()
+    return load(r.data, r.seed).describe()
 
 
 def test_a_streamed_run_resumes_bitwise_with_augmentation_and_any_workers(project):
@@ -154,9 +154,9 @@ def test_a_cut_resumed_on_changed_data_is_refused(project, monkeypatch):
 
 def test_one_dataset_is_split_and_carries_its_class_count(project):
     r = recipe(**{"streamproject:data": "streamproject:one"})
-    from nnopt.training.build import build_dataset
+    from nnopt.data import load
 
-    data = build_dataset(r)
+    data = load(r.data, r.seed)
     assert (data.n_train, len(data.test), data.num_classes) == (192, 48, 3)
     assert data.test_is_validation and data.input_shape == (8,)
     result = train(r)

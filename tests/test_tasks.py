@@ -117,25 +117,25 @@ def test_a_shipped_test_split_is_reported_as_test_and_holdout_can_keep_it_aside(
                         "[data.args]\nwith_test = true"})  # fmt: skip
     result = train(shipped)
     assert result.summary["held_out"] == "test"
-    from nnopt.training.build import build_dataset
+    from nnopt.data import load
 
-    assert len(build_dataset(shipped).x_test) == 60
+    assert len(load(shipped.data, shipped.seed).x_test) == 60
     aside = shipped.with_overrides(["data.holdout=validation", "data.val_fraction=0.25"])
-    data = build_dataset(aside)
+    data = load(aside.data, aside.seed)
     assert (len(data.x_train), len(data.x_test)) == (180, 60) and data.test_is_validation
     held = {tuple(row) for row in data.x_test.tolist()}
-    test_rows = {tuple(row) for row in build_dataset(shipped).x_test.tolist()}
+    test_rows = {tuple(row) for row in load(shipped.data, shipped.seed).x_test.tolist()}
     assert not held & test_rows  # the validation rows come from the training split
     assert train(aside).summary["held_out"] == "validation"
 
 
 def test_data_task_reads_integer_targets_as_a_regression(project):
     auto = recipe(**{"taskproject:blobs": "taskproject:counts"})
-    from nnopt.training.build import build_dataset
+    from nnopt.data import load
 
-    assert build_dataset(auto).task == "classification"  # integers with few values
+    assert load(auto.data, auto.seed).task == "classification"  # integers with few values
     forced = recipe('task = "regression"', **{"taskproject:blobs": "taskproject:counts"})
-    data = build_dataset(forced)
+    data = load(forced.data, forced.seed)
     assert data.task == "regression" and data.y_train.dtype == torch.float32
     result = train(forced)
     assert result.summary["metric"] == "val_loss" and math.isnan(result.history[-1]["val_accuracy"])
@@ -150,9 +150,9 @@ def test_a_language_model_from_a_factory_learns_the_next_token(project):
         )
     )
     r = Recipe.loads(text).with_overrides(["train.steps=120", "optimizer.lr=0.01"])
-    from nnopt.training.build import build_dataset
+    from nnopt.data import load
 
-    data = build_dataset(r)
+    data = load(r.data, r.seed)
     assert data.task == "language_model" and data.num_classes == 7
     assert data.x_train.dtype == torch.int64 and data.x_train.shape[1] == 8
     result = train(r)

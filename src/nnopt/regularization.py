@@ -9,12 +9,13 @@ capacity, and usually hurts (the convention of BERT, GPT-2 and timm).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["decay_split", "param_groups", "penalty", "torch_param_groups"]
+__all__ = ["Penalty", "decay_split", "param_groups", "penalty", "torch_param_groups"]
 
 _NORM_LAYERS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, InstanceNorm*, SyncBatchNorm
@@ -129,14 +130,37 @@ def penalty(
     - L1: the loss term's subgradient ``l1 * sign(w)`` makes weights oscillate around 0 but
       never reach it; the optimizer's proximal ``l1`` (soft-thresholding) gives exact zeros.
     """
-    _check_strengths(l1=l1, l2=l2)
-    decay, _ = decay_split(model, exclude)
-    if not decay:
-        return torch.zeros(())
-    total = torch.zeros((), dtype=decay[0].dtype, device=decay[0].device)
-    # Skip zero strengths: no work, and no zero-valued nodes in the autograd graph.
-    if l1:
-        total = total + l1 * torch.stack([p.abs().sum() for p in decay]).sum()
-    if l2:
-        total = total + (l2 / 2) * torch.stack([p.square().sum() for p in decay]).sum()
-    return total
+    return Penalty.of(model, l1=l1, l2=l2, exclude=exclude)()
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """:func:`penalty` over a parameter list found once: a training loop calls it every step
+    without walking the module tree again (the decay set does not change during a run)."""
+
+    params: list[nn.Parameter]  # the decay set of param_groups
+    l1: float = 0.0
+    l2: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        model: nn.Module,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        exclude: str | Iterable[str] = ("bias", "norm"),
+    ) -> Penalty:
+        _check_strengths(l1=l1, l2=l2)
+        return cls(decay_split(model, exclude)[0], l1, l2)
+
+    def __call__(self) -> torch.Tensor:
+        decay, l1, l2 = self.params, self.l1, self.l2
+        if not decay:
+            return torch.zeros(())
+        total = torch.zeros((), dtype=decay[0].dtype, device=decay[0].device)
+        # Skip zero strengths: no work, and no zero-valued nodes in the autograd graph.
+        if l1:
+            total = total + l1 * torch.stack([p.abs().sum() for p in decay]).sum()
+        if l2:
+            total = total + (l2 / 2) * torch.stack([p.square().sum() for p in decay]).sum()
+        return total

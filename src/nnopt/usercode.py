@@ -21,6 +21,10 @@ from typing import Any
 
 from nnopt.errors import RecipeError
 
+# model.factory / data.factory of a recipe whose model or data came as an object
+# (``nnopt.train(..., model=..., data=...)``): nothing to import; a resume needs it passed again.
+PASSED = "python:passed to nnopt.train"
+
 
 def resolve(spec: str, field: str) -> Callable[..., Any]:
     """The callable ``spec`` names, or one line saying why it cannot be had."""

@@ -56,8 +56,9 @@ class Batches:
             if batch_size > n:
                 raise BatchSizeTooLarge(batch_size, n)
         self.n, self.mode, self.seed = n, mode, int(seed)
-        self.batch_size = {"batch": n, "stochastic": 1}.get(mode, batch_size)
-        assert self.batch_size is not None
+        size = {"batch": n, "stochastic": 1}.get(mode, batch_size)
+        assert size is not None
+        self.batch_size: int = size
         self.batches_per_epoch = -(-n // self.batch_size)  # ceil: the partial batch counts
 
     def epoch_order(self, epoch: int) -> Tensor:

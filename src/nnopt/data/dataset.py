@@ -144,7 +144,9 @@ def split_indices(
     return np.sort(train_idx), np.sort(val_idx)
 
 
-def encode_labels(y: np.ndarray, y_test: np.ndarray | None) -> tuple[np.ndarray, ...]:
+def encode_labels(
+    y: np.ndarray, y_test: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Labels (of any type) remapped to 0..K-1 over train and test together; also the classes."""
     flat = y.reshape(-1)
     both = flat if y_test is None else np.concatenate([flat, y_test.reshape(-1)])
@@ -238,6 +240,7 @@ def finalize(
             y, y_test_codes, found = encode_labels(y, y_test if has_test else None)
             classes = found.tolist()
             if has_test:
+                assert y_test_codes is not None  # (encode_labels codes the test labels given)
                 y_test = y_test_codes
         num_classes: int | None = len(classes)
     else:
@@ -302,6 +305,7 @@ def _token_sequences(name: str, arrays: Arrays, *, seed: int, val_fraction: floa
         train_idx, val_idx = split_indices(len(x), val_fraction, seed)
         x, x_test, y, y_test = x[train_idx], x[val_idx], y[train_idx], y[val_idx]
     else:
+        assert arrays.y_test is not None  # (finalize checked that both or neither are given)
         x_test, y_test = ids(arrays.x_test, "test inputs"), ids(arrays.y_test, "test targets")
     for a, b, split in ((x, y, "training"), (x_test, y_test, "test")):
         if a.shape != b.shape:
@@ -313,7 +317,10 @@ def _token_sequences(name: str, arrays: Arrays, *, seed: int, val_fraction: floa
     vocabulary = len(arrays.classes) if arrays.classes is not None else seen
     if seen > vocabulary:
         raise DataError(f"{name}: token id {seen - 1} is outside the {vocabulary}-token vocabulary")
-    as_ids = lambda a: torch.as_tensor(a, dtype=torch.int64)  # noqa: E731
+
+    def as_ids(a: np.ndarray) -> Tensor:
+        return torch.as_tensor(a, dtype=torch.int64)
+
     return Dataset(
         name=name,
         x_train=as_ids(x),

@@ -126,7 +126,7 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
 def _store(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Keep the arrays on disk (atomically); a read-only home or a full disk is no error."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **dict[str, Any](arrays))  # (numpy's stub types the kwargs as allow_pickle)
     # On failure the in-memory copy still serves this process; the next one generates again.
     with contextlib.suppress(OSError):
         atomic.write_bytes(path, buffer.getvalue())

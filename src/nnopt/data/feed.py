@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 from nnopt.data.batches import Batches
+from nnopt.data.dataset import Dataset
+from nnopt.data.streamed import StreamedData
 from nnopt.errors import RecipeError
 
 EVAL_CHUNK = 4096  # held-out examples per forward pass (memory feed)
@@ -63,7 +65,7 @@ def local_slice(index: Tensor, world: int, rank: int) -> tuple[Tensor, float]:
 class MemoryFeed:
     """Tensors on the run's device, sliced by each index batch (airbench's way)."""
 
-    def __init__(self, dataset: Any, device: torch.device, batches: Batches, world: int = 1,
+    def __init__(self, dataset: Dataset, device: torch.device, batches: Batches, world: int = 1,
                  rank: int = 0):  # fmt: skip
         self.batches, self.world, self.rank = batches, world, rank
         self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
@@ -76,6 +78,13 @@ class MemoryFeed:
             local, share = local_slice(index, self.world, self.rank)
             yield Batch(self.x_train[local], self.y_train[local], share)
 
+    def warm_up_batches(self) -> list[tuple[Tensor, Tensor]]:
+        """One batch of each size the run will use (an epoch's last batch may be short): the
+        first examples, what ``train.compile`` compiles on before the clock starts."""
+        n, size = len(self.x_train), self.batches.batch_size
+        sizes = [size] + ([n % size] if n % size else [])
+        return [(self.x_train[:s], self.y_train[:s]) for s in sizes]
+
     def held_out(self) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's slice of the held-out split, in chunks."""
         for start in range(0, len(self.x_val), EVAL_CHUNK):
@@ -85,7 +94,7 @@ class MemoryFeed:
 class StreamFeed:
     """A DataLoader over a Dataset, reading each index batch with ``data.workers`` processes."""
 
-    def __init__(self, data: Any, device: torch.device, batches: Batches, seed: int,
+    def __init__(self, data: StreamedData, device: torch.device, batches: Batches, seed: int,
                  world: int = 1, rank: int = 0):  # fmt: skip
         self.data, self.device, self.batches = data, device, batches
         self.seed, self.world, self.rank = seed, world, rank
@@ -109,16 +118,23 @@ class StreamFeed:
             )
         )
 
-    def batches_from(self, step: int) -> Iterator[Batch]:
+    def batches_from(self, step: int) -> Generator[Batch]:
         with _one_line():
             for x, y, share in self._loader(self.data.train, _TrainKeys(self, step)):
                 yield Batch(self._to_device(x), self._to_device(y), share)
+
+    def warm_up_batches(self) -> list[tuple[Tensor, Tensor]]:
+        """The run's first batch (an epoch's short last batch then compiles in the run)."""
+        stream = self.batches_from(0)
+        first = next(stream)
+        stream.close()  # (its DataLoader workers end here)
+        return [(first.x, first.y)]
 
     def held_out(self) -> Iterator[tuple[Tensor, Tensor]]:
         index = torch.arange(len(self.data.test)).tensor_split(self.world)[self.rank]
         keys = [
             (self._seed(_EVAL_SEED_OFFSET + i), chunk.tolist(), 1.0)
-            for i, chunk in enumerate(index.split(STREAM_EVAL_BATCH))
+            for i, chunk in enumerate(torch.split(index, STREAM_EVAL_BATCH))
         ]
         with _one_line():
             for x, y, _ in self._loader(self.data.test, keys):
@@ -146,7 +162,7 @@ class _TrainKeys:
             step += 1
 
 
-class _BatchReader(torch.utils.data.Dataset):
+class _BatchReader(torch.utils.data.Dataset[tuple[Tensor, Tensor, float]]):
     """Reads one batch's examples under its own seed and stacks them."""
 
     def __init__(self, dataset: Any, input_dtype: torch.dtype, label_dtype: torch.dtype):
@@ -184,11 +200,15 @@ class _BatchReader(torch.utils.data.Dataset):
         return len(self.dataset)
 
 
-def feed_for(dataset: Any, device: torch.device, batches: Batches, seed: int, world: int = 1,
-             rank: int = 0) -> MemoryFeed | StreamFeed:  # fmt: skip
+def feed_for(
+    dataset: Dataset | StreamedData,
+    device: torch.device,
+    batches: Batches,
+    seed: int,
+    world: int = 1,
+    rank: int = 0,
+) -> MemoryFeed | StreamFeed:
     """The feed of a run's data: streamed Datasets get a DataLoader, tensors are sliced."""
-    from nnopt.data.streamed import StreamedData
-
     if isinstance(dataset, StreamedData):
         return StreamFeed(dataset, device, batches, seed, world, rank)
     return MemoryFeed(dataset, device, batches, world, rank)

@@ -39,7 +39,9 @@ def _check_file_options(path: Path, options: dict[str, Any]) -> str | None:
     return task
 
 
-def _task_and_labels(y: np.ndarray, y_test: np.ndarray | None, task: str | None) -> tuple:
+def _task_and_labels(
+    y: np.ndarray, y_test: np.ndarray | None, task: str | None
+) -> tuple[str, np.ndarray, np.ndarray | None]:
     """The task (forced or inferred from all targets); integral float labels become integers."""
     both = y.reshape(len(y), -1)
     if y_test is not None:
@@ -95,7 +97,8 @@ def _npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataFileNotFound(f"data file not found: {path}")
     with _unreadable(path, "a NumPy .npy array"):
-        return np.load(path, allow_pickle=False)
+        array: np.ndarray = np.load(path, allow_pickle=False)
+        return array
 
 
 def _number(text: str) -> float:

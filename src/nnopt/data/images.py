@@ -73,8 +73,8 @@ def decode(path: Path, size: tuple[int, int], grayscale: bool, resize: bool) -> 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if grayscale else "RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("L" if grayscale else "RGB")
             if image.size != size and not resize:
                 raise DataError(
                     f"{path}: the image is {image.size[0]}x{image.size[1]} and the first one "

@@ -23,6 +23,7 @@ import torch
 
 from nnopt import usercode
 from nnopt.data.dataset import TASKS, Arrays, infer_task
+from nnopt.data.source import DataSource
 from nnopt.data.streamed import MEMORY_LIMIT, StreamedData, estimated_bytes, streamed
 from nnopt.errors import RecipeError
 
@@ -32,15 +33,17 @@ DATASET_KEYS = ("train", "test")
 META = ("task", "num_classes")
 
 
-def load_user_data(spec: str, args: dict[str, Any], seed: int, data: Any = None
-                   ) -> Arrays | StreamedData:  # fmt: skip
+def load_user_data(
+    spec: str, args: dict[str, Any], seed: int, data: DataSource | None = None
+) -> Arrays | StreamedData:
     """Call the factory (with ``seed`` when it asks for it) and check what it returned."""
     made = usercode.call(usercode.resolve(spec, FIELD), spec, FIELD, args, {"seed": seed})
     return user_data(made, spec, seed=seed, data=data)
 
 
-def user_data(made: Any, spec: str = "data", *, seed: int = 0, data: Any = None
-              ) -> Arrays | StreamedData:  # fmt: skip
+def user_data(
+    made: Any, spec: str = "data", *, seed: int = 0, data: DataSource | None = None
+) -> Arrays | StreamedData:
     """What a data factory returned (or what was passed as ``data=``), checked: arrays in
     memory, or Datasets to stream. ``data`` is the recipe's [data] (task, loader, workers)."""
     parts, meta = _parts(made, spec)
@@ -120,7 +123,7 @@ def _task(returned: Any, recipe_task: str, spec: str) -> str:
         raise RecipeError(
             f"data.task: the recipe says {recipe_task!r} and {spec} returned task {returned!r}"
         )
-    return returned
+    return str(returned)
 
 
 def _is_dataset(obj: Any) -> bool:

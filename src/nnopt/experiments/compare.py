@@ -81,11 +81,16 @@ def check_target(target: float | None, recipe: Recipe, data: Any = None) -> None
     (the data is read only when train.metric is "auto" and the task unknown)."""
     if target is None:
         return
-    from nnopt.training.build import build_dataset, followed_metric
+    from nnopt.data import load
+    from nnopt.training.build import followed_metric
 
     metric = recipe.train.metric
     if metric == "auto":
-        task = recipe.data.task if recipe.data.task != "auto" else build_dataset(recipe, data).task
+        task = (
+            recipe.data.task
+            if recipe.data.task != "auto"
+            else load(recipe.data, recipe.seed, data).task
+        )
         metric = followed_metric(recipe, task)
     if metric.endswith("accuracy") and not 0 <= target <= 1:
         guess = f": did you mean {target / 100:g}?" if 1 < target <= 100 else ""

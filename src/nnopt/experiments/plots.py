@@ -170,14 +170,13 @@ def lr_by_step(record: RunRecord) -> np.ndarray | None:
     schedule of its recipe.toml times the plateau's scale, which each evaluation row gives
     (a row's lr is its step's, set by the previous evaluation). None without a recipe.toml."""
     from nnopt.recipe import Recipe
-    from nnopt.training.build import build_schedule
 
     saved = Path(record.run_dir) / "recipe.toml"
     if not record.run_dir or not saved.is_file() or not record.history:
         return None
     recipe = Recipe.load(saved)
     total = int(record.summary.get("total_steps") or record.history[-1]["step"])
-    schedule = build_schedule(recipe, total)
+    schedule = recipe.lr_schedule(total)
     base = np.array([schedule(k) if callable(schedule) else schedule for k in range(total)])
     scale, lrs, start = 1.0, np.empty(0), 0
     for row in record.history:

@@ -5,7 +5,7 @@
 0.01
 """
 
+from nnopt.errors import RecipeError
 from nnopt.recipe.core import Recipe
-from nnopt.recipe.errors import RecipeError
 
 __all__ = ["Recipe", "RecipeError"]

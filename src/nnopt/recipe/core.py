@@ -12,20 +12,21 @@ from pydantic import Field, ValidationError, model_validator
 
 from nnopt import atomic
 from nnopt.data.batches import Batches, BatchSizeTooLarge
-from nnopt.recipe.errors import RecipeError, from_validation
+from nnopt.errors import RecipeError
+from nnopt.recipe.errors import from_validation
+from nnopt.recipe.fields import Section, problem
 from nnopt.recipe.io import dump_toml, parse_toml, read_text
 from nnopt.recipe.overrides import apply_overrides
+from nnopt.recipe.schedule import ScheduleSpec
 from nnopt.recipe.schema import (
     DataSpec,
     ModelSpec,
     OptimizerSpec,
     PlateauSpec,
     RegularizationSpec,
-    ScheduleSpec,
-    Section,
     TrainSpec,
-    problem,
 )
+from nnopt.schedules import Schedule
 
 
 class Recipe(Section):
@@ -184,6 +185,11 @@ class Recipe(Section):
         if self.train.steps is not None:
             return self.train.steps
         return (self.train.epochs or TrainSpec.DEFAULT_EPOCHS) * batches.batches_per_epoch
+
+    def lr_schedule(self, total_steps: int) -> Schedule | float:
+        """[schedule] from ``optimizer.lr`` over a run of ``total_steps``: a ``step -> lr``
+        callable, or the constant lr."""
+        return self.schedule.build(self.optimizer.lr, total_steps)
 
     def total_steps(self, n_train: int) -> int:
         """:meth:`steps_over` the batches of ``n_train`` samples."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import tomli_w
 
-from nnopt.recipe.errors import RecipeError
+from nnopt.errors import RecipeError
 
 
 def read_text(path: str | os.PathLike[str]) -> str:

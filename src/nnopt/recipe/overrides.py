@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from nnopt.recipe.errors import RecipeError, section_type, unknown_key
+from nnopt.errors import RecipeError
+from nnopt.recipe.errors import section_type, unknown_key
 from nnopt.recipe.schema import APPLIES_TO, OPTIMIZERS, OptimizerSpec, optimizer_keys
 
 FORM = "expected KEY=VALUE, e.g. optimizer.lr=0.03 or model.hidden=[64,32]"
@@ -114,9 +115,9 @@ def apply_overrides(
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        optional_table = info is not None and section_type(info.annotation) is not None
         if (
-            optional_table
+            info is not None
+            and section_type(info.annotation) is not None
             and not info.is_required()
             and info.default is None
             and (isinstance(value, str) and value.lower() in _REMOVE)

@@ -7,16 +7,17 @@ needs, ``epochs`` and ``steps`` both set) live in that section's validator.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, create_model, field_validator, model_validator
 
 from nnopt.data.batches import Mode
 from nnopt.data.dataset import TASKS
 from nnopt.data.streamed import LOADERS
+from nnopt.models import ACTIVATIONS, KINDS
 from nnopt.optim import registry, table
 from nnopt.recipe.errors import unknown_key
+from nnopt.recipe.fields import Section, problem
 
 # The metrics a run can follow (a metrics row's columns; "val_": the held-out split).
 METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss")
@@ -24,17 +25,6 @@ Metric = Literal[*METRICS]  # type: ignore[valid-type]
 Unit = Annotated[float, Field(ge=0, lt=1)]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
-
-
-def problem(message: str) -> PydanticCustomError:
-    """A validation error whose message is already a full recipe line (with the field path)."""
-    return PydanticCustomError("recipe", "{message}", {"message": message})
-
-
-class Section(BaseModel):
-    """Shared config: immutable, strict types (TOML already types its values), finite floats."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DataSpec(Section):
@@ -88,9 +78,9 @@ class DataSpec(Section):
 class ModelSpec(Section):
     """``[model]``: the network built for the data (input/output sizes come from the data)."""
 
-    kind: Literal["linear", "mlp", "cnn1d", "transformer", "resnet"] = "mlp"
+    kind: Literal[*KINDS] = "mlp"  # type: ignore[valid-type]
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128, 64])
-    activation: Literal["relu", "tanh", "sigmoid", "gelu", "leaky_relu", "elu", "silu"] = "relu"
+    activation: Literal[*ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     dropout: float = Field(0.0, ge=0, lt=1)
     channels: int = Field(25, ge=1)  # cnn1d filters; resnet: the first blocks' (then doubling)
     width: int = Field(64, ge=1)  # transformer: embedding width (a multiple of heads)
@@ -242,63 +232,21 @@ class _OptimizerBase(Section):
         return table.row(self.name), options
 
 
-OptimizerSpec = create_model(
-    "OptimizerSpec",
-    __base__=_OptimizerBase,
-    __doc__=_OptimizerBase.__doc__,
-    **{
-        key: (OPTION_TYPES[key][0] | None, Field(None, **OPTION_TYPES[key][1]))
-        for key in APPLIES_TO
-    },
-)
+if TYPE_CHECKING:  # the options are fields made from the table: a type checker reads them as Any
 
+    class OptimizerSpec(_OptimizerBase):
+        def __getattr__(self, name: str) -> Any: ...
 
-class ScheduleSpec(Section):
-    """``[schedule]``: the learning rate as a function of the step.
-
-    ``decay_steps`` unset means the run's total steps (resolved by the trainer); ``gamma`` unset
-    with ``kind = "step"`` means 0.1.
-    """
-
-    kind: Literal["constant", "step", "exponential", "cosine", "warmup_cosine", "one_cycle"] = (
-        "constant"
+else:
+    OptimizerSpec = create_model(
+        "OptimizerSpec",
+        __base__=_OptimizerBase,
+        __doc__=_OptimizerBase.__doc__,
+        **{
+            key: (OPTION_TYPES[key][0] | None, Field(None, **OPTION_TYPES[key][1]))
+            for key in APPLIES_TO
+        },
     )
-    step_size: int | None = Field(None, ge=1)
-    gamma: float | None = Field(None, gt=0, le=1)
-    decay_steps: int | None = Field(None, ge=1)
-    warmup_steps: int = Field(0, ge=0)
-    final_lr: float = Field(0.0, ge=0)
-    pct_start: float = Field(0.3, gt=0, lt=1)
-
-    # The fields each kind reads (training.build.build_schedule): the others do nothing for it.
-    USES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "constant": ("warmup_steps",),
-        "step": ("step_size", "gamma", "warmup_steps"),
-        "exponential": ("gamma", "decay_steps", "warmup_steps"),
-        "cosine": ("decay_steps", "final_lr", "warmup_steps"),
-        "warmup_cosine": ("decay_steps", "final_lr", "warmup_steps"),
-        "one_cycle": ("decay_steps", "pct_start"),
-    }
-
-    def unused_fields(self) -> tuple[str, ...]:
-        """Fields that do nothing for this kind of schedule (a report leaves them out)."""
-        return tuple(
-            f for f in type(self).model_fields if f != "kind" and f not in self.USES[self.kind]
-        )
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> ScheduleSpec:
-        kind = self.kind
-        if kind == "step" and self.step_size is None:
-            raise problem("schedule.step_size is required when schedule.kind = 'step'")
-        if kind == "exponential" and self.gamma is None:
-            raise problem("schedule.gamma is required when schedule.kind = 'exponential'")
-        if kind == "warmup_cosine" and self.warmup_steps < 1:
-            raise problem(
-                "schedule.warmup_steps must be >= 1 when schedule.kind = 'warmup_cosine', "
-                f"got {self.warmup_steps}"
-            )
-        return self
 
 
 class PlateauSpec(Section):

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 import nnopt
-from nnopt import schedules, usercode
-from nnopt.data import Dataset, load_dataset
+from nnopt import data as data_sources
+from nnopt import usercode
+from nnopt.data import Dataset
 from nnopt.data.batches import Batches
-from nnopt.data.dataset import Arrays, finalize
 from nnopt.data.streamed import StreamedData
-from nnopt.data.user import load_user_data, user_data
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
 from nnopt.optim import kernels
-from nnopt.regularization import param_groups
+from nnopt.regularization import Penalty, param_groups
 from nnopt.schedules import ReduceOnPlateau
 from nnopt.training.threads import apply_threads
+
+if TYPE_CHECKING:
+    from nnopt.recipe import Recipe
+    from nnopt.recipe.schema import ModelSpec
 
 
 class NextTokenLoss(nn.Module):
@@ -39,12 +42,11 @@ class RunParts:
 
     dataset: Dataset | StreamedData  # in memory, or read by a DataLoader during training
     model: nn.Module
-    optimizer: nnopt.Optimizer
-    plateau: ReduceOnPlateau | None
+    optimizer: nnopt.Optimizer  # its .plateau: [plateau]'s controller, which scales its lr
     loss_fn: nn.Module
+    penalty: Penalty | None  # [regularization] in_loss: added to the loss at every step
     batches: Batches  # the run's data order: built once, here, from the recipe
     total_steps: int
-    batch_size: int
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
     threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
@@ -63,36 +65,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def build_schedule(recipe: Any, total_steps: int) -> Any:
-    """The recipe's [schedule] as a ``step -> lr`` callable (or the constant lr)."""
-    spec, lr = recipe.schedule, recipe.optimizer.lr
-    warmup = spec.warmup_steps if spec.kind != "one_cycle" else 0
-    horizon = spec.decay_steps or max(total_steps - warmup, 1)
-    if spec.kind == "constant":
-        main: Any = lr if not warmup else schedules.constant(lr)
-    elif spec.kind == "step":
-        main = schedules.step_decay(lr, spec.step_size, spec.gamma or 0.1)
-    elif spec.kind == "exponential":
-        main = schedules.exponential_decay(lr, spec.gamma, decay_steps=spec.decay_steps or 1)
-    elif spec.kind in ("cosine", "warmup_cosine"):
-        main = schedules.cosine(lr, horizon, final_lr=spec.final_lr)
-    elif spec.kind == "one_cycle":
-        return schedules.one_cycle(lr, spec.decay_steps or total_steps, pct_start=spec.pct_start)
-    else:  # the recipe schema rejects other kinds; this guards a schema/builder mismatch
-        raise ValueError(f"schedule.kind {spec.kind!r} is not supported")
-    if warmup:
-        return schedules.join([schedules.linear_warmup(lr, warmup), main], [warmup])
-    return main
-
-
-def followed_metric(recipe: Any, task: str) -> str:
+def followed_metric(recipe: Recipe, task: str) -> str:
     """``train.metric``, "auto" resolved (val_accuracy for classification, else val_loss),
     checked against what the task's rows hold."""
     metric = recipe.train.metric
     if metric == "auto":
         return "val_accuracy" if task == "classification" else "val_loss"
     _check_metric("train.metric", metric, task)
-    return metric
+    return str(metric)
 
 
 def _check_metric(field: str, metric: str, task: str) -> None:
@@ -102,17 +82,17 @@ def _check_metric(field: str, metric: str, task: str) -> None:
         raise RecipeError(f"{field}: val_perplexity is a language model's; this data is {task}")
 
 
-def plateau_metric(recipe: Any, task: str) -> str | None:
+def plateau_metric(recipe: Recipe, task: str) -> str | None:
     """What the plateau controller follows: plateau.metric, else the run's metric."""
     if recipe.plateau is None:
         return None
     if recipe.plateau.metric is None:
         return followed_metric(recipe, task)
     _check_metric("plateau.metric", recipe.plateau.metric, task)
-    return recipe.plateau.metric
+    return str(recipe.plateau.metric)
 
 
-def build_plateau(recipe: Any, metric: str | None) -> ReduceOnPlateau | None:
+def build_plateau(recipe: Recipe, metric: str | None) -> ReduceOnPlateau | None:
     spec = recipe.plateau
     if spec is None or metric is None:
         return None
@@ -129,7 +109,7 @@ def build_plateau(recipe: Any, metric: str | None) -> ReduceOnPlateau | None:
 
 
 def build_optimizer(
-    recipe: Any, model: nn.Module, total_steps: int, *, user_model: bool = False
+    recipe: Recipe, model: nn.Module, total_steps: int, *, user_model: bool = False
 ) -> nnopt.Optimizer:
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
@@ -143,7 +123,15 @@ def build_optimizer(
         groups = param_groups(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
-    return row.build(groups, build_schedule(recipe, total_steps), **options)
+    return row.build(groups, recipe.lr_schedule(total_steps), **options)
+
+
+def build_penalty(recipe: Recipe, model: nn.Module) -> Penalty | None:
+    """[regularization]'s L1/L2 as a loss term (``in_loss``); None when it is in the step."""
+    reg = recipe.regularization
+    if not (reg.in_loss and (reg.l1 or reg.l2)):
+        return None
+    return Penalty.of(model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude))
 
 
 def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
@@ -156,52 +144,11 @@ def load_kernels(optimizer: nnopt.Optimizer, device: torch.device) -> None:
         kernels.cpu.available()
 
 
-# data.factory of a recipe whose data came as an object (``nnopt.train(..., data=...)``).
-PASSED = "python:passed to nnopt.train"
-
-
-def build_dataset(recipe: Any, passed: Any = None) -> Dataset | StreamedData:
-    """The recipe's data: a built-in set or file (``data.name``), the user's factory, or the
-    object passed from Python (tensors, arrays or Datasets, as a factory returns them)."""
-    data = recipe.data
-    if passed is not None:
-        return _finalized("data", user_data(passed, seed=recipe.seed, data=data), recipe)
-    if data.factory == PASSED:
-        raise RecipeError(
-            "data: this run's data was passed from Python (nnopt.train(..., data=...)); pass "
-            "it again to resume"
-        )
-    if data.factory is None:
-        dataset = load_dataset(
-            data.name,
-            seed=recipe.seed,
-            val_fraction=data.val_fraction,
-            standardize=data.standardize,
-            task=None if data.task == "auto" else data.task,
-            holdout=data.holdout,
-            **data.options,
-        )
-        return dataset
-    made = load_user_data(data.factory, data.args, recipe.seed, data)
-    return _finalized(data.factory.rpartition(":")[2], made, recipe)
-
-
-def _finalized(name: str, made: Arrays | StreamedData, recipe: Any) -> Dataset | StreamedData:
-    """Arrays checked, split and standardized as every source's are; streamed data as is."""
-    if isinstance(made, StreamedData):
-        return made
-    data = recipe.data
-    return finalize(
-        name, made, seed=recipe.seed, val_fraction=data.val_fraction,
-        standardize=data.standardize, holdout=data.holdout,
-    )  # fmt: skip
-
-
-def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
+def build_network(m: ModelSpec, dataset: Dataset | StreamedData) -> nn.Module:
     """The recipe's model: a built-in kind, or the user's ``model.factory``, which gets
     ``input_shape`` (one example's), ``input_dim`` (its size) and ``output_dim`` (classes or
     targets) when its signature names them."""
-    if m.factory == PASSED:
+    if m.factory == usercode.PASSED:
         raise RecipeError(
             "model: this run's model was passed from Python (nnopt.train(..., model=...)); "
             "pass it again to resume"
@@ -248,7 +195,7 @@ def build_network(m: Any, dataset: Dataset | StreamedData) -> nn.Module:
 
 
 def build_run(
-    recipe: Any, local_rank: int = 0, *, model: nn.Module | None = None, data: Any = None
+    recipe: Recipe, local_rank: int = 0, *, model: nn.Module | None = None, data: object = None
 ) -> RunParts:
     """Data, model (initialized), optimizer, plateau and loss for a recipe, seeded.
 
@@ -256,7 +203,7 @@ def build_run(
     given (its weights kept: no initialization), the data read as a data factory's return.
     """
     device = resolve_device(recipe.train.device, local_rank)
-    dataset = build_dataset(recipe, data)
+    dataset = data_sources.load(recipe.data, recipe.seed, data)
     # The same seed gives the same initial weights whatever the optimizer: comparisons of
     # recipes differ by the optimization alone.
     torch.manual_seed(recipe.seed)
@@ -275,24 +222,22 @@ def build_run(
     load_kernels(optimizer, device)
     metric = followed_metric(recipe, dataset.task)
     plateau_follows = plateau_metric(recipe, dataset.task)
-    plateau = build_plateau(recipe, plateau_follows)
-    optimizer.plateau = plateau
+    optimizer.plateau = build_plateau(recipe, plateau_follows)
     classification = dataset.task == "classification"
     loss_name = recipe.train.loss
     if loss_name == "auto":
         loss_name = "cross_entropy" if classification else "mse"
-    loss_fn = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
     if dataset.task == "language_model":
         loss_fn = NextTokenLoss()
     return RunParts(
         dataset=dataset,
         model=model,
         optimizer=optimizer,
-        plateau=plateau,
         loss_fn=loss_fn,
+        penalty=build_penalty(recipe, model),
         batches=batches,
         total_steps=total_steps,
-        batch_size=batches.batch_size,
         device=device,
         init_decisions=decisions,
         threads=threads,

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +20,10 @@ from nnopt import atomic
 from nnopt.errors import CheckpointError
 from nnopt.rng import plain_rng_state
 from nnopt.training import unpickled
+
+if TYPE_CHECKING:
+    from nnopt.data.batches import Batches
+    from nnopt.recipe import Recipe
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # 4: RNG states as tensors and plain values, so every checkpoint loads with
@@ -116,7 +120,7 @@ def load_checkpoint(path: Path, *, trust: bool = False, rewrite: bool = True) ->
         with warnings.catch_warnings():
             # (torch warns of a bare pickle's protocol before refusing it: the refusal says it)
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except OSError:
         raise  # the machine's refusal (permissions, I/O error): reported as such
     except Exception as exc:  # UnpicklingError, EOFError, RuntimeError (bad zip), ...
@@ -188,7 +192,7 @@ def _convert_trusted(path: Path, rewrite: bool) -> dict[str, Any]:
     torch.save(plain, buffer)
     buffer.seek(0)
     try:  # what is written must load safely, or the conversion was not one
-        converted = torch.load(buffer, map_location="cpu", weights_only=True)
+        converted: dict[str, Any] = torch.load(buffer, map_location="cpu", weights_only=True)
     except Exception as exc:
         found = unpickled.unsafe_globals(buffer.getvalue(), exc)
         what = unpickled.describe(found) if found else "objects torch does not load safely"
@@ -202,7 +206,7 @@ def _convert_trusted(path: Path, rewrite: bool) -> dict[str, Any]:
 
 
 def check_same_recipe(
-    recipe: Any, payload: dict[str, Any], run_dir: Path, allowed: frozenset[str] = frozenset()
+    recipe: Recipe, payload: dict[str, Any], run_dir: Path, allowed: frozenset[str] = frozenset()
 ) -> None:
     """A run resumes only under the recipe it started with; else one line per changed field.
 
@@ -210,7 +214,7 @@ def check_same_recipe(
     those may differ. The checkpoint records its recipe (format 3); older ones are held to
     ``recipe.toml``, the copy the run wrote when it started.
     """
-    from nnopt.recipe import Recipe
+    from nnopt.recipe import Recipe  # noqa: F811 (the class at run time; above, its type)
 
     if "recipe" in payload:
         started = Recipe.loads(payload["recipe"])
@@ -228,7 +232,9 @@ def check_same_recipe(
     )
 
 
-def recipe_changes(started: Any, recipe: Any, allowed: frozenset[str] = frozenset()) -> list[str]:
+def recipe_changes(
+    started: Recipe, recipe: Recipe, allowed: frozenset[str] = frozenset()
+) -> list[str]:
     """One line per field that differs between the recipe a run started with and ``recipe``,
     leaving out ``allowed`` and the fields that only say how the run executes."""
     if started == recipe:
@@ -266,7 +272,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def data_position(batches: Any, step: int) -> dict[str, int]:
+def data_position(batches: Batches, step: int) -> dict[str, int]:
     """Where a run is in its data (a checkpoint's ``data``): the epoch, the batch within it,
     and the data's size; the order of the rest of the run is a function of these and the seed."""
     per_epoch = batches.batches_per_epoch
@@ -275,7 +281,7 @@ def data_position(batches: Any, step: int) -> dict[str, int]:
             "examples": batches.n}  # fmt: skip
 
 
-def check_same_data(saved: dict[str, int] | None, batches: Any, run_dir: Path | None) -> None:
+def check_same_data(saved: dict[str, int] | None, batches: Batches, run_dir: Path | None) -> None:
     """A resume on data of another size is refused: it would feed other batches than the run's."""
     if saved is None:  # a checkpoint from before format 3 recorded it
         return

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +37,8 @@ def plain(net: nn.Module, loss_fn: nn.Module) -> ForwardLoss:
     """``(x, y) -> loss_fn(net(x), y)``: what a training step differentiates."""
 
     def forward_loss(x: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(net(x), y)
+        loss: Tensor = loss_fn(net(x), y)
+        return loss
 
     return forward_loss
 
@@ -65,49 +65,38 @@ def warm_up(fn: ForwardLoss, model: nn.Module, batches: list[tuple[Tensor, Tenso
     return seconds
 
 
-def for_trainer(trainer: Any) -> tuple[ForwardLoss, float | None]:
-    """The trainer's ``forward_loss`` and its compile time (None when not compiled).
+def forward_loss(
+    net: nn.Module,
+    loss_fn: nn.Module,
+    *,
+    compile: bool,
+    warm_up_on: Callable[[], list[tuple[Tensor, Tensor]]] | None,
+) -> tuple[ForwardLoss, float | None]:
+    """A run's ``forward_loss`` and its compile time (None when not compiled).
 
-    Under torchrun the warm-up is skipped (a backward outside the loop would upset DDP's
-    gradient hooks): each rank compiles in its first steps, inside the training time.
+    ``warm_up_on()`` gives the batches compiled on before the clock starts (the feed's
+    ``warm_up_batches``); None under torchrun, where the warm-up is skipped (a backward outside
+    the loop would upset DDP's gradient hooks): each rank compiles in its first steps, inside
+    the training time. ``net`` is then what the step calls (DDP's wrapper), else the model.
     """
-    net, loss_fn = trainer.net, trainer.parts.loss_fn
-    if not trainer.recipe.train.compile:
+    if not compile:
         return plain(net, loss_fn), None
     fn = compiled(net, loss_fn)
-    if trainer.ctx.enabled:
+    if warm_up_on is None:
         return fn, None
-    return fn, warm_up(fn, trainer.parts.model, first_batches(trainer))
+    return fn, warm_up(fn, net, warm_up_on())
 
 
-def first_batches(trainer: Any) -> list[tuple[Tensor, Tensor]]:
-    """One batch of each size the run will use: in memory, the first examples; streamed,
-    the run's first batch (an epoch's short last batch then compiles in the run itself)."""
-    from nnopt.data.feed import MemoryFeed
-
-    feed = trainer.feed
-    if not isinstance(feed, MemoryFeed):
-        stream = feed.batches_from(0)
-        first = next(stream)
-        stream.close()  # (its DataLoader workers end here)
-        return [(first.x, first.y)]
-    n, size = len(feed.x_train), trainer.parts.batch_size
-    sizes = [size] + ([n % size] if n % size else [])  # an epoch's last batch may be short
-    return [(feed.x_train[:s], feed.y_train[:s]) for s in sizes]
-
-
-def keeps_gradients(trainer: Any) -> bool:
+def keeps_gradients(
+    optimizer: torch.optim.Optimizer, *, built_in_model: bool, distributed: bool
+) -> bool:
     """Whether the step may zero the gradients in place (``zero_grad(set_to_none=False)``).
 
     With flat buffers, gradients set to None come back from backward as new tensors that the
-    optimizer copies into its buffer every step (issue 15's profile: zero_grad, that copy and
-    the allocations, ~10% of a step on the MNIST-1D CNN); zeroed in place they stay views of
-    the buffer and backward accumulates straight into it, with the same values. Only for the
-    built-in models in one process: each of their parameters gets a gradient in every step, so
-    no parameter is stepped with a zero gradient that would have been skipped.
+    optimizer copies into its buffer every step (measured on the MNIST-1D CNN: zero_grad, that
+    copy and the allocations, ~10% of a step); zeroed in place they stay views of the buffer
+    and backward accumulates straight into it, with the same values. Only for the built-in
+    models in one process: each of their parameters gets a gradient in every step, so no
+    parameter is stepped with a zero gradient that would have been skipped.
     """
-    return (
-        bool(getattr(trainer.optimizer, "flat", False))
-        and trainer.recipe.model.factory is None
-        and not trainer.ctx.enabled
-    )
+    return bool(getattr(optimizer, "flat", False)) and built_in_model and not distributed

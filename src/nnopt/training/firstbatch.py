@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nnopt import usercode
 from nnopt.errors import RecipeError
 from nnopt.rng import rng_state, set_rng_state
 
@@ -38,11 +39,9 @@ def leaves_no_trace(model: nn.Module) -> Iterator[None]:
 
 def whose(factory: str | None) -> str | None:
     """How an error names the model of a recipe's ``model.factory``; None: a built-in one."""
-    from nnopt.training.build import PASSED
-
     if factory is None:
         return None
-    if factory == PASSED:
+    if factory == usercode.PASSED:
         return "model: the model passed from Python"
     return f"model.factory: the model {factory} built"
 

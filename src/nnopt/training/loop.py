@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+import nnopt
 from nnopt import atomic
 from nnopt.data.feed import Batch, feed_for
 from nnopt.distributed import ShardedOptimizer, setup
@@ -27,7 +29,7 @@ from nnopt.errors import Interrupted, RecipeError, UserError
 from nnopt.init import format_decisions
 from nnopt.models import count_parameters
 from nnopt.names import held_out_split
-from nnopt.regularization import penalty
+from nnopt.recipe import Recipe
 from nnopt.rng import rng_state, set_rng_state
 from nnopt.training import compiled
 from nnopt.training.build import RunParts, build_run
@@ -49,7 +51,7 @@ from nnopt.training.metrics import (
     final_and_best,
     metrics_from_sums,
 )
-from nnopt.training.passed import as_recipe
+from nnopt.training.passed import RecipeLike, as_recipe
 from nnopt.training.progress import Progress
 from nnopt.training.rundir import RunLock
 
@@ -64,7 +66,7 @@ class Result:
     history: list[dict[str, Any]]
     summary: dict[str, Any]
     run_dir: Path | None = None
-    model: Any = field(default=None, repr=False)
+    model: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def diverged(self) -> bool:
@@ -72,7 +74,7 @@ class Result:
 
 
 def train(
-    recipe: Any,
+    recipe: RecipeLike,
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
@@ -80,7 +82,7 @@ def train(
     stop_after: int | None = None,
     on_step: StepHook | None = None,
     model: torch.nn.Module | None = None,
-    data: Any = None,
+    data: object = None,
     changed: tuple[str, ...] = (),
     trust_checkpoint: bool = False,
     say: Callable[[str], None] | None = None,
@@ -123,13 +125,13 @@ class Trainer:
 
     def __init__(
         self,
-        recipe: Any,
+        recipe: Recipe,
         out_dir: str | Path | None = None,
         *,
         quiet: bool = True,
         model: torch.nn.Module | None = None,
-        data: Any = None,
-    ):
+        data: object = None,
+    ) -> None:
         self.recipe = recipe
         self.run_dir = Path(out_dir) if out_dir is not None else None
         self.quiet = quiet
@@ -146,13 +148,23 @@ class Trainer:
         self.held_out = held_out_split(dataset.test_is_validation)
         self.classification = dataset.task == "classification"
         self.language_model = dataset.task == "language_model"
-        self.net, self.optimizer = self._distribute()
-        first = lambda: compiled.first_batches(self)[0]  # noqa: E731
+        # What the step calls: DDP's wrapper of parts.model, the sharded wrapper of
+        # parts.optimizer under torchrun; the parts themselves in one process.
+        self.model_for_forward, self.optimizer_for_step = self._distribute()
+        first = lambda: self.feed.warm_up_batches()[0]  # noqa: E731
         check_first_batch(self.parts.model, self.parts.loss_fn, first, recipe.model.factory)
         # loss_fn(net(x), y), compiled here when train.compile (compile time kept apart)
-        self.forward_loss, self.compile_time = compiled.for_trainer(self)
-        self.keep_grads = compiled.keeps_gradients(self)  # zeroed in place, not set to None
-        self.batches = self.parts.batches
+        self.forward_loss, self.compile_time = compiled.forward_loss(
+            self.model_for_forward,
+            self.parts.loss_fn,
+            compile=recipe.train.compile,
+            warm_up_on=None if self.ctx.enabled else self.feed.warm_up_batches,
+        )
+        self.keep_grads = compiled.keeps_gradients(  # zeroed in place, not set to None
+            self.parts.optimizer,
+            built_in_model=recipe.model.factory is None,
+            distributed=self.ctx.enabled,
+        )
         self.changed: frozenset[str] = frozenset()  # fields a resume changes on purpose
         self.trust_checkpoint = False  # a resume may unpickle (and convert) an old checkpoint
         self.say: Callable[[str], None] | None = None  # where a resume starts, for a person
@@ -160,7 +172,7 @@ class Trainer:
         self._kept: int | None = None  # the step of the last checkpoint written or restored
         self._started = time.perf_counter()  # set again by run(), less the time already spent
 
-    def _distribute(self) -> tuple[torch.nn.Module, Any]:
+    def _distribute(self) -> tuple[torch.nn.Module, nnopt.Optimizer | ShardedOptimizer]:
         """DDP (or sharded optimizer state) when torchrun started several processes."""
         model, optimizer = self.parts.model, self.parts.optimizer
         world, shard = self.ctx.world, self.recipe.train.shard_state
@@ -171,9 +183,10 @@ class Trainer:
                     "`torchrun --nproc_per_node N -m nnopt train RECIPE`"
                 )
             return model, optimizer
-        if self.parts.batch_size % world:
+        batch_size = self.parts.batches.batch_size
+        if batch_size % world:
             raise RecipeError(
-                f"the global batch size {self.parts.batch_size} is not divisible by the world "
+                f"the global batch size {batch_size} is not divisible by the world "
                 f"size {world}: every rank takes an equal slice of each batch; set "
                 f"train.batch_size to a multiple of {world}"
             )
@@ -197,7 +210,8 @@ class Trainer:
         The run directory is locked for the whole run (rank 0 holds it, see ``rundir``).
         """
         holds_dir = self.run_dir is not None and self.ctx.is_main
-        with RunLock(self.run_dir) if holds_dir else contextlib.nullcontext():
+        lock = RunLock(self.run_dir) if self.run_dir is not None and holds_dir else None
+        with lock if lock is not None else contextlib.nullcontext():
             try:
                 return self._run(resume, stop_after, on_step)
             except KeyboardInterrupt:  # Ctrl-C: say what the checkpoint kept, what is lost
@@ -248,15 +262,12 @@ class Trainer:
     def _train_step(self, batch: Batch) -> float:
         """One optimizer step on a global batch; its mean loss, the same number on every rank."""
         x, y, share = batch.x, batch.y, batch.share
-        self.optimizer.zero_grad(set_to_none=not self.keep_grads)
-        loss = self.forward_loss(x, y) if len(batch) else _zero_loss(self.net, x)
-        reg = self.recipe.regularization
-        if reg.in_loss and (reg.l1 or reg.l2):
-            loss = loss + penalty(
-                self.parts.model, l1=reg.l1, l2=reg.l2, exclude=tuple(reg.exclude)
-            )
-        (loss * share if share != 1.0 else loss).backward()
-        self.optimizer.step()
+        self.optimizer_for_step.zero_grad(set_to_none=not self.keep_grads)
+        loss = self.forward_loss(x, y) if len(batch) else _zero_loss(self.model_for_forward, x)
+        if self.parts.penalty is not None:  # [regularization] in_loss
+            loss = loss + self.parts.penalty()
+        (loss * share if share != 1.0 else loss).backward()  # type: ignore[no-untyped-call]
+        self.optimizer_for_step.step()
         value = loss.item()
         if self.ctx.enabled:  # every rank must agree on the loss, and on stopping
             value = self.ctx.sum([value * share / self.ctx.world])[0]
@@ -278,15 +289,17 @@ class Trainer:
         sums = evaluation_sums(self.parts.model, self.parts.loss_fn, self.feed.held_out())
         row = {
             "step": state.step,
-            "epoch": state.step / self.batches.batches_per_epoch,
+            "epoch": state.step / self.parts.batches.batches_per_epoch,
             "time": self._elapsed(),
             "lr": self._lr(),
             "train_loss": state.take_train_loss(),
             **metrics_from_sums(self.ctx.sum(list(sums)), self.classification, self.language_model),
         }
         log.append(row)  # the log extends state.history itself
-        if self.parts.plateau is not None:
-            self.parts.plateau.update(row[self.parts.plateau_metric])
+        plateau = self.parts.optimizer.plateau  # (the optimizer scales its lr by it)
+        if plateau is not None:
+            assert self.parts.plateau_metric is not None  # (set whenever [plateau] is)
+            plateau.update(row[self.parts.plateau_metric])
         return row
 
     def _divergence(self, loss: float, step: int) -> str:
@@ -298,7 +311,7 @@ class Trainer:
         )
 
     def _lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return float(self.optimizer_for_step.param_groups[0]["lr"])
 
     def _elapsed(self) -> float:
         """Wall time of the run, over every resumption."""
@@ -325,7 +338,7 @@ class Trainer:
         if self.run_dir is None:
             return
         # Every rank takes part (a sharded state dict is gathered); rank 0 writes.
-        optimizer_state = self.optimizer.state_dict()
+        optimizer_state = self.optimizer_for_step.state_dict()
         state.elapsed = self._elapsed()
         if not self.ctx.is_main:
             return
@@ -337,7 +350,7 @@ class Trainer:
             "optimizer": optimizer_state,
             "rng": rng_state(),
             "run": state.to_checkpoint(),
-            "data": data_position(self.batches, state.step),
+            "data": data_position(self.parts.batches, state.step),
         }
         with interrupts_deferred():  # the step said kept is the step on disk
             save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload)
@@ -353,9 +366,9 @@ class Trainer:
         if self.changed and self.ctx.is_main:  # the run's record follows the change
             self.recipe.save(self.run_dir / "recipe.toml")
         self.parts.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        self.optimizer_for_step.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"])
-        check_same_data(payload.get("data"), self.batches, self.run_dir)
+        check_same_data(payload.get("data"), self.parts.batches, self.run_dir)
         state = RunState.from_checkpoint(payload)
         self._kept = state.step
         return state
@@ -388,4 +401,4 @@ class Trainer:
 
 def _zero_loss(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A rank whose slice of a short last batch is empty still joins DDP's gradient sync."""
-    return sum(p.sum() * 0.0 for p in net.parameters())
+    return cast(Tensor, sum(p.sum() * 0.0 for p in net.parameters()))

@@ -2,24 +2,29 @@
 
 A recipe may come as a Recipe, a dict of its tables, TOML text or a file path. When the model
 or the data is passed as an object, the recipe's [model] / [data] record that
-(``build.PASSED``, so a resume asks for them again), keeping the fields that still apply.
+(``usercode.PASSED``, so a resume asks for them again), keeping the fields that still apply.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from nnopt.errors import RecipeError
-from nnopt.training.build import PASSED
+from nnopt.recipe import Recipe
+from nnopt.usercode import PASSED
+
+# What nnopt.train, compare and lr_find take as a recipe: a Recipe, a dict of its tables, TOML
+# text or the path of a .toml file.
+RecipeLike: TypeAlias = Recipe | dict[str, Any] | str | Path
 
 
-def as_recipe(recipe: Any, *, model_passed: bool = False, data_passed: bool = False) -> Any:
+def as_recipe(
+    recipe: RecipeLike, *, model_passed: bool = False, data_passed: bool = False
+) -> Recipe:
     """A :class:`Recipe` from a Recipe, a dict of tables, TOML text or a file path; with
-    objects passed from Python, its [model] / [data] record that (``build.PASSED``)."""
-    from nnopt.recipe import Recipe
-
+    objects passed from Python, its [model] / [data] record that (``usercode.PASSED``)."""
     if isinstance(recipe, Path) or (
         isinstance(recipe, str) and "\n" not in recipe and Path(recipe).suffix == ".toml"
     ):

@@ -13,6 +13,7 @@ import io
 import pickletools
 import re
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -34,10 +35,10 @@ def unsafe_globals(source: Path | bytes, error: Exception) -> list[str]:
     data = source if isinstance(source, bytes) else None
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(
-            io.BytesIO(data) if data is not None else source
+            io.BytesIO(source) if isinstance(source, bytes) else source
         )
     except Exception:  # not a zip that torch.save wrote: a bare pickle, torch's legacy format
-        data = data if data is not None else Path(source).read_bytes()
+        data = source if isinstance(source, bytes) else source.read_bytes()
         found = [name for name in _scan(data) if not _torch_allows(name)]
     if not found:  # the static read missed it (say, a name computed while loading)
         found = _IN_MESSAGE.findall(str(error))
@@ -68,7 +69,9 @@ def _torch_allows(name: str) -> bool:
         from torch._weights_only_unpickler import _get_allowed_globals, _get_user_allowed_globals
     except ImportError:
         return name.startswith("torch.")
-    return name in _get_allowed_globals() or name in _get_user_allowed_globals()
+    if name in _get_allowed_globals():
+        return True
+    return name in _get_user_allowed_globals()  # type: ignore[no-untyped-call]
 
 
 def _scan(data: bytes) -> list[str]:
@@ -91,9 +94,9 @@ def _scan(data: bytes) -> list[str]:
                 elif op.name == "MEMOIZE":
                     memo[len(memo)] = recent[-1] if recent else None
                 elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[int(arg)] = recent[-1] if recent else None
+                    memo[int(cast(int, arg))] = recent[-1] if recent else None
                 elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-                    recent.append(memo.get(int(arg)))
+                    recent.append(memo.get(int(cast(int, arg))))
                 elif op.name != "FRAME":
                     recent.append(arg if isinstance(arg, str) else None)
         except Exception:  # damaged, or past the pickles: what was read so far
