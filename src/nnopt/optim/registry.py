@@ -13,25 +13,37 @@ from typing import Any, Literal
 
 from nnopt.optim.validation import (
     OptionError,
+    check_below_one,
     check_nonnegative,
     check_positive,
     check_type,
     check_unit_interval,
 )
 
-Kind = Literal["nonnegative", "positive", "unit", "bool", "flag", "pair"]
+Kind = Literal[
+    "nonnegative",
+    "positive",
+    "unit",
+    "bool",
+    "flag",
+    "pair",
+    "count",
+    "below_one",
+    "positive_or_none",
+]
 
 
 @dataclass(frozen=True)
 class Option:
     """One option. ``kind``: nonnegative (>= 0, finite), positive (> 0, finite), unit ([0, 1)),
-    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers).
+    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers),
+    count (an int >= 1), below_one (a number < 1), positive_or_none (> 0, or None: off).
     ``recipe``: an [optimizer] key of a recipe (lr, flat and the [regularization] section are
     recipe fields of their own)."""
 
     name: str
     kind: Kind
-    origin: Literal["torch", "nnopt"]
+    origin: Literal["torch", "nnopt", "paper"]  # paper: the algorithm's reference code names it
     recipe: bool
     doc: str
 
@@ -62,6 +74,14 @@ OPTIONS: dict[str, Option] = {
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
         Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
+        Option("t_alpha_beta3", "positive_or_none", "paper", True, "AdEMAMix: warmup steps"),
+        Option("shampoo_beta", "below_one", "paper", True, "SOAP: decay of L, R (< 0: beta2)"),
+        Option("precondition_frequency", "count", "paper", True, "SOAP: steps between bases"),
+        Option("max_precond_dim", "count", "paper", True, "SOAP: larger dims stay unrotated"),
+        Option("merge_dims", "bool", "paper", True, "SOAP: merge small dims before rotating"),
+        Option("precondition_1d", "bool", "paper", True, "SOAP: rotate 1-D parameters too"),
+        Option("normalize_grads", "bool", "paper", True, "SOAP: unit-RMS update per tensor"),
+        Option("correct_bias", "bool", "paper", True, "SOAP: Adam's bias correction"),
     )
 }
 # What a group without the option means (a state dict of an older torch may lack it).
@@ -90,6 +110,14 @@ def check(name: str, value: Any, *, shown: str | None = None) -> None:
     shown = shown or name
     if kind in _TYPES:
         check_type(shown, value, _TYPES[kind])
+    elif kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"{shown} must be an integer >= 1, got {value!r}", option=shown)
+    elif kind == "below_one":
+        check_below_one(shown, value)
+    elif kind == "positive_or_none":
+        if value is not None:
+            check_positive(shown, value)
     elif kind == "pair":
         if not isinstance(value, tuple | list) or len(value) != 2:
             raise OptionError(f"{shown} must be a pair, got {value!r}", option=shown)

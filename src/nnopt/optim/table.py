@@ -17,6 +17,7 @@ from typing import Any
 from nnopt.optim import registry
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
+from nnopt.optim.ademamix import AdEMAMix
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
 from nnopt.optim.rmsprop import RMSProp, RMSprop
@@ -59,6 +60,7 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

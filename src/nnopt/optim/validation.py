@@ -92,3 +92,9 @@ def check_unit_interval(name: str, value: Any) -> None:
     """name in [0, 1): decay rates, momentum coefficients."""
     if not 0.0 <= _number(name, value) < 1.0:
         raise refuse(name, value, "in [0, 1)")
+
+
+def check_below_one(name: str, value: Any) -> None:
+    """name < 1 (SOAP's shampoo_beta: in [0, 1), or negative for "the same as beta2")."""
+    if not -math.inf < _number(name, value) < 1.0:
+        raise refuse(name, value, "< 1 (in [0, 1), or negative: beta2)")

@@ -144,6 +144,9 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "unit": (float, _UNIT),
     "bool": (bool, {}),
     "pair": (tuple[Unit, Unit], {}),
+    "count": (int, {"ge": 1}),
+    "below_one": (float, {"lt": 1}),
+    "positive_or_none": (float, {"gt": 0}),  # (unset is None: the class's default)
 }
 # Each [optimizer] option's type and range, from the one registry (nnopt.optim.registry).
 OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {

@@ -16,6 +16,7 @@ autograd sees it: the ``add_``-style helpers of ``ops`` take either, and a numbe
 fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
+from nnopt.optim.rules.ademamix import ademamix_, ademamix_schedule
 from nnopt.optim.rules.lion import lion_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
@@ -33,4 +34,6 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "ademamix_",
+    "ademamix_schedule",
 ]
