@@ -94,6 +94,9 @@ BAD: dict[str, list[tuple]] = {
     # capturable=True is refused by name: nnopt cannot be captured in a CUDA graph.
     "capturable": [(True, "capturable")],
     "t_alpha_beta3": [(0, "t_alpha_beta3"), (-10.0, "t_alpha_beta3")],
+    "shampoo_beta": [(1.0, "shampoo_beta"), (math.nan, "shampoo_beta")],
+    "precondition_frequency": [(0, "precondition_frequency"), (2.5, "precondition_frequency")],
+    "max_precond_dim": [(0, "max_precond_dim"), (True, "max_precond_dim")],
 }
 for _flag in (
     "nesterov",
@@ -103,6 +106,10 @@ for _flag in (
     "maximize",
     "differentiable",
     "decoupled_weight_decay",
+    "merge_dims",
+    "precondition_1d",
+    "normalize_grads",
+    "correct_bias",
 ):
     BAD[_flag] = [(NOT_BOOL, _flag)]
 

@@ -47,6 +47,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     uses_step: bool = False  # keep torch's per-tensor "step" counter in the state
     rule_reads_step: bool = True  # whether update/native read it (RMSprop only keeps it)
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
+    # The rule reads each parameter's shape (SOAP): with flat=True the buffers still hold the
+    # memory, but the step goes parameter by parameter, never over a segment of several.
+    whole_parameters: bool = False
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
         check_type("flat", flat, (bool,))
@@ -239,7 +242,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                     step_differentiable(self, group, h)
                     continue
                 how = dispatch.plan(self, group, h)
-                if self.flat:
+                if self.flat and not self.whole_parameters:
                     dispatch.step_flat(self, group, h, how, self._intact_layout(index))
                 else:
                     dispatch.step_group(self, group, h, how)

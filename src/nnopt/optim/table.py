@@ -22,6 +22,7 @@ from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
+from nnopt.optim.soap import SOAP
 from nnopt.optim.torch_signature import follow
 
 # Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
@@ -61,6 +62,7 @@ ROWS: tuple[Row, ...] = (
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
     Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
+    Row("soap", SOAP, "SOAP: Adam in Shampoo's eigenbasis (Vyas et al. 2024)"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

@@ -21,6 +21,7 @@ from nnopt.optim.rules.lion import lion_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
+from nnopt.optim.rules.soap import soap_
 
 __all__ = [
     "Divisor",
@@ -36,4 +37,5 @@ __all__ = [
     "with_l2",
     "ademamix_",
     "ademamix_schedule",
+    "soap_",
 ]
