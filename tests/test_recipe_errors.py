@@ -162,7 +162,19 @@ def test_betas_must_be_a_pair():
     text = problems(
         {"data": {"name": "d"}, "optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9]}}
     )
-    assert text == "optimizer.betas must be a list of two numbers [beta1, beta2], got 1 items"
+    assert text == "optimizer.betas must be a pair (beta1, beta2), got (0.9,)"
+
+
+def test_an_option_whose_range_is_the_optimizers():
+    """alpha is RMSprop's decay in [0, 1) and AdEMAMix's weight >= 0; AdEMAMix has 3 betas."""
+    ademamix = {"name": "ademamix", "lr": 1e-3, "alpha": 8.0, "betas": [0.9, 0.999, 0.9999]}
+    assert Recipe.model_validate({"data": {"name": "d"}, "optimizer": ademamix})
+    rmsprop = {"name": "rmsprop_torch", "lr": 1e-3, "alpha": 8.0}
+    text = problems({"data": {"name": "d"}, "optimizer": rmsprop})
+    assert text.startswith("optimizer.alpha must be in [0, 1), got 8.0")
+    two = {"name": "ademamix", "lr": 1e-3, "betas": [0.9, 0.999]}
+    text = problems({"data": {"name": "d"}, "optimizer": two})
+    assert text.startswith("optimizer.betas must be three numbers (beta1, beta2, beta3)")
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,10 @@ class Option:
     origin: Literal["torch", "nnopt", "paper"]  # paper: the algorithm's reference code names it
     recipe: bool
     doc: str
+    # Two optimizers give the name different ranges (AdEMAMix's alpha is a weight >= 0,
+    # RMSprop's a decay in [0, 1); AdEMAMix has three betas): ``kind`` is the common meaning,
+    # each class checks its own, and a recipe's value is checked by the class it builds.
+    per_class: bool = False
 
 
 OPTIONS: dict[str, Option] = {
@@ -59,9 +63,9 @@ OPTIONS: dict[str, Option] = {
         Option("lr_decay", "nonnegative", "torch", True, "AdaGrad: eta / (1 + (t-1) lr_decay)"),
         Option("initial_accumulator_value", "nonnegative", "torch", True, "AdaGrad's G_0"),
         Option("eps", "positive", "torch", True, "added to the denominator"),
-        Option("alpha", "unit", "torch", True, "RMSprop's decay of E"),
+        Option("alpha", "unit", "torch", True, "RMSprop's decay of E", per_class=True),
         Option("centered", "bool", "torch", True, "RMSprop: divide by the variance"),
-        Option("betas", "pair", "torch", True, "Adam's (beta1, beta2)"),
+        Option("betas", "pair", "torch", True, "Adam's (beta1, beta2)", per_class=True),
         Option("amsgrad", "bool", "torch", True, "Adam: the running maximum of v"),
         Option("maximize", "bool", "torch", False, "ascend the objective"),
         Option("foreach", "flag", "torch", False, "a hint: nnopt picks its own kernels"),
