@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from recipe_helpers import MINIMAL, make
 
+from nnopt.optim import table
 from nnopt.recipe import Recipe, RecipeError
 
 
@@ -101,9 +102,10 @@ def test_non_finite_rejected():
 
 
 def test_choices():
+    names = ", ".join(table.NAMES)  # every row, in the table's order
+    assert names.startswith("sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch, adam,")
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
-        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch,"
-        " adam, adamw, lion; got 'adm'"
+        f"optimizer.name must be one of {names}; got 'adm'"
     )
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
@@ -135,9 +137,9 @@ def test_several_problems_one_line_each():
 @pytest.mark.parametrize(
     ("name", "option", "value", "applies"),
     [
-        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion"),
+        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion, nadam, radam"),
         ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw"),
+        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw, nadam, radam"),
         ("adam", "rho", 0.9, "rmsprop"),
         ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
         ("adagrad", "amsgrad", False, "adam, adamw"),

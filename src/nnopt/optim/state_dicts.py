@@ -28,6 +28,7 @@ class StateDicts:
     _step_index: int
     _flat_layouts: list
     _loading: list[dict[str, Any]] | None
+    scalar_state: Any
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, plus the step counter and plateau state under ``"nnopt"``.
@@ -92,10 +93,13 @@ class StateDicts:
             self.validate_group(group)
         for state in self.state.values():
             # torch lets state hold entries of any kind (a hook may store a flag): only a
-            # per-parameter dict has a step counter.
-            step = state.get("step") if isinstance(state, dict) else None
-            if step is not None and not isinstance(step, Tensor):
-                state["step"] = torch.tensor(float(step), dtype=step_dtype())
+            # per-parameter dict has a step counter (and scalars, NAdam's mu_product).
+            if not isinstance(state, dict):
+                continue
+            for name in ("step", *self.scalar_state):
+                value = state.get(name)
+                if value is not None and not isinstance(value, Tensor):
+                    state[name] = torch.tensor(float(value), dtype=step_dtype())
         for layout in self._flat_layouts:
             layout.unbind_state()  # the loaded tensors are copied in at the next step
 

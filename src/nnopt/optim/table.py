@@ -19,6 +19,8 @@ from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
+from nnopt.optim.nadam import NAdam
+from nnopt.optim.radam import RAdam
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
 from nnopt.optim.torch_signature import follow
@@ -59,6 +61,8 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("nadam", NAdam, "NAdam: Adam with Nesterov momentum (Dozat 2016)", twin="NAdam"),
+    Row("radam", RAdam, "RAdam: Adam with a rectified adaptive lr (Liu et al. 2020)", twin="RAdam"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

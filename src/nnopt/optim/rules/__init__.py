@@ -17,7 +17,9 @@ fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
 from nnopt.optim.rules.lion import lion_
+from nnopt.optim.rules.nadam import nadam_
 from nnopt.optim.rules.ops import Divisor, Scalar
+from nnopt.optim.rules.radam import radam_
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
 
@@ -33,4 +35,6 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "nadam_",
+    "radam_",
 ]
