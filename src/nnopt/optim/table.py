@@ -41,6 +41,9 @@ class Row:
     summary: str
     defaults: Mapping[str, Any] = field(default_factory=dict)  # what the alias changes
     twin: str | None = None  # the torch.optim class computing the same math from the same call
+    # Another package's class computing the same math from the same call ("module:Class",
+    # e.g. "schedulefree:AdamWScheduleFree"): what tests and ``nnopt bench`` compare with.
+    reference: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The row's [optimizer] options and their defaults (the class's, then the alias's)."""
