@@ -201,6 +201,7 @@ class FlatBucket:
     def clear_state(self) -> None:
         """Drop the flat state (the next step binds it afresh from the per-parameter state)."""
         self.state, self.state_views, self.state_bound = {}, {}, False
+        self.scalars, self.scalar_views = {}, {}
 
     def register(self, active: list[bool], per_param: dict) -> None:
         """Give the parameters stepped for the first time their state views."""
