@@ -252,6 +252,41 @@ def _merge(shape, cap):
     return tuple(out + [run]) if run > 1 or not out else tuple(out)
 
 
+def nadam_rule(theta, g, s, o, t):
+    """NAdam (Dozat 2016; torch's schedule): mu_t = b1 (1 - 0.5 * 0.96^(t psi)), P_t = mu_1
+    ... mu_t, m and v as Adam's, theta <- theta - eta [(1 - mu_t) / (1 - P_t) g + mu_{t+1} /
+    (1 - P_t mu_{t+1}) m] / (sqrt(v / (1 - b2^t)) + eps)."""
+    b1, b2 = o["betas"]
+    psi = o["momentum_decay"]
+    mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+    s["P"] = product = s.get("P", 1.0) * mu_t
+    s["m"] = b1 * _once(s, "m", torch.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+    d = (s["v"] / (1 - b2**t)).sqrt() + o["eps"]
+    direction = (1 - mu_t) / (1 - product) * g + mu_next / (1 - product * mu_next) * s["m"]
+    return theta - o["lr"] * direction / d, d
+
+
+def radam_rule(theta, g, s, o, t):
+    """RAdam (Liu et al. 2020, Algorithm 2, with torch's threshold rho_t > 5): m_hat = m /
+    (1 - b1^t); rho_t = rho_inf - 2 t b2^t / (1 - b2^t), rho_inf = 2 / (1 - b2) - 1; when
+    rectified, theta <- theta - eta r_t m_hat / sqrt(v / (1 - b2^t)) with eps added to sqrt(v)
+    (torch's), r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t));
+    otherwise theta <- theta - eta m_hat."""
+    b1, b2 = o["betas"]
+    s["m"] = b1 * _once(s, "m", torch.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+    m_hat = s["m"] / (1 - b1**t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho_t <= 5:
+        return theta - o["lr"] * m_hat, 1.0
+    r = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+    d = (s["v"].sqrt() + o["eps"]) / ((1 - b2**t) ** 0.5 * r)
+    return theta - o["lr"] * m_hat / d, d
+
+
 def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
     """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
     lr, wd = o["lr"], o["weight_decay"]
@@ -456,6 +491,38 @@ CASES: dict[str, Case] = {
                 "max_precond_dim": 10000,
                 "decoupled_weight_decay": True,
             },
+        ),
+        Case(
+            "nadam",
+            nadam_rule,
+            (
+                dict(betas=(0.8, 0.99), momentum_decay=0.01, weight_decay=0.05),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.05, 500, 1e-6),),
+            (Converge(0.02, 2000, 0.1),),  # (observed 0.039)
+            {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3},
+            # torch keeps the product of the mu_t in float32 (state["mu_product"]), and so
+            # does nnopt, to cross state dicts with it: float64 runs agree to that rounding.
+            tol64=1e-7,
+        ),
+        Case(
+            "radam",
+            radam_rule,
+            (
+                # beta2 = 0.99: the first 5 steps unrectified, then rectified.
+                dict(betas=(0.8, 0.99), weight_decay=0.05),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.05, 500, 1e-6),),
+            # Its first 5 steps are momentum SGD on Rosenbrock's raw gradient (~1e3 at the
+            # start): lr 0.015 already diverges there. beta2 = 0.99 rectifies sooner after.
+            (Converge(0.01, 3000, 3e-3, dict(betas=(0.9, 0.99))),),  # (observed 4e-4)
+            {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
         ),
     )
 }

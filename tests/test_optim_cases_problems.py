@@ -81,6 +81,7 @@ BAD: dict[str, list[tuple]] = {
     "alpha": [(math.inf, "alpha"), (-0.5, "alpha")],
     "rho": [(1.0, "rho"), (-0.5, "rho")],
     "lr_decay": [(-1.0, "lr_decay")],
+    "momentum_decay": [(-1e-3, "momentum_decay"), (math.nan, "momentum_decay")],
     "initial_accumulator_value": [(-1.0, "initial_accumulator_value")],
     "betas": [
         ((1.0, 0.999), "betas[0]"),

@@ -102,6 +102,8 @@ def test_non_finite_rejected():
 
 
 def test_choices():
+    names = ", ".join(table.NAMES)  # every row, in the table's order
+    assert names.startswith("sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch, adam,")
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
         # (the table's names, in its order: each new row appends its own)
         f"optimizer.name must be one of {', '.join(table.NAMES)}; got 'adm'"
@@ -136,9 +138,9 @@ def test_several_problems_one_line_each():
 @pytest.mark.parametrize(
     ("name", "option", "value", "applies"),
     [
-        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion, ademamix, soap"),
+        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion, ..."),
         ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw, ademamix, soap"),
+        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw, ..."),
         ("adam", "rho", 0.9, "rmsprop"),
         ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
         ("adagrad", "amsgrad", False, "adam, adamw"),
@@ -146,8 +148,11 @@ def test_several_problems_one_line_each():
 )
 def test_option_not_applying(name, option, value, applies):
     text = problems({"data": {"name": "d"}, "optimizer": {"name": name, "lr": 0.1, option: value}})
+    # "...": the rows appended after the seed's (each new optimizer adds its own name)
+    listed = ", ".join(table.applies_to()[option])
+    assert listed.startswith(applies.removesuffix("..."))
     assert (
-        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {applies}"
+        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {listed}"
     )
 
 

@@ -19,8 +19,9 @@ group's parameters into one buffer (``flat.py``), the fastest layout for many sm
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -50,6 +51,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     # The rule reads each parameter's shape (SOAP): with flat=True the buffers still hold the
     # memory, but the step goes parameter by parameter, never over a segment of several.
     whole_parameters: bool = False
+    # Per-tensor scalars the rule keeps beside "step" (NAdam's mu_product), name -> start:
+    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them.
+    scalar_state: ClassVar[Mapping[str, float]] = MappingProxyType({})
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
         check_type("flat", flat, (bool,))

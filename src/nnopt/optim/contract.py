@@ -7,6 +7,7 @@ two modules do not import each other (the dispatch is read top to bottom, one fi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ class Stepped(Protocol):
     state: defaultdict
     uses_step: bool  # keeps torch's per-tensor "step" counter
     rule_reads_step: bool  # whether the rule and its kernel read that counter
+    scalar_state: Mapping[str, float]  # per-tensor scalars beside "step": name -> start
 
     @property
     def kernels(self) -> str: ...

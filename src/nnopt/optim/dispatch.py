@@ -34,7 +34,7 @@ from nnopt.optim import group_kernel, kernels, rules
 from nnopt.optim.contract import PLAIN as _PLAIN
 from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
-from nnopt.optim.lazy_state import init_state
+from nnopt.optim.lazy_state import init_state, state_size
 from nnopt.optim.options import Hyper
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def step_group(
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
-    complete = len(keys) + opt.uses_step  # the state's size once it is all there
+    complete = state_size(opt, keys)  # the state's size once it is all there
     last = keys[-1] if keys else None
     for p in params:
         grad = p.grad
@@ -158,6 +158,8 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
+        for name in opt.scalar_state:
+            tensors[name] = state[name]
         apply(opt, h, param, grad, tensors, step, how)
 
 
@@ -174,7 +176,7 @@ def apply(
     if (
         how.native is not None
         and type(param) in _PLAIN
-        and _same_layout(param, grad, *state.values())
+        and _same_layout(param, grad, *_shaped(opt, state))
         and kernels.cpu.run_one(how.native, param, grad.neg() if h.maximize else grad, state, step)
     ):
         return
@@ -187,6 +189,13 @@ def apply(
     divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
         rules.soft_threshold_(param, h.l1 * h.lr / divisor)
+
+
+def _shaped(opt: Optimizer, state: dict[str, Tensor]) -> list[Tensor]:
+    """The state tensors shaped like the parameter (not its scalars)."""
+    if not opt.scalar_state:
+        return list(state.values())
+    return [t for k, t in state.items() if k not in opt.scalar_state]
 
 
 def step_flat(
@@ -211,7 +220,7 @@ def _step_bucket(
         # First step, a loaded state dict, or options that changed the state kept.
         bucket.state = {k: v for k, v in bucket.state.items() if k in keys}
         initial = {k: opt.initial_state(group, k) for k in keys}
-        bucket.bind_state(initial, opt.state, opt.uses_step, active)
+        bucket.bind_state(initial, opt.state, opt.uses_step, active, opt.scalar_state)
     elif bucket.unregistered:
         bucket.register(active, opt.state)
     # Not meta tensors: torch's fused kernel fails there.
@@ -224,12 +233,14 @@ def _step_bucket(
         param = bucket.segment(bucket.param, first, last)
         grad = bucket.segment(bucket.grad, first, last)
         state = {k: bucket.segment(v, first, last) for k, v in bucket.state.items()}
+        state.update(bucket.run_scalars(first, last))
         if fused:
             count = torch.tensor(float(step), dtype=torch.float32, device=param.device)
             steps = [count] if opt.uses_step else []
             opt.fused(how.options, h, [param], [grad], [state], steps, step == 1)
         else:
             apply(opt, h, param, grad, state, step, how)
+        bucket.spread_scalars(first, last)
     if bucket.fresh:
         bucket.fresh = {i for i in bucket.fresh if not active[i]}
 

@@ -73,6 +73,7 @@ OPTIONS: dict[str, Option] = {
         Option("differentiable", "bool", "torch", False, "autograd through the step"),
         Option("capturable", "bool", "torch", False, "CUDA graphs (refused)"),
         Option("decoupled_weight_decay", "bool", "torch", False, "weight_decay decoupled"),
+        Option("momentum_decay", "nonnegative", "torch", True, "NAdam's psi: mu_t schedule"),
         Option("rho", "unit", "nnopt", True, "the seed's RMSProp decay (torch's alpha)"),
         Option("eps_inside_sqrt", "bool", "nnopt", True, "RMSProp: d = sqrt(E + eps)"),
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),

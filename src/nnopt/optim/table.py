@@ -20,6 +20,8 @@ from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.ademamix import AdEMAMix
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
+from nnopt.optim.nadam import NAdam
+from nnopt.optim.radam import RAdam
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
 from nnopt.optim.soap import SOAP
@@ -66,6 +68,8 @@ ROWS: tuple[Row, ...] = (
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
     Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
     Row("soap", SOAP, "SOAP: Adam in Shampoo's eigenbasis (Vyas et al. 2024)"),
+    Row("nadam", NAdam, "NAdam: Adam with Nesterov momentum (Dozat 2016)", twin="NAdam"),
+    Row("radam", RAdam, "RAdam: Adam with a rectified adaptive lr (Liu et al. 2020)", twin="RAdam"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

@@ -29,6 +29,7 @@ TORCH_WORDS = {
     "lr_decay": "Invalid lr_decay value: {}",
     "initial_accumulator_value": "Invalid initial_accumulator_value value: {}",
     "alpha": "Invalid alpha value: {}",
+    "momentum_decay": "Invalid momentum_decay value: {}",
 }
 
 

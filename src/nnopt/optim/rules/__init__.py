@@ -18,7 +18,9 @@ fused-scalar op, so the numbers of the ordinary step do not change.
 
 from nnopt.optim.rules.ademamix import ademamix_, ademamix_schedule
 from nnopt.optim.rules.lion import lion_
+from nnopt.optim.rules.nadam import nadam_
 from nnopt.optim.rules.ops import Divisor, Scalar
+from nnopt.optim.rules.radam import radam_
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
 from nnopt.optim.rules.soap import soap_
@@ -38,4 +40,6 @@ __all__ = [
     "ademamix_",
     "ademamix_schedule",
     "soap_",
+    "nadam_",
+    "radam_",
 ]
