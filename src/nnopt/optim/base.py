@@ -47,6 +47,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     uses_step: bool = False  # keep torch's per-tensor "step" counter in the state
     rule_reads_step: bool = True  # whether update/native read it (RMSprop only keeps it)
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
+    decays_in_rule: bool = False  # the rule applies decoupled decay itself (Adafactor)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
         check_type("flat", flat, (bool,))
@@ -89,6 +90,17 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         """Names of the state tensors (shaped like the parameter) this group's rule keeps."""
         return ()
+
+    def whole_tensors(self, group: dict[str, Any]) -> bool:
+        """Whether this group's rule reads each parameter whole, in its own shape (matrix
+        products, row and column norms): then it is stepped parameter by parameter by the eager
+        rule, its state made by :meth:`start_state` and shaped as the rule wants (no kernels;
+        with ``flat=True`` the parameters live in the buffer but are stepped as views)."""
+        return False
+
+    def start_state(self, group: dict[str, Any], param: Tensor) -> dict[str, Tensor]:
+        """A whole-tensor group's state of ``param`` at its first step ("step": a counter)."""
+        raise NotImplementedError
 
     def initial_state(self, group: dict[str, Any], key: str) -> float:
         """The value a state tensor starts at (0 unless the rule says otherwise)."""

@@ -13,19 +13,28 @@ from typing import Any, Literal
 
 from nnopt.optim.validation import (
     OptionError,
+    check_at_least_one,
+    check_count,
     check_nonnegative,
+    check_nonpositive,
     check_positive,
+    check_triple,
     check_type,
     check_unit_interval,
 )
 
-Kind = Literal["nonnegative", "positive", "unit", "bool", "flag", "pair"]
+Kind = Literal[
+    "nonnegative", "positive", "unit", "bool", "flag", "pair",
+    "nonpositive", "at_least_one", "count", "triple", "choice",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Option:
     """One option. ``kind``: nonnegative (>= 0, finite), positive (> 0, finite), unit ([0, 1)),
-    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers).
+    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers),
+    nonpositive (<= 0), at_least_one (>= 1), count (int in [0, 100)), triple (three finite
+    numbers), choice (one of ``CHOICES[name]``).
     ``recipe``: an [optimizer] key of a recipe (lr, flat and the [regularization] section are
     recipe fields of their own)."""
 
@@ -62,8 +71,17 @@ OPTIONS: dict[str, Option] = {
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
         Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
+        Option("beta2_decay", "nonpositive", "torch", True, "Adafactor: 1 - beta2_t = t^decay"),
+        Option("d", "at_least_one", "torch", True, "Adafactor: clip RMS(update) at d"),
+        Option("ns_coefficients", "triple", "torch", False, "Muon: Newton-Schulz (a, b, c)"),
+        Option("ns_steps", "count", "torch", True, "Muon: Newton-Schulz iterations"),
+        Option("adjust_lr_fn", "choice", "torch", True, "Muon: the lr's scaling by shape"),
+        Option("adamw_betas", "pair", "nnopt", True, "muon_for: AdamW's (beta1, beta2)"),
+        Option("adamw_eps", "positive", "nnopt", True, "muon_for: AdamW's eps"),
     )
 }
+# The allowed values of each "choice" option (torch's Muon: None means "original").
+CHOICES: dict[str, tuple[Any, ...]] = {"adjust_lr_fn": (None, "original", "match_rms_adamw")}
 # What a group without the option means (a state dict of an older torch may lack it).
 ABSENT = {
     "maximize": False,
@@ -80,6 +98,10 @@ _RANGES = {
     "nonnegative": check_nonnegative,
     "positive": check_positive,
     "unit": check_unit_interval,
+    "nonpositive": check_nonpositive,
+    "at_least_one": check_at_least_one,
+    "count": check_count,
+    "triple": check_triple,
 }
 
 
@@ -95,6 +117,14 @@ def check(name: str, value: Any, *, shown: str | None = None) -> None:
             raise OptionError(f"{shown} must be a pair, got {value!r}", option=shown)
         for index, item in enumerate(value):
             check_unit_interval(f"{shown}[{index}]", item)
+    elif kind == "choice":
+        if value not in CHOICES[name] or isinstance(value, bool):
+            allowed = ", ".join(map(repr, CHOICES[name]))
+            raise OptionError(
+                f"{shown} must be one of {allowed}, got {value!r}",
+                f"Adjust learning rate function {value} is not supported",
+                option=shown,
+            )
     else:
         _RANGES[kind](shown, value)
 

@@ -19,6 +19,9 @@ from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
+from nnopt.optim.adafactor import Adafactor
+from nnopt.optim.muon import Muon
+from nnopt.optim.muon_for import MuonAdamW
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
 from nnopt.optim.torch_signature import follow
@@ -39,6 +42,9 @@ class Row:
     summary: str
     defaults: Mapping[str, Any] = field(default_factory=dict)  # what the alias changes
     twin: str | None = None  # the torch.optim class computing the same math from the same call
+    # Builds from the model itself (muon: which parameters are hidden matrices), not from
+    # its parameters alone: the trainer calls it with the model and its param groups.
+    by_model: bool = False
 
     def options(self) -> dict[str, Any]:
         """The row's [optimizer] options and their defaults (the class's, then the alias's)."""
@@ -59,6 +65,9 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("adafactor", Adafactor, "Adafactor: factored second moments", twin="Adafactor"),
+    Row("muon_torch", Muon, "Muon, torch's: 2-D parameters only", twin="Muon"),
+    Row("muon", MuonAdamW, "Muon on hidden matrices, AdamW on the rest", by_model=True),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

@@ -144,6 +144,10 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "unit": (float, _UNIT),
     "bool": (bool, {}),
     "pair": (tuple[Unit, Unit], {}),
+    "nonpositive": (float, {"le": 0}),
+    "at_least_one": (float, {"ge": 1}),
+    "count": (int, {"ge": 0, "lt": 100}),
+    "choice": (str | None, {}),  # (its values are checked by the optimizer, named)
 }
 # Each [optimizer] option's type and range, from the one registry (nnopt.optim.registry).
 OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {

@@ -20,6 +20,8 @@ from nnopt.optim.rules.lion import lion_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
+from nnopt.optim.rules.muon import muon_, newton_schulz
+from nnopt.optim.rules.adafactor import adafactor_
 
 __all__ = [
     "Divisor",
@@ -33,4 +35,7 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "muon_",
+    "newton_schulz",
+    "adafactor_",
 ]
