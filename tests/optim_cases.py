@@ -223,8 +223,12 @@ def adafactor_rule(theta, g, s, o, t):
     if o.get("decoupled_weight_decay", True):
         theta = theta * (1 - o["lr"] * o["weight_decay"])
     if g.ndim > 1:
-        s["R"] = R = (1 - w) * _once(s, "R", torch.zeros_like(g[..., :1])) + w * (g * g).mean(-1, keepdim=True)
-        s["C"] = C = (1 - w) * _once(s, "C", torch.zeros_like(g[..., :1, :])) + w * (g * g).mean(-2, keepdim=True)
+        s["R"] = R = (1 - w) * _once(s, "R", torch.zeros_like(g[..., :1])) + w * (g * g).mean(
+            -1, keepdim=True
+        )
+        s["C"] = C = (1 - w) * _once(s, "C", torch.zeros_like(g[..., :1, :])) + w * (g * g).mean(
+            -2, keepdim=True
+        )
         V = R @ C / R.mean(-2, keepdim=True).clamp(min=eps1)
     else:
         s["V"] = V = (1 - w) * _once(s, "V", torch.zeros_like(g)) + w * g * g
@@ -431,8 +435,12 @@ CASES: dict[str, Case] = {
             (
                 {},
                 dict(l1=1e-3, l2=1e-2),
-                dict(nesterov=False, adamw_betas=(0.8, 0.99), adjust_lr_fn="original",
-                     weight_decay=0.0),  # fmt: skip
+                dict(
+                    nesterov=False,
+                    adamw_betas=(0.8, 0.99),
+                    adjust_lr_fn="original",
+                    weight_decay=0.0,
+                ),  # fmt: skip
             ),
             # A vector goes to the AdamW half (its Muon half is muon_torch's case).
             (Converge(0.1, 500, 5e-3, dict(weight_decay=0.0)),),  # (observed 7e-4)

@@ -33,7 +33,10 @@ class Tiny(nn.Module):
 
 def loss(model: nn.Module, step: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(step)
-    ids, target = torch.randint(0, 11, (12,), generator=gen), torch.randint(0, 5, (12,), generator=gen)
+    ids, target = (
+        torch.randint(0, 11, (12,), generator=gen),
+        torch.randint(0, 5, (12,), generator=gen),
+    )
     return nn.functional.cross_entropy(model(ids), target)
 
 

@@ -95,7 +95,10 @@ BAD: dict[str, list[tuple]] = {
     "capturable": [(True, "capturable")],
     "beta2_decay": [(0.1, "beta2_decay")],
     "d": [(0.5, "d")],
-    "ns_coefficients": [((1.0, 2.0), "ns_coefficients"), ((1.0, math.nan, 2.0), "ns_coefficients[1]")],
+    "ns_coefficients": [
+        ((1.0, 2.0), "ns_coefficients"),
+        ((1.0, math.nan, 2.0), "ns_coefficients[1]"),
+    ],
     "ns_steps": [(100, "ns_steps"), (2.5, "ns_steps")],
     "adjust_lr_fn": [("rms", "adjust_lr_fn")],
     "adamw_betas": [((1.0, 0.9), "adamw_betas[0]")],

@@ -73,7 +73,9 @@ def test_state_dict_crosses_to_the_twin_and_back(pair):
     twin = build(case, case.trainable(theirs.parameters()), sets, twin=True)
     train(theirs, twin, 3)
     ours = copy.deepcopy(theirs)
-    opt = case.table_row.build(case.trainable(ours.parameters()), lr=1.0)  # other options than torch's
+    opt = case.table_row.build(
+        case.trainable(ours.parameters()), lr=1.0
+    )  # other options than torch's
     opt.load_state_dict(copy.deepcopy(twin.state_dict()))
     train(theirs, twin, 3, start=3)
     train(ours, opt, 3, start=3)

@@ -15,11 +15,11 @@ from functools import cache
 from typing import Any
 
 from nnopt.optim import registry
+from nnopt.optim.adafactor import Adafactor
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
-from nnopt.optim.adafactor import Adafactor
 from nnopt.optim.muon import Muon
 from nnopt.optim.muon_for import MuonAdamW
 from nnopt.optim.rmsprop import RMSProp, RMSprop

@@ -129,7 +129,7 @@ def build_optimizer(
     # muon: each group split by what its parameters are (hidden matrices to Muon)
     groups, choices = muon_split(model, groups)
     optimizer = row.build(groups, recipe.lr_schedule(total_steps), **options)
-    optimizer.choices = choices  # (written to the run directory as muon_split.txt)
+    optimizer.choices = choices  # type: ignore[attr-defined]  # (written as muon_split.txt)
     return optimizer
 
 
