@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from recipe_helpers import MINIMAL, make
 
+from nnopt.optim import table
 from nnopt.recipe import Recipe, RecipeError
 
 
@@ -101,10 +102,14 @@ def test_non_finite_rejected():
 
 
 def test_choices():
+    # (every name of the table, in its order: each new optimizer adds one)
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
-        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch,"
-        " adam, adamw, lion; got 'adm'"
+        f"optimizer.name must be one of {', '.join(table.NAMES)}; got 'adm'"
     )
+    assert table.NAMES[:9] == (
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_torch", "adam", "adamw",
+        "lion",
+    )  # fmt: skip
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
     )
@@ -136,8 +141,18 @@ def test_several_problems_one_line_each():
     ("name", "option", "value", "applies"),
     [
         ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion"),
-        ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw"),
+        (
+            "adam",
+            "momentum",
+            0.9,
+            "sgd, momentum, nesterov, rmsprop, rmsprop_torch, muon_torch, muon",
+        ),
+        (
+            "sgd",
+            "eps",
+            1e-8,
+            "adagrad, rmsprop, rmsprop_torch, adam, adamw, adafactor, muon_torch, muon",
+        ),
         ("adam", "rho", 0.9, "rmsprop"),
         ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
         ("adagrad", "amsgrad", False, "adam, adamw"),
