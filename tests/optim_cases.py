@@ -425,7 +425,9 @@ CASES: dict[str, Case] = {
             (Converge(0.005, 1000, 4e-2, dict(weight_decay=0.0)),),  # (observed 1e-2)
             {"momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_steps": 5},
             lr=0.02,
-            tol64=3e-3,  # bfloat16 Newton-Schulz (torch's) vs the float64 reference
+            # bfloat16 Newton-Schulz (torch's) vs the float64 reference: observed 3e-3 over 30
+            # steps with L1 (9e-4 without), a tenth of one step (lr r = 0.07 on a (13, 1))
+            tol64=6e-3,
             matrices=True,
             group_kernel=False,
         ),
