@@ -66,6 +66,19 @@ class Case:
     constructor_only: frozenset[str] = frozenset()
     tol64: float = 1e-10  # float64 vs the reference: max |a - b| / max(max |b|, 1)
     tol32: float = 1e-5  # float32 vs torch, and between layouts and kernels
+    # The row takes 2-D parameters only (torch's Muon): the tests' shapes become matrices
+    # (:func:`as_matrix`) and a model's other parameters are left out.
+    matrices: bool = False
+    decays_in_rule: bool = False  # the reference applies decoupled decay itself (Adafactor)
+    group_kernel: bool = True  # the row has kernels for test_group_kernel to compare
+
+    def shapes(self, shapes):
+        """The test shapes as this row takes them."""
+        return tuple(map(as_matrix, shapes)) if self.matrices else tuple(shapes)
+
+    def trainable(self, params) -> list:
+        """The parameters of a model this row takes."""
+        return [p for p in params if p.ndim == 2] if self.matrices else list(params)
 
     @property
     def table_row(self) -> table.Row:
@@ -92,6 +105,16 @@ class Case:
         accepted = set(inspect.signature(self.twin.__init__).parameters)
         aliased = set(self.table_row.defaults)
         return [i for i, s in enumerate(self.option_sets) if aliased | set(s) <= accepted]
+
+
+def as_matrix(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A test shape as a matrix: a vector (n,) as a tall (n, 1), a scalar as (1, 1), more
+    dimensions as (first, the rest)."""
+    if len(shape) == 2:
+        return shape
+    if len(shape) < 2:
+        return (shape[0] if shape else 1, 1)
+    return (shape[0], math.prod(shape[1:]))
 
 
 # --- the reference rules (float64, from the papers and SEED.md) ------------------------------
@@ -287,14 +310,74 @@ def radam_rule(theta, g, s, o, t):
     return theta - o["lr"] * m_hat / d, d
 
 
+def muon_rule(theta, g, s, o, t):
+    """Muon (Jordan et al. 2024): B <- mu B + (1 - mu) g; U = (1 - mu) g + mu B (Nesterov)
+    or B; X = U / ||U||_F as a (rows, rest) matrix, transposed when tall; ns_steps times
+    X <- a X + (b A + c A^2) X with A = X X^T; theta <- theta - eta r X, r = sqrt(max(1, A/B))
+    or 0.2 sqrt(max(A, B)) (Liu et al. 2025). In float64 (torch's runs it in bfloat16)."""
+    mu = o["momentum"]
+    s["B"] = B = mu * _once(s, "B", torch.zeros_like(theta)) + (1 - mu) * g
+    U = (1 - mu) * g + mu * B if o["nesterov"] else B
+    M = U.reshape(as_matrix(tuple(U.shape)))
+    X = M.T if M.shape[0] > M.shape[1] else M
+    X = X / max(X.norm().item(), o["eps"])
+    a, b, c = o["ns_coefficients"]
+    for _ in range(o["ns_steps"]):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    X = X.T if M.shape[0] > M.shape[1] else X
+    rows, cols = M.shape
+    if o["adjust_lr_fn"] == "match_rms_adamw":
+        r = 0.2 * math.sqrt(max(rows, cols))
+    else:
+        r = math.sqrt(max(1, rows / cols))
+    return theta - o["lr"] * r * X.reshape(theta.shape), 1 / r
+
+
+def adafactor_rule(theta, g, s, o, t):
+    """Adafactor (Shazeer & Stern 2018) as torch reads it: 1 - beta2_t = t^decay, alpha =
+    max(eps2, RMS(theta)) min(eta, 1/sqrt(t)), decoupled decay after alpha; a matrix keeps
+    row and column means of g^2 (V = R C / max(mean R, eps1)), others V of g^2; U = g /
+    sqrt(max(V, eps1^2)); theta <- theta - alpha U / max(1, RMS(U) / d)."""
+    eps1, eps2 = o["eps"]
+    eps1 = torch.finfo(torch.float64).eps if eps1 is None else eps1
+    w = t ** o["beta2_decay"]
+    alpha = max(eps2, theta.pow(2).mean().sqrt().item()) * min(o["lr"], t**-0.5)
+    if o.get("decoupled_weight_decay", True):
+        theta = theta * (1 - o["lr"] * o["weight_decay"])
+    if g.ndim > 1:
+        s["R"] = R = (1 - w) * _once(s, "R", torch.zeros_like(g[..., :1])) + w * (g * g).mean(
+            -1, keepdim=True
+        )
+        s["C"] = C = (1 - w) * _once(s, "C", torch.zeros_like(g[..., :1, :])) + w * (g * g).mean(
+            -2, keepdim=True
+        )
+        V = R @ C / R.mean(-2, keepdim=True).clamp(min=eps1)
+    else:
+        s["V"] = V = (1 - w) * _once(s, "V", torch.zeros_like(g)) + w * g * g
+    root = V.clamp(min=eps1 * eps1).sqrt()
+    U = g / root
+    clip = max(1.0, U.pow(2).mean().sqrt().item() / o["d"])
+    return theta - alpha / clip * U, o["lr"] * clip * root / alpha
+
+
+def muon_adamw_rule(theta, g, s, o, t):
+    """muon_for's split by shape: Muon on 2 or more dimensions, AdamW (adamw_betas, adamw_eps)
+    on the rest."""
+    if theta.ndim >= 2:
+        return muon_rule(theta, g, s, o, t)
+    return adam_rule(theta, g, s, {**o, "betas": o["adamw_betas"], "eps": o["adamw_eps"],
+                                   "amsgrad": False}, t)  # fmt: skip
+
+
 def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
     """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
     lr, wd = o["lr"], o["weight_decay"]
     decoupled = o.get("decoupled_weight_decay", False)
-    if o["maximize"]:
+    if o.get("maximize", False):  # (torch's Muon has no maximize)
         g = -g
     g = g + (o.get("l2", 0.0) + (0.0 if decoupled else wd)) * theta
-    if decoupled:
+    if decoupled and not case.decays_in_rule:
         theta = theta * (1 - lr * wd)
     theta, d = case.reference(theta, g, s, o, t)
     if o.get("l1", 0.0):
@@ -523,6 +606,64 @@ CASES: dict[str, Case] = {
             # start): lr 0.015 already diverges there. beta2 = 0.99 rectifies sooner after.
             (Converge(0.01, 3000, 3e-3, dict(betas=(0.9, 0.99))),),  # (observed 4e-4)
             {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+        ),
+        Case(
+            "adafactor",
+            adafactor_rule,
+            (
+                dict(weight_decay=0.1, d=2.0),
+                dict(l1=1e-3, l2=1e-2),
+                dict(beta2_decay=-0.5, eps=(1e-30, 1e-3), maximize=True),
+                {**ALL_REGULARIZERS, "decoupled_weight_decay": False},
+            ),
+            (Converge(0.05, 2000, 1e-4),),  # (observed 2e-6)
+            # Relative steps (a share of RMS(theta)) crawl in the valley: progress, not precision.
+            (Converge(0.2, 2000, 0.6),),  # (observed 0.29)
+            {"beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0, "weight_decay": 0.0},
+            lr=0.05,
+            decays_in_rule=True,
+            group_kernel=False,
+        ),
+        Case(
+            "muon_torch",
+            muon_rule,
+            (
+                dict(weight_decay=0.05, adjust_lr_fn="match_rms_adamw"),
+                dict(l1=1e-3, l2=1e-2),
+                dict(nesterov=False, momentum=0.9, ns_steps=3, adjust_lr_fn="original"),
+                ALL_REGULARIZERS,
+            ),
+            # On a (2, 1) matrix Muon is normalized gradient descent: within about lr.
+            # (few steps: a Newton-Schulz step costs ~1 ms on a tiny matrix)
+            (Converge(0.01, 400, 2e-2, dict(weight_decay=0.0)),),  # (observed 5e-3)
+            (Converge(0.005, 1000, 4e-2, dict(weight_decay=0.0)),),  # (observed 1e-2)
+            {"momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_steps": 5},
+            lr=0.02,
+            # bfloat16 Newton-Schulz (torch's) vs the float64 reference: observed 3e-3 over 30
+            # steps with L1 (9e-4 without), a tenth of one step (lr r = 0.07 on a (13, 1))
+            tol64=6e-3,
+            matrices=True,
+            group_kernel=False,
+        ),
+        Case(
+            "muon",
+            muon_adamw_rule,
+            (
+                {},
+                dict(l1=1e-3, l2=1e-2),
+                dict(
+                    nesterov=False,
+                    adamw_betas=(0.8, 0.99),
+                    adjust_lr_fn="original",
+                    weight_decay=0.0,
+                ),  # fmt: skip
+            ),
+            # A vector goes to the AdamW half (its Muon half is muon_torch's case).
+            (Converge(0.1, 500, 5e-3, dict(weight_decay=0.0)),),  # (observed 7e-4)
+            (Converge(0.01, 3000, 2e-3, dict(weight_decay=0.0)),),  # (observed 1.9e-4)
+            {"adjust_lr_fn": "match_rms_adamw", "adamw_betas": (0.9, 0.95), "weight_decay": 0.1},
+            tol64=3e-3,
+            group_kernel=False,
         ),
     )
 }

@@ -108,6 +108,10 @@ def test_choices():
         # (the table's names, in its order: each new row appends its own)
         f"optimizer.name must be one of {', '.join(table.NAMES)}; got 'adm'"
     )
+    assert table.NAMES[:9] == (
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_torch", "adam", "adamw",
+        "lion",
+    )  # fmt: skip
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
     )

@@ -88,6 +88,9 @@ def step_group(
 ) -> None:
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
     params = group["params"] if params is None else params
+    if opt.whole_tensors(group):
+        _step_whole(opt, group, h, how, params)
+        return
     if how.native is not None and not h.maximize:
         params = group_kernel.step_many(opt, group, how, params)
         if not params:
@@ -163,6 +166,33 @@ def step_group(
         apply(opt, h, param, grad, tensors, step, how)
 
 
+def _step_whole(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, params: list[Tensor]
+) -> None:
+    """One step of a group whose rule reads each parameter whole (``whole_tensors``): the
+    eager rule, parameter by parameter, on the parameter in its own shape."""
+    tracing = torch.compiler.is_compiling()
+    name = type(opt).__name__
+    for p in params:
+        grad = p.grad
+        if grad is None:
+            continue
+        # (torch's Muon and Adafactor refuse these, in these words)
+        if p.is_complex():
+            raise RuntimeError(f"{name} does not support complex parameters")
+        if grad.is_sparse:
+            raise RuntimeError(f"{name} does not support sparse gradients")
+        state = opt.state[p]
+        if not state:
+            state.update(opt.start_state(group, p))
+        step: Any = 1
+        if "step" in state:
+            state["step"] += 1
+            step = state["step"] if tracing else int(state["step"].item())
+        tensors = {k: v for k, v in state.items() if k != "step"}
+        apply(opt, h, p, grad, tensors, step, how)
+
+
 def apply(
     opt: Optimizer,
     h: Hyper,
@@ -184,7 +214,7 @@ def apply(
         grad = grad.neg()
     if h.coupled:
         grad = rules.with_l2(grad, param, l2=h.coupled)
-    if h.decoupled:
+    if h.decoupled and not opt.decays_in_rule:
         rules.decoupled_decay_(param, lr=h.lr, weight_decay=h.decoupled)
     divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
@@ -202,7 +232,11 @@ def step_flat(
     opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, layout: FlatLayout
 ) -> None:
     """One step of a group held in flat buffers: a few launches per bucket, then the loose
-    tensors (those that cannot be packed) one by one."""
+    tensors (those that cannot be packed) one by one. A whole-tensor group's parameters live
+    in the buffers but are stepped one by one, each a view in its own shape."""
+    if opt.whole_tensors(group):
+        step_group(opt, group, h, how)
+        return
     for bucket in layout.buckets:
         _step_bucket(opt, group, h, how, bucket)
     if layout.loose:

@@ -13,31 +13,30 @@ from typing import Any, Literal
 
 from nnopt.optim.validation import (
     OptionError,
+    check_at_least_one,
     check_below_one,
+    check_iterations,
     check_nonnegative,
+    check_nonpositive,
     check_positive,
+    check_triple,
     check_type,
     check_unit_interval,
 )
 
 Kind = Literal[
-    "nonnegative",
-    "positive",
-    "unit",
-    "bool",
-    "flag",
-    "pair",
-    "count",
-    "below_one",
-    "positive_or_none",
-]
+    "nonnegative", "positive", "unit", "bool", "flag", "pair", "count", "below_one",
+    "positive_or_none", "nonpositive", "at_least_one", "iterations", "triple", "choice",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Option:
     """One option. ``kind``: nonnegative (>= 0, finite), positive (> 0, finite), unit ([0, 1)),
     bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers),
-    count (an int >= 1), below_one (a number < 1), positive_or_none (> 0, or None: off).
+    count (an int >= 1), below_one (a number < 1), positive_or_none (> 0, or None: off),
+    nonpositive (<= 0), at_least_one (>= 1), iterations (an int in [0, 100)), triple (three
+    finite numbers), choice (one of ``CHOICES[name]``).
     ``recipe``: an [optimizer] key of a recipe (lr, flat and the [regularization] section are
     recipe fields of their own)."""
 
@@ -87,8 +86,17 @@ OPTIONS: dict[str, Option] = {
         Option("precondition_1d", "bool", "paper", True, "SOAP: rotate 1-D parameters too"),
         Option("normalize_grads", "bool", "paper", True, "SOAP: unit-RMS update per tensor"),
         Option("correct_bias", "bool", "paper", True, "SOAP: Adam's bias correction"),
+        Option("beta2_decay", "nonpositive", "torch", True, "Adafactor: 1 - beta2_t = t^decay"),
+        Option("d", "at_least_one", "torch", True, "Adafactor: clip RMS(update) at d"),
+        Option("ns_coefficients", "triple", "torch", False, "Muon: Newton-Schulz (a, b, c)"),
+        Option("ns_steps", "iterations", "torch", True, "Muon: Newton-Schulz iterations"),
+        Option("adjust_lr_fn", "choice", "torch", True, "Muon: the lr's scaling by shape"),
+        Option("adamw_betas", "pair", "nnopt", True, "muon_for: AdamW's (beta1, beta2)"),
+        Option("adamw_eps", "positive", "nnopt", True, "muon_for: AdamW's eps"),
     )
 }
+# The allowed values of each "choice" option (torch's Muon: None means "original").
+CHOICES: dict[str, tuple[Any, ...]] = {"adjust_lr_fn": (None, "original", "match_rms_adamw")}
 # What a group without the option means (a state dict of an older torch may lack it).
 ABSENT = {
     "maximize": False,
@@ -105,6 +113,10 @@ _RANGES = {
     "nonnegative": check_nonnegative,
     "positive": check_positive,
     "unit": check_unit_interval,
+    "nonpositive": check_nonpositive,
+    "at_least_one": check_at_least_one,
+    "iterations": check_iterations,
+    "triple": check_triple,
 }
 
 
@@ -128,6 +140,14 @@ def check(name: str, value: Any, *, shown: str | None = None) -> None:
             raise OptionError(f"{shown} must be a pair, got {value!r}", option=shown)
         for index, item in enumerate(value):
             check_unit_interval(f"{shown}[{index}]", item)
+    elif kind == "choice":
+        if value not in CHOICES[name] or isinstance(value, bool):
+            allowed = ", ".join(map(repr, CHOICES[name]))
+            raise OptionError(
+                f"{shown} must be one of {allowed}, got {value!r}",
+                f"Adjust learning rate function {value} is not supported",
+                option=shown,
+            )
     else:
         _RANGES[kind](shown, value)
 

@@ -147,6 +147,10 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "count": (int, {"ge": 1}),
     "below_one": (float, {"lt": 1}),
     "positive_or_none": (float, {"gt": 0}),  # (unset is None: the class's default)
+    "nonpositive": (float, {"le": 0}),
+    "at_least_one": (float, {"ge": 1}),
+    "iterations": (int, {"ge": 0, "lt": 100}),
+    "choice": (str | None, {}),  # (its values are checked by the optimizer, named)
 }
 # An option whose range differs by optimizer: numbers here, the range checked by the class
 # the recipe builds (Recipe._optimizer_accepts names the field).

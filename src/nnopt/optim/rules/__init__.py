@@ -16,8 +16,10 @@ autograd sees it: the ``add_``-style helpers of ``ops`` take either, and a numbe
 fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
+from nnopt.optim.rules.adafactor import adafactor_
 from nnopt.optim.rules.ademamix import ademamix_, ademamix_schedule
 from nnopt.optim.rules.lion import lion_
+from nnopt.optim.rules.muon import muon_, newton_schulz
 from nnopt.optim.rules.nadam import nadam_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.radam import radam_
@@ -42,4 +44,7 @@ __all__ = [
     "soap_",
     "nadam_",
     "radam_",
+    "muon_",
+    "newton_schulz",
+    "adafactor_",
 ]
