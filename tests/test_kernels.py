@@ -227,7 +227,8 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path) -> 
 
 def test_blocks_are_read_from_the_library() -> None:
     found = blocks.read(build.load())
-    assert set(found) == {"sgd", "adagrad", "rmsprop", "adam", "lion"}
+    assert set(found) == {"sgd", "adagrad", "rmsprop", "adam", "lion", "schedule_free_sgd",
+                          "schedule_free_adamw"}  # fmt: skip
     assert blocks.layout(found["adagrad"]) == (
         "p:ptr,g:ptr,sum:ptr,l2_on:i32,l1_on:i32,lr:f64,step:f64,l2:f64,decay:f64,l1lr:f64,"
         "eps:f64,lr_decay:f64"

@@ -16,6 +16,7 @@ from collections import Counter
 import torch
 from torch import Tensor
 
+from nnopt.optim.lazy_state import COPY_OF_PARAM, Start, fill_start, new_state
 from nnopt.optim.options import step_dtype
 
 
@@ -62,6 +63,7 @@ class FlatBucket:
         self.uniform_step: int | None = None  # the common step when all counters agree
         self.state_bound = False
         self.unregistered: set[int] = set()  # params whose state views are not handed out yet
+        self.copies: set[str] = set()  # state that starts as a copy of its parameter
         # Params whose state was just created and not stepped yet: a rule whose first step is
         # special (SGD's dampening: b <- g) reads it when the bucket keeps no step counters.
         self.fresh: set[int] = set()
@@ -119,7 +121,7 @@ class FlatBucket:
         return active
 
     def bind_state(
-        self, initial: dict[str, float], per_param: dict, with_step: bool, active: list[bool]
+        self, initial: dict[str, Start], per_param: dict, with_step: bool, active: list[bool]
     ) -> None:
         """Make ``per_param[p][key]`` views of flat state, keeping any values already there.
 
@@ -130,10 +132,11 @@ class FlatBucket:
         views the first time it is stepped.
         """
         self.unregistered = set()
+        self.copies = {k for k, start in initial.items() if start == COPY_OF_PARAM}
         for key, start in initial.items():
             flat = self.state.get(key)
             if flat is None:
-                flat = torch.full_like(self.param, start)
+                flat = new_state(self.param, start)
                 self.state[key] = flat
                 self.state_views[key] = self.views(flat)
             for i, (p, view) in enumerate(zip(self.params, self.state_views[key], strict=True)):
@@ -141,7 +144,7 @@ class FlatBucket:
                 if held is view:
                     continue
                 if held is None:
-                    view.fill_(start)
+                    fill_start(view, start, p)
                     if not active[i]:
                         self.unregistered.add(i)
                         continue
@@ -171,6 +174,8 @@ class FlatBucket:
         for i in [i for i in self.unregistered if active[i]]:
             p = self.params[i]
             for key, views in self.state_views.items():
+                if key in self.copies:  # (its start is the parameter now, not at binding)
+                    views[i].copy_(p)
                 per_param[p][key] = views[i]
             if self.steps is not None:
                 per_param[p]["step"] = self.step_views[i]

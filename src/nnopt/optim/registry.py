@@ -62,6 +62,9 @@ OPTIONS: dict[str, Option] = {
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
         Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
+        Option("warmup_steps", "nonnegative", "torch", True, "schedule-free: linear lr warm-up"),
+        Option("r", "nonnegative", "torch", True, "schedule-free: average weights t^r"),
+        Option("weight_lr_power", "nonnegative", "torch", True, "schedule-free: lr_max^power"),
     )
 }
 # What a group without the option means (a state dict of an older torch may lack it).

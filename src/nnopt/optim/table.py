@@ -20,6 +20,7 @@ from nnopt.optim.adam import Adam, AdamW
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
 from nnopt.optim.rmsprop import RMSProp, RMSprop
+from nnopt.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from nnopt.optim.sgd import SGD
 from nnopt.optim.torch_signature import follow
 
@@ -59,6 +60,8 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("schedulefree_adamw", ScheduleFreeAdamW, "Schedule-Free AdamW (Defazio et al. 2024)"),
+    Row("schedulefree_sgd", ScheduleFreeSGD, "Schedule-Free SGD (Defazio et al. 2024)"),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

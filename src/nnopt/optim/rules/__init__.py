@@ -19,6 +19,7 @@ fused-scalar op, so the numbers of the ordinary step do not change.
 from nnopt.optim.rules.lion import lion_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
+from nnopt.optim.rules.schedule_free import schedule_free_adamw_, schedule_free_sgd_
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "schedule_free_adamw_",
+    "schedule_free_sgd_",
 ]
