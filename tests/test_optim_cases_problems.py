@@ -77,7 +77,8 @@ BAD: dict[str, list[tuple]] = {
     "l2": [(-0.1, "l2")],
     "momentum": [(1.0, "momentum"), (-0.1, "momentum")],
     "dampening": [(-0.1, "dampening")],
-    "alpha": [(1.0, "alpha"), (-0.5, "alpha")],
+    # (inf, not 1.0: AdEMAMix's alpha is any weight >= 0, RMSprop's a decay in [0, 1))
+    "alpha": [(math.inf, "alpha"), (-0.5, "alpha")],
     "rho": [(1.0, "rho"), (-0.5, "rho")],
     "lr_decay": [(-1.0, "lr_decay")],
     "initial_accumulator_value": [(-1.0, "initial_accumulator_value")],
@@ -95,6 +96,10 @@ BAD: dict[str, list[tuple]] = {
     "fused": [(NOT_BOOL, "fused")],
     # capturable=True is refused by name: nnopt cannot be captured in a CUDA graph.
     "capturable": [(True, "capturable")],
+    "t_alpha_beta3": [(0, "t_alpha_beta3"), (-10.0, "t_alpha_beta3")],
+    "shampoo_beta": [(1.0, "shampoo_beta"), (math.nan, "shampoo_beta")],
+    "precondition_frequency": [(0, "precondition_frequency"), (2.5, "precondition_frequency")],
+    "max_precond_dim": [(0, "max_precond_dim"), (True, "max_precond_dim")],
 }
 for _flag in (
     "nesterov",
@@ -104,6 +109,10 @@ for _flag in (
     "maximize",
     "differentiable",
     "decoupled_weight_decay",
+    "merge_dims",
+    "precondition_1d",
+    "normalize_grads",
+    "correct_bias",
 ):
     BAD[_flag] = [(NOT_BOOL, _flag)]
 

@@ -10,6 +10,7 @@ from torch.optim import lr_scheduler
 
 import nnopt
 from nnopt import schedules
+from nnopt.checks import OptionError
 from nnopt.schedules import (
     ReduceOnPlateau,
     constant,
@@ -264,3 +265,18 @@ def test_the_schedule_type_is_defined_once_in_schedules():
     }
     assert defined == {"schedules.py"}, defined
     assert "Schedule" in schedules.__all__
+
+
+@pytest.mark.parametrize(
+    ("build", "option", "words"),
+    [
+        (lambda: schedules.step_decay(lr=0.1, step_size=0, gamma=0.5), "step_size", ">= 1"),
+        (lambda: schedules.constant(lr=-1.0), "lr", ">= 0"),
+        (lambda: schedules.cosine(lr=0.1, final_lr=0.0, decay_steps=0), "decay_steps", ">= 1"),
+    ],
+)
+def test_a_bad_argument_names_itself(build, option: str, words: str) -> None:
+    """The same error as an optimizer's options: a ValueError that names the argument."""
+    with pytest.raises(OptionError, match=f"^{option} must be {words}, got ") as raised:
+        build()
+    assert raised.value.option == option

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nnopt.checks import require
+
 # The one definition of the schedule type (step -> lr); optimizers import it from here.
 Schedule = Callable[[int], float]
 
@@ -33,13 +35,8 @@ __all__ = [
 ]
 
 
-def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
 def _check_lr(name: str, value: float) -> None:
-    _check(value >= 0, name, ">= 0", value)
+    require(value >= 0, name, ">= 0", value)
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,8 @@ class step_decay:
 
     def __post_init__(self) -> None:
         _check_lr("lr", self.lr)
-        _check(self.step_size >= 1, "step_size", ">= 1", self.step_size)
-        _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
+        require(self.step_size >= 1, "step_size", ">= 1", self.step_size)
+        require(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
 
     def __call__(self, step: int) -> float:
         return float(self.lr * self.gamma ** (step // self.step_size))
@@ -86,8 +83,8 @@ class exponential_decay:
 
     def __post_init__(self) -> None:
         _check_lr("lr", self.lr)
-        _check(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
-        _check(self.decay_steps >= 1, "decay_steps", ">= 1", self.decay_steps)
+        require(0 < self.gamma <= 1, "gamma", "in (0, 1]", self.gamma)
+        require(self.decay_steps >= 1, "decay_steps", ">= 1", self.decay_steps)
 
     def __call__(self, step: int) -> float:
         exponent = step / self.decay_steps
@@ -111,7 +108,7 @@ class linear_warmup:
     def __post_init__(self) -> None:
         _check_lr("peak_lr", self.peak_lr)
         _check_lr("init_lr", self.init_lr)
-        _check(self.warmup_steps >= 1, "warmup_steps", ">= 1", self.warmup_steps)
+        require(self.warmup_steps >= 1, "warmup_steps", ">= 1", self.warmup_steps)
 
     def __call__(self, step: int) -> float:
         frac = min(step, self.warmup_steps) / self.warmup_steps
@@ -133,7 +130,7 @@ class cosine:
     def __post_init__(self) -> None:
         _check_lr("lr", self.lr)
         _check_lr("final_lr", self.final_lr)
-        _check(self.decay_steps >= 1, "decay_steps", ">= 1", self.decay_steps)
+        require(self.decay_steps >= 1, "decay_steps", ">= 1", self.decay_steps)
 
     def __call__(self, step: int) -> float:
         t = min(step, self.decay_steps) / self.decay_steps
@@ -166,10 +163,10 @@ class one_cycle:
 
     def __post_init__(self) -> None:
         _check_lr("max_lr", self.max_lr)
-        _check(self.total_steps >= 1, "total_steps", ">= 1", self.total_steps)
-        _check(0 < self.pct_start < 1, "pct_start", "in (0, 1)", self.pct_start)
-        _check(self.div_factor > 0, "div_factor", "> 0", self.div_factor)
-        _check(self.final_div_factor > 0, "final_div_factor", "> 0", self.final_div_factor)
+        require(self.total_steps >= 1, "total_steps", ">= 1", self.total_steps)
+        require(0 < self.pct_start < 1, "pct_start", "in (0, 1)", self.pct_start)
+        require(self.div_factor > 0, "div_factor", "> 0", self.div_factor)
+        require(self.final_div_factor > 0, "final_div_factor", "> 0", self.final_div_factor)
 
     def __call__(self, step: int) -> float:
         init = self.max_lr / self.div_factor
@@ -202,8 +199,8 @@ class join:
         object.__setattr__(self, "schedules", tuple(self.schedules))
         object.__setattr__(self, "boundaries", tuple(self.boundaries))
         n = len(self.schedules)
-        _check(n >= 1, "schedules", "a non-empty sequence", self.schedules)
-        _check(
+        require(n >= 1, "schedules", "a non-empty sequence", self.schedules)
+        require(
             len(self.boundaries) == n - 1,
             "boundaries",
             f"of length len(schedules) - 1 = {n - 1}",
@@ -212,7 +209,7 @@ class join:
         ok = all(b > 0 for b in self.boundaries) and all(
             a < b for a, b in zip(self.boundaries, self.boundaries[1:], strict=False)
         )
-        _check(ok, "boundaries", "strictly increasing and > 0", self.boundaries)
+        require(ok, "boundaries", "strictly increasing and > 0", self.boundaries)
 
     def __call__(self, step: int) -> float:
         offset = 0
@@ -251,19 +248,19 @@ class ReduceOnPlateau:
         min_lr: float = 0.0,
         eps: float = 1e-8,
     ) -> None:
-        _check(mode in ("min", "max"), "mode", "one of 'min', 'max'", mode)
-        _check(
+        require(mode in ("min", "max"), "mode", "one of 'min', 'max'", mode)
+        require(
             threshold_mode in ("rel", "abs"),
             "threshold_mode",
             "one of 'rel', 'abs'",
             threshold_mode,
         )
-        _check(0 < factor < 1, "factor", "in (0, 1)", factor)
-        _check(patience >= 0, "patience", ">= 0", patience)
-        _check(cooldown >= 0, "cooldown", ">= 0", cooldown)
-        _check(threshold >= 0, "threshold", ">= 0", threshold)
-        _check(min_lr >= 0, "min_lr", ">= 0", min_lr)
-        _check(eps >= 0, "eps", ">= 0", eps)
+        require(0 < factor < 1, "factor", "in (0, 1)", factor)
+        require(patience >= 0, "patience", ">= 0", patience)
+        require(cooldown >= 0, "cooldown", ">= 0", cooldown)
+        require(threshold >= 0, "threshold", ">= 0", threshold)
+        require(min_lr >= 0, "min_lr", ">= 0", min_lr)
+        require(eps >= 0, "eps", ">= 0", eps)
         self.mode = mode
         self.factor = float(factor)
         self.patience = int(patience)

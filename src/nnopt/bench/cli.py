@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=optimizer_name,
         default=list(DEFAULT),
         metavar="NAME",
-        help="optimizers to time: recipe names with a torch.optim twin (a wrong one lists them; "
+        help="optimizers to time: recipe names (a wrong one lists them; "
         f"default: {' '.join(DEFAULT)})",
     )
     parser.add_argument(
@@ -77,8 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="time optimizer steps against torch.optim and the memory floor",
         description="Time one optimizer step of each nnopt optimizer against its torch.optim "
-        "twin on parameter sets of several shapes, and against the memory floor (the bytes a "
-        "step must move over the memory bandwidth).",
+        "twin (and another package's implementation, where there is one) on parameter sets of "
+        "several shapes, and against the memory floor (the bytes a step must move over the "
+        "memory bandwidth).",
     )
     add_arguments(parser)
     parser.set_defaults(run=run)

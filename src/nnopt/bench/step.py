@@ -1,20 +1,24 @@
-"""Optimizer step time: nnopt against torch.optim's three modes and the memory floor.
+"""Optimizer step time: nnopt against torch.optim's three modes, another package's
+implementation, and the memory floor.
 
 For each optimizer and shape, parameters get gradients once (present and attached, as after
 a backward), then only ``opt.step()`` is timed; the median of ``repeats`` steps is reported,
 the variants timed in interleaved rounds (``time_steps``) so that they share the machine's
 noise.
 nnopt runs in its default layout (each parameter its own storage) and with ``flat=True``
-(flat buffers); both take the very same call as torch.optim, which runs with
+(flat buffers); both take the very same call as the others: torch.optim's twin, with
 ``foreach=False`` (for-loop), ``foreach=True`` and ``fused=True`` where torch has a fused
-kernel. The floor is the step's bytes over the
-bandwidth of ``a.add_(b)`` measured in the same run (see ``floor.py``).
+kernel, and the row's ``reference`` class from another package (its foreach path), where the
+table names one and it is installed. An optimizer with neither is timed against the floor
+alone: the step's bytes over the bandwidth of ``a.add_(b)`` measured in the same run
+(see ``floor.py``).
 """
 
 from __future__ import annotations
 
 import datetime
 import gc
+import importlib
 import inspect
 import json
 import platform
@@ -34,33 +38,51 @@ from nnopt.optim import table as optimizers_table
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
-# Every optimizer of the table with a torch.optim twin can be timed, with the very same call
-# on both sides (the class defaults); choices.DEFAULT are the ones timed unless others are asked.
-OPTIMIZERS = tuple(row.name for row in optimizers_table.ROWS if row.twin is not None)
+# Every optimizer of the table can be timed, with the very same call on every side (the class
+# defaults); choices.DEFAULT are the ones timed unless others are asked.
+OPTIMIZERS = tuple(row.name for row in optimizers_table.ROWS)
 
-VARIANTS = ("nnopt", "nnopt flat=True", "torch for-loop", "torch foreach", "torch fused")
+NNOPT = ("nnopt", "nnopt flat=True")
+OTHERS = ("torch for-loop", "torch foreach", "torch fused", "reference")
+VARIANTS = NNOPT + OTHERS
 
 
 def _variants(name: str) -> dict[str, Factory]:
-    """nnopt's default and flat layouts, and torch's three modes, all from the same call."""
+    """nnopt's default and flat layouts, torch's three modes and the other package's class,
+    where the row has them, all from the same call."""
     row = optimizers_table.row(name)
-    twin = getattr(torch.optim, row.twin)
     kwargs = dict(row.defaults)  # the class defaults otherwise, lr included
     out: dict[str, Factory] = {
         "nnopt": lambda ps: row.cls(ps, **kwargs),
         "nnopt flat=True": lambda ps: row.cls(ps, flat=True, **kwargs),
-        "torch for-loop": lambda ps: twin(ps, foreach=False, **kwargs),
-        "torch foreach": lambda ps: twin(ps, foreach=True, **kwargs),
     }
-    if "fused" in inspect.signature(twin).parameters:
-        out["torch fused"] = lambda ps: twin(ps, fused=True, **kwargs)
+    if row.twin is not None:
+        twin = getattr(torch.optim, row.twin)
+        out["torch for-loop"] = lambda ps: twin(ps, foreach=False, **kwargs)
+        out["torch foreach"] = lambda ps: twin(ps, foreach=True, **kwargs)
+        if "fused" in inspect.signature(twin).parameters:
+            out["torch fused"] = lambda ps: twin(ps, fused=True, **kwargs)
+    reference = _reference(row.reference)
+    if reference is not None:
+        out["reference"] = lambda ps: reference(ps, foreach=True, **kwargs)
     return out
+
+
+def _reference(spec: str | None) -> Any:
+    """The class ``module:Class`` names, or None if there is none or it is not installed."""
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        return None
 
 
 def _state_tensors(name: str) -> int:
     """How many tensors shaped like each parameter the optimizer keeps (for the floor)."""
     row = optimizers_table.row(name)
-    probe = row.cls([torch.zeros(1, requires_grad=True)], **row.defaults)
+    probe = row.cls([torch.zeros(1, 1, requires_grad=True)], **row.defaults)
     return len(probe.state_keys(probe.param_groups[0]))
 
 
@@ -75,13 +97,16 @@ class StepResult:
     times: dict[str, float] = field(default_factory=dict)
 
     @property
-    def torch_best(self) -> float:
-        return min(v for k, v in self.times.items() if k.startswith("torch"))
+    def fastest_other(self) -> float | None:
+        """The fastest of torch's modes and the other package's class (None: neither)."""
+        others = [v for k, v in self.times.items() if k in OTHERS]
+        return min(others) if others else None
 
     @property
-    def vs_torch(self) -> float:
-        """nnopt (default layout) time over torch's fastest mode (< 1 is faster)."""
-        return self.times["nnopt"] / self.torch_best
+    def vs_other(self) -> float | None:
+        """nnopt (default layout) time over the fastest other implementation (< 1 is faster)."""
+        fastest = self.fastest_other
+        return None if fastest is None else self.times["nnopt"] / fastest
 
     @property
     def vs_floor(self) -> float:
@@ -207,7 +232,7 @@ def save_json(results: list[StepResult], path: str | Path) -> None:
     rows = []
     for r in results:
         row = asdict(r)
-        row.update(torch_best=r.torch_best, vs_torch=r.vs_torch, vs_floor=r.vs_floor)
+        row.update(fastest_other=r.fastest_other, vs_other=r.vs_other, vs_floor=r.vs_floor)
         rows.append(row)
     atomic.write_text(path, json.dumps({"meta": metadata(), "results": rows}, indent=2) + "\n")
 
@@ -222,7 +247,7 @@ def table(results: list[StepResult]):
     for variant in VARIANTS:
         out.add_column(variant, justify="right")
     out.add_column("floor", justify="right")
-    out.add_column("nnopt / torch best", justify="right")
+    out.add_column("nnopt / fastest other", justify="right")
     out.add_column("nnopt / floor", justify="right")
     for r in results:
         cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
@@ -231,22 +256,26 @@ def table(results: list[StepResult]):
             r.shape,
             *cells,
             f"{r.floor * 1e3:.2f}",
-            f"{r.vs_torch:.2f}x",
-            f"{r.vs_floor:.2f}x",
+            _ratio(r.vs_other),
+            _ratio(r.vs_floor),
         )
     return out
 
 
 def markdown(results: list[StepResult]) -> str:
     """The same table in Markdown (for RESULTS.md)."""
-    head = ["optimizer", "shape", *VARIANTS, "floor", "nnopt / torch best", "nnopt / floor"]
+    head = ["optimizer", "shape", *VARIANTS, "floor", "nnopt / fastest other", "nnopt / floor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
         row = [r.optimizer, r.shape, *cells, f"{r.floor * 1e3:.2f}"]
-        row += [f"{r.vs_torch:.2f}x", f"{r.vs_floor:.2f}x"]
+        row += [_ratio(r.vs_other), _ratio(r.vs_floor)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 __all__ = [

@@ -165,17 +165,14 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 for key, part in shard.items():
                     full = torch.empty(bucket.padded_numel, device=part.device, dtype=part.dtype)
                     _all_gather(full, part, group=self.group)
-                    bucket.state[key] = full[: bucket.numel]
-                    bucket.state_views[key] = bucket.views(bucket.state[key])
-                    for p, view in zip(bucket.params, bucket.state_views[key], strict=True):
-                        opt.state[p][key] = view
+                    bucket.hold_state(key, full[: bucket.numel], opt.state)
                 if opt.uses_step:
                     for p in bucket.params:
                         opt.state[p]["step"] = torch.tensor(float(self._steps[id(bucket)]))
         state = opt.state_dict()
         for layout in self.layouts:  # the gathered copies are not kept
             for bucket in layout.buckets:
-                bucket.state, bucket.state_views, bucket.state_bound = {}, {}, False
+                bucket.clear_state()
         opt.state.clear()
         return state
 
@@ -201,7 +198,7 @@ class ShardedOptimizer(torch.optim.Optimizer):
                     shard[key] = self._slice(padded).clone()
                 self._shards[id(bucket)] = shard
                 self._steps[id(bucket)] = bucket.uniform_step or 0
-                bucket.state, bucket.state_views, bucket.state_bound = {}, {}, False
+                bucket.clear_state()
         opt.state.clear()
 
 

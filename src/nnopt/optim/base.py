@@ -47,6 +47,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     uses_step: bool = False  # keep torch's per-tensor "step" counter in the state
     rule_reads_step: bool = True  # whether update/native read it (RMSprop only keeps it)
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
+    # The rule reads each parameter's shape (SOAP): with flat=True the buffers still hold the
+    # memory, but the step goes parameter by parameter, never over a segment of several.
+    whole_parameters: bool = False
     # Rule options that change every step (schedule-free's averaging weight): written into
     # the native kernel's block each step instead of keying a new block.
     step_fields: tuple[str, ...] = ()
@@ -249,7 +252,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                     step_differentiable(self, group, h)
                     continue
                 how = dispatch.plan(self, group, h)
-                if self.flat:
+                if self.flat and not self.whole_parameters:
                     dispatch.step_flat(self, group, h, how, self._intact_layout(index))
                 else:
                     dispatch.step_group(self, group, h, how)

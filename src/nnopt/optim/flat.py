@@ -169,6 +169,18 @@ class FlatBucket:
             self.uniform_step = int(first) if first == last else None
         self.state_bound = True
 
+    def hold_state(self, key: str, flat: Tensor, per_param: dict) -> None:
+        """Hold ``flat`` (the whole bucket's ``key`` state, e.g. gathered from the ranks of a
+        sharded optimizer) and make each parameter's ``per_param[p][key]`` a view of it."""
+        self.state[key] = flat
+        self.state_views[key] = self.views(flat)
+        for p, view in zip(self.params, self.state_views[key], strict=True):
+            per_param[p][key] = view
+
+    def clear_state(self) -> None:
+        """Drop the flat state (the next step binds it afresh from the per-parameter state)."""
+        self.state, self.state_views, self.state_bound = {}, {}, False
+
     def register(self, active: list[bool], per_param: dict) -> None:
         """Give the parameters stepped for the first time their state views."""
         for i in [i for i in self.unregistered if active[i]]:

@@ -13,27 +13,43 @@ from typing import Any, Literal
 
 from nnopt.optim.validation import (
     OptionError,
+    check_below_one,
     check_nonnegative,
     check_positive,
     check_type,
     check_unit_interval,
 )
 
-Kind = Literal["nonnegative", "positive", "unit", "bool", "flag", "pair"]
+Kind = Literal[
+    "nonnegative",
+    "positive",
+    "unit",
+    "bool",
+    "flag",
+    "pair",
+    "count",
+    "below_one",
+    "positive_or_none",
+]
 
 
 @dataclass(frozen=True)
 class Option:
     """One option. ``kind``: nonnegative (>= 0, finite), positive (> 0, finite), unit ([0, 1)),
-    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers).
+    bool, flag (True, False or None: torch's implementation hints), pair (two unit numbers),
+    count (an int >= 1), below_one (a number < 1), positive_or_none (> 0, or None: off).
     ``recipe``: an [optimizer] key of a recipe (lr, flat and the [regularization] section are
     recipe fields of their own)."""
 
     name: str
     kind: Kind
-    origin: Literal["torch", "nnopt"]
+    origin: Literal["torch", "nnopt", "paper"]  # paper: the algorithm's reference code names it
     recipe: bool
     doc: str
+    # Two optimizers give the name different ranges (AdEMAMix's alpha is a weight >= 0,
+    # RMSprop's a decay in [0, 1); AdEMAMix has three betas): ``kind`` is the common meaning,
+    # each class checks its own, and a recipe's value is checked by the class it builds.
+    per_class: bool = False
 
 
 OPTIONS: dict[str, Option] = {
@@ -47,9 +63,9 @@ OPTIONS: dict[str, Option] = {
         Option("lr_decay", "nonnegative", "torch", True, "AdaGrad: eta / (1 + (t-1) lr_decay)"),
         Option("initial_accumulator_value", "nonnegative", "torch", True, "AdaGrad's G_0"),
         Option("eps", "positive", "torch", True, "added to the denominator"),
-        Option("alpha", "unit", "torch", True, "RMSprop's decay of E"),
+        Option("alpha", "unit", "torch", True, "RMSprop's decay of E", per_class=True),
         Option("centered", "bool", "torch", True, "RMSprop: divide by the variance"),
-        Option("betas", "pair", "torch", True, "Adam's (beta1, beta2)"),
+        Option("betas", "pair", "torch", True, "Adam's (beta1, beta2)", per_class=True),
         Option("amsgrad", "bool", "torch", True, "Adam: the running maximum of v"),
         Option("maximize", "bool", "torch", False, "ascend the objective"),
         Option("foreach", "flag", "torch", False, "a hint: nnopt picks its own kernels"),
@@ -62,9 +78,17 @@ OPTIONS: dict[str, Option] = {
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
         Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
-        Option("warmup_steps", "nonnegative", "torch", True, "schedule-free: linear lr warm-up"),
-        Option("r", "nonnegative", "torch", True, "schedule-free: average weights t^r"),
-        Option("weight_lr_power", "nonnegative", "torch", True, "schedule-free: lr_max^power"),
+        Option("t_alpha_beta3", "positive_or_none", "paper", True, "AdEMAMix: warmup steps"),
+        Option("shampoo_beta", "below_one", "paper", True, "SOAP: decay of L, R (< 0: beta2)"),
+        Option("precondition_frequency", "count", "paper", True, "SOAP: steps between bases"),
+        Option("max_precond_dim", "count", "paper", True, "SOAP: larger dims stay unrotated"),
+        Option("merge_dims", "bool", "paper", True, "SOAP: merge small dims before rotating"),
+        Option("precondition_1d", "bool", "paper", True, "SOAP: rotate 1-D parameters too"),
+        Option("normalize_grads", "bool", "paper", True, "SOAP: unit-RMS update per tensor"),
+        Option("correct_bias", "bool", "paper", True, "SOAP: Adam's bias correction"),
+        Option("warmup_steps", "nonnegative", "paper", True, "schedule-free: linear lr warm-up"),
+        Option("r", "nonnegative", "paper", True, "schedule-free: average weights t^r"),
+        Option("weight_lr_power", "nonnegative", "paper", True, "schedule-free: lr_max^power"),
     )
 }
 # What a group without the option means (a state dict of an older torch may lack it).
@@ -93,6 +117,14 @@ def check(name: str, value: Any, *, shown: str | None = None) -> None:
     shown = shown or name
     if kind in _TYPES:
         check_type(shown, value, _TYPES[kind])
+    elif kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"{shown} must be an integer >= 1, got {value!r}", option=shown)
+    elif kind == "below_one":
+        check_below_one(shown, value)
+    elif kind == "positive_or_none":
+        if value is not None:
+            check_positive(shown, value)
     elif kind == "pair":
         if not isinstance(value, tuple | list) or len(value) != 2:
             raise OptionError(f"{shown} must be a pair, got {value!r}", option=shown)

@@ -17,11 +17,13 @@ from typing import Any
 from nnopt.optim import registry
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
+from nnopt.optim.ademamix import AdEMAMix
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from nnopt.optim.sgd import SGD
+from nnopt.optim.soap import SOAP
 from nnopt.optim.torch_signature import follow
 
 # Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
@@ -40,6 +42,9 @@ class Row:
     summary: str
     defaults: Mapping[str, Any] = field(default_factory=dict)  # what the alias changes
     twin: str | None = None  # the torch.optim class computing the same math from the same call
+    # Another package's class computing the same math from the same call ("module:Class",
+    # e.g. "schedulefree:AdamWScheduleFree"): what tests and ``nnopt bench`` compare with.
+    reference: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The row's [optimizer] options and their defaults (the class's, then the alias's)."""
@@ -60,6 +65,8 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
+    Row("soap", SOAP, "SOAP: Adam in Shampoo's eigenbasis (Vyas et al. 2024)"),
     Row("schedulefree_adamw", ScheduleFreeAdamW, "Schedule-Free AdamW (Defazio et al. 2024)"),
     Row("schedulefree_sgd", ScheduleFreeSGD, "Schedule-Free SGD (Defazio et al. 2024)"),
 )

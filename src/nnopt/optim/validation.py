@@ -14,6 +14,10 @@ from typing import Any
 
 import torch
 
+from nnopt.checks import OptionError
+
+__all__ = ["OptionError", "refuse", "check_type", "check_tensor_option"]
+
 # torch.optim's message for an option out of range, by nnopt's name of the option.
 TORCH_WORDS = {
     "lr": "Invalid learning rate: {}",
@@ -26,17 +30,6 @@ TORCH_WORDS = {
     "initial_accumulator_value": "Invalid initial_accumulator_value value: {}",
     "alpha": "Invalid alpha value: {}",
 }
-
-
-class OptionError(ValueError):
-    """A bad option. ``option`` names it (``"betas[0]"``), ``plain`` is nnopt's sentence alone
-    (what a recipe error shows, prefixed with the recipe's field); the message adds torch.optim's
-    words for the same mistake where torch has them."""
-
-    def __init__(self, plain: str, torch_words: str | None = None, *, option: str = "") -> None:
-        self.plain = plain
-        self.option = option
-        super().__init__(plain if torch_words is None else f"{plain} (torch.optim: {torch_words})")
 
 
 def refuse(name: str, value: Any, allowed: str) -> OptionError:
@@ -92,3 +85,9 @@ def check_unit_interval(name: str, value: Any) -> None:
     """name in [0, 1): decay rates, momentum coefficients."""
     if not 0.0 <= _number(name, value) < 1.0:
         raise refuse(name, value, "in [0, 1)")
+
+
+def check_below_one(name: str, value: Any) -> None:
+    """name < 1 (SOAP's shampoo_beta: in [0, 1), or negative for "the same as beta2")."""
+    if not -math.inf < _number(name, value) < 1.0:
+        raise refuse(name, value, "< 1 (in [0, 1), or negative: beta2)")

@@ -13,7 +13,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,24 +52,8 @@ from nnopt.training.metrics import (
 )
 from nnopt.training.passed import RecipeLike, as_recipe
 from nnopt.training.progress import Progress
+from nnopt.training.result import Result, StepHook
 from nnopt.training.rundir import RunLock
-
-# on_step(step, total steps, metrics row of that step or None, the held-out split's name)
-StepHook = Callable[[int, int, "dict[str, Any] | None", str], None]
-
-
-@dataclass
-class Result:
-    """What a run produced: one row per evaluation and the summary written to summary.json."""
-
-    history: list[dict[str, Any]]
-    summary: dict[str, Any]
-    run_dir: Path | None = None
-    model: torch.nn.Module | None = field(default=None, repr=False)
-
-    @property
-    def diverged(self) -> bool:
-        return self.summary.get("status") == "diverged"
 
 
 def train(

@@ -11,6 +11,8 @@
 // Plain C ABI, no PyTorch headers: the library builds in seconds and is loaded with ctypes
 // (build.py); a small thread pool (cpu_pool.h) spreads the chunks over the cores.
 
+#include <algorithm>
+
 #include "cpu_rule.h"
 
 using nnopt::at;
@@ -113,6 +115,37 @@ NNOPT_RULE(lion, ptr(exp_avg), f64(beta1), f64(beta2)) {
     p = p + neg_lr * sign_of(m * b1 + w1 * g);
     put<T>(a.exp_avg, i, m * b2 + w2 * g);
     return A(1);
+  };
+}
+
+// AdEMAMix (rules.ademamix_): m1 <- lerp(m1, g, 1 - b1);  m2 <- lerp(m2, g, 1 - b3_t);
+// v <- b2 v + (1 - b2) g^2;  d = sqrt(v) / sqrt(1 - b2^t) + eps;
+// theta <- theta - lr (m1 / (1 - b1^t) + alpha_t m2) / d.  alpha_t, b3_t: the paper's warmup
+// over t_alpha_beta3 steps (0: none), the expressions of rules.ademamix_schedule in its order.
+NNOPT_RULE(ademamix, ptr(exp_avg_fast), ptr(exp_avg_slow), ptr(exp_avg_sq), f64(beta1),
+           f64(beta2), f64(beta3), f64(alpha), f64(t_alpha_beta3), f64(eps)) {
+  double alpha_t = a.alpha, beta3_t = a.beta3;
+  if (a.t_alpha_beta3 > 0) {
+    const double span = a.t_alpha_beta3, log1 = std::log(a.beta1), log3 = std::log(a.beta3);
+    const double mix = a.step / span;
+    alpha_t = std::min(a.step * a.alpha / span, a.alpha);
+    beta3_t = std::min(std::exp(log1 * log3 / ((1.0 - mix) * log3 + mix * log1)), a.beta3);
+  }
+  const A w1 = A(1.0 - a.beta1), w3 = A(1.0 - beta3_t), beta2 = A(a.beta2);
+  const A w2 = A(1.0 - a.beta2), eps = A(a.eps), alpha = A(alpha_t), neg_lr = A(-a.lr);
+  const A bc1 = A(1.0 - std::pow(a.beta1, a.step));
+  const A bc2_sqrt = A(std::sqrt(1.0 - std::pow(a.beta2, a.step)));
+  const bool low1 = std::abs(1.0 - a.beta1) < 0.5, low3 = std::abs(1.0 - beta3_t) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    const A m1 = lerp(at<T>(a.exp_avg_fast, i), g, w1, low1);
+    put<T>(a.exp_avg_fast, i, m1);
+    const A m2 = lerp(at<T>(a.exp_avg_slow, i), g, w3, low3);
+    put<T>(a.exp_avg_slow, i, m2);
+    const A v = at<T>(a.exp_avg_sq, i) * beta2 + w2 * g * g;
+    put<T>(a.exp_avg_sq, i, v);
+    const A d = std::sqrt(v) / bc2_sqrt + eps;
+    p = p + neg_lr * ((m1 / bc1 + alpha * m2) / d);
+    return d;
   };
 }
 

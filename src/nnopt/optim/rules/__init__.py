@@ -16,11 +16,13 @@ autograd sees it: the ``add_``-style helpers of ``ops`` take either, and a numbe
 fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
+from nnopt.optim.rules.ademamix import ademamix_, ademamix_schedule
 from nnopt.optim.rules.lion import lion_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.schedule_free import schedule_free_adamw_, schedule_free_sgd_
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
+from nnopt.optim.rules.soap import soap_
 
 __all__ = [
     "Divisor",
@@ -34,6 +36,9 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "ademamix_",
+    "ademamix_schedule",
+    "soap_",
     "schedule_free_adamw_",
     "schedule_free_sgd_",
 ]
