@@ -67,8 +67,18 @@ ROWS: tuple[Row, ...] = (
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
     Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
     Row("soap", SOAP, "SOAP: Adam in Shampoo's eigenbasis (Vyas et al. 2024)"),
-    Row("schedulefree_adamw", ScheduleFreeAdamW, "Schedule-Free AdamW (Defazio et al. 2024)"),
-    Row("schedulefree_sgd", ScheduleFreeSGD, "Schedule-Free SGD (Defazio et al. 2024)"),
+    Row(
+        "schedulefree_adamw",
+        ScheduleFreeAdamW,
+        "Schedule-Free AdamW (Defazio et al. 2024)",
+        reference="schedulefree:AdamWScheduleFree",
+    ),  # fmt: skip
+    Row(
+        "schedulefree_sgd",
+        ScheduleFreeSGD,
+        "Schedule-Free SGD (Defazio et al. 2024)",
+        reference="schedulefree:SGDScheduleFree",
+    ),  # fmt: skip
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.
