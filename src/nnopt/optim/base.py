@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -52,8 +51,10 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     # memory, but the step goes parameter by parameter, never over a segment of several.
     whole_parameters: bool = False
     # Per-tensor scalars the rule keeps beside "step" (NAdam's mu_product), name -> start:
-    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them.
-    scalar_state: ClassVar[Mapping[str, float]] = MappingProxyType({})
+    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them. A
+    # plain dict, never mutated (torch.compile breaks its graph on a mappingproxy, once per
+    # parameter).
+    scalar_state: ClassVar[Mapping[str, float]] = {}
     decays_in_rule: bool = False  # the rule applies decoupled decay itself (Adafactor)
     # Rule options that change every step (schedule-free's averaging weight): written into
     # the native kernel's block each step instead of keying a new block.

@@ -165,8 +165,9 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        for name in opt.scalar_state:
-            tensors[name] = state[name]
+        if opt.scalar_state:
+            for name in opt.scalar_state:
+                tensors[name] = state[name]
         apply(opt, h, param, grad, tensors, step, how)
 
 
