@@ -57,6 +57,17 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 "averaging bookkeeping and train()/eval() moves are not sharded; use it "
                 "unsharded (DDP)"
             )
+        whole = optimizer.whole_parameters or any(
+            map(optimizer.whole_tensors, optimizer.param_groups)
+        )
+        if whole:
+            # Its rule reads each parameter whole (a matrix, its rows and columns): a shard
+            # holds a slice of a flat buffer, not whole parameters.
+            raise ValueError(
+                f"ShardedOptimizer cannot wrap {type(optimizer).__name__}: its rule reads each "
+                "parameter whole (matrix products, row and column statistics), and a shard "
+                "holds a slice of the flat buffer; use it unsharded (DDP)"
+            )
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
                 "sharded state needs a torch.distributed process group: launch with "
