@@ -79,24 +79,29 @@ class Ray:
             num_cpus=self.cpus_per_run, max_retries=self.max_retries, retry_exceptions=False
         )(_run_task)
         cwd = os.getcwd()
+        # A job is known by its run directory (unique in a batch): events come back with a
+        # copy of it, and reach ``on_event`` with the caller's own.
+        by_dir = {job.run_dir: job for job in jobs}
         pending = {
             task.options(name=f"nnopt_run {job.variant} seed {job.seed}").remote(
                 job, self.cpus_per_run, cwd, inbox
             ): job
             for job in jobs
         }
-        finished: set[tuple[str, int]] = set()
+        finished: set[str] = set()
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=PROGRESS_INTERVAL)
                 for event in ray.get(inbox.take.remote()):
                     # (a progress event may arrive after its run's result: it is stale then)
-                    if (event.job.variant, event.job.seed) not in finished:
+                    if event.job.run_dir not in finished:
+                        event.job = by_dir[event.job.run_dir]
                         on_event(event)
                 for ref in ready:
                     job = pending.pop(ref)
                     event = self._result(ray, ref, job)
-                    finished.add((job.variant, job.seed))
+                    event.job = job
+                    finished.add(job.run_dir)
                     on_event(event)
                     if event.kind == "error":
                         raise_for(event)
@@ -122,7 +127,8 @@ def _connect(ray: Any, address: str | None, cpus_per_run: int) -> None:
                      logging_level=logging.WARNING)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"cannot join the Ray cluster at {address}: {first}") from None
+            where = address or os.environ.get("RAY_ADDRESS") or "(a new local one)"
+            raise UserError(f"cannot start or join the Ray cluster {where}: {first}") from None
     largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
     if largest < cpus_per_run:
         raise UsageError(
