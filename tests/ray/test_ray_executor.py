@@ -190,3 +190,36 @@ def test_more_cpus_per_run_than_any_node_has_is_refused(cluster, tmp_path):
     with pytest.raises(UserError, match="--cpus-per-run 64"):
         compare(RECIPE, seeds=1, out=tmp_path / "cmp",
                 executor=make_executor("ray", cpus_per_run=64), report=False)  # fmt: skip
+
+
+def test_objects_passed_from_python_are_refused_in_one_line(cluster, tmp_path):
+    with pytest.raises(UserError, match="cannot travel to a Ray cluster"):
+        compare(RECIPE, seeds=1, out=tmp_path / "cmp", executor="ray", report=False,
+                model=torch.nn.Linear(64, 10))  # fmt: skip
+
+
+def test_ctrl_c_of_the_command_stops_its_tasks_and_the_same_command_resumes(tmp_path):
+    """The real signal, to the whole process group (Ray's workers get it too)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "r.toml").write_text(RECIPE.replace("steps = 1500", "steps = 3000"))
+    argv = [sys.executable, "-m", "nnopt", "compare", "r.toml", "--vary", VARY[0],
+            "--seeds", "1", "--executor", "ray", "--out", "cmp", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    runs = tmp_path / "cmp" / "runs"
+    end = time.monotonic() + 300
+    while time.monotonic() < end and not list(runs.glob("*/seed-*/" + CHECKPOINT_NAME)):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err, err
+    cut = list(runs.glob("*/seed-*/" + CHECKPOINT_NAME))
+    assert cut and not list(runs.glob("*/seed-*/summary.json"))
+    assert not _task_pids("seed 0")  # no task left training
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    for checkpoint in cut:
+        steps = [row["step"] for row in read_metrics(checkpoint.parent / "metrics.csv")]
+        assert steps == list(range(100, 3001, 100))  # no step run twice
