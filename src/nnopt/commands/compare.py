@@ -38,11 +38,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process (default 1)"
     )
+    parser.add_argument(
+        "--executor", default="local", metavar="{local,ray}",
+        help="where runs execute: local processes (default) or one Ray task per run "
+        "(pip install 'nnopt[ray]'; docs/scale.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", help="with --executor ray: the cluster to join (default: RAY_ADDRESS, "
+        "else a local cluster)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpus-per-run", type=int, help="with --executor ray: cores (and threads) per run "
+        "(default 1)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnopt.executors import make_executor
     from nnopt.experiments.api import compare
     from nnopt.experiments.compare import default_out, expand_variants, finished_runs
     from nnopt.experiments.live import CompareProgress
@@ -50,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.recipe import Recipe
 
     console = make_console()
+    executor = make_executor(args.executor, address=args.address, cpus_per_run=args.cpus_per_run)
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)  # (and checks --vary)
     total = len(variants) * args.seeds
@@ -64,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         with CompareProgress(console, total, quiet=args.quiet) as progress:
             result = compare(
                 recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
-                jobs=args.jobs, on_event=progress.on_event,
+                jobs=args.jobs, on_event=progress.on_event, executor=executor,
             )  # fmt: skip
     except KeyboardInterrupt:
         raise KeyboardInterrupt(

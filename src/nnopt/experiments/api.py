@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnopt.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.lr_find import LRFindResult
 from nnopt.experiments.plots import Plot
@@ -78,6 +79,7 @@ def compare(
     data: Any = None,
     report: bool = True,
     on_event: Callable[[Event], None] | None = None,
+    executor: str | Executor = "local",
 ) -> Comparison:
     """Run every recipe (or every ``vary`` variant of one) over ``seeds`` seeds.
 
@@ -87,8 +89,12 @@ def compare(
     weights) or a function returning one (called under each run's seed). ``data``: what a
     data factory returns. Runs already finished in ``out`` are picked up, not run again.
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
+    ``executor``: where the runs execute, "local" (``jobs`` processes) or "ray" (one Ray
+    task per run; ``nnopt.executors.make_executor("ray", address=..., cpus_per_run=...)``
+    for a cluster's address and the cores of each run).
     """
     from nnopt import atomic
+    from nnopt.executors import make_executor
     from nnopt.experiments.compare import (
         PLAN,
         check_target,
@@ -103,6 +109,7 @@ def compare(
     from nnopt.outputs import output_dir
     from nnopt.training.passed import as_recipe
 
+    runner = make_executor(executor) if isinstance(executor, str) else executor
     listed = list(recipes) if isinstance(recipes, list | tuple) else [recipes]
     passed_model, passed_data = model is not None, data is not None
     made = [
@@ -117,7 +124,8 @@ def compare(
     atomic.write_text(out / PLAN, plan_text(variants))  # what a rerun's default out matches
     cpu.available()  # build the kernels once, here, not in each of the jobs at once
     passed = Passed(model, data) if passed_model or passed_data else None
-    records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed)
+    records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed,
+                             executor=runner)  # fmt: skip
     stats, metric = summarize(records, target)
     result = Comparison(records, stats, metric, target, out,
                         {name: r.to_toml() for name, r in variants.items()})  # fmt: skip
