@@ -148,9 +148,10 @@ def run_tuning(
     jobs: int = 1,
     on_event: Callable[[Event], None] | None = None,
     passed: Passed | None = None,
+    defaults: bool = True,
 ) -> list[VariantTuning]:
     """Tune every variant (the same unit points, each in its own ranges), then run each
-    chosen point and each recipe's own point on the evaluation seeds."""
+    chosen point (and with ``defaults``, each recipe's own point) on the evaluation seeds."""
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
     dims = len(next(iter(own.values())))
@@ -172,7 +173,8 @@ def run_tuning(
         trials = [Trial(i, p, r) for i, (p, r) in enumerate(zip(points[label], mine, strict=True))]
         metric = mine[0].summary.get("metric", "val_accuracy")
         results.append(VariantTuning(label, own[label], trials, choose(trials, metric), [], []))
-    evaluate(variants, results, seeds, out, jobs=jobs, on_event=on_event, passed=passed)
+    evaluate(variants, results, seeds, out, jobs=jobs, on_event=on_event, passed=passed,
+             defaults=defaults)  # fmt: skip
     return results
 
 
@@ -185,13 +187,14 @@ def evaluate(
     jobs: int,
     on_event: Callable[[Event], None] | None,
     passed: Passed | None,
+    defaults: bool = True,
 ) -> None:
     """The chosen points (and the recipes' own) on the evaluation seeds, in one batch of jobs."""
     plan: list[tuple[str, Recipe, Path]] = []
     slots: list[tuple[VariantTuning, str]] = []
     for result in results:
         base = without_tune(variants[result.variant])
-        kinds = [("defaults", base)]
+        kinds = [("defaults", base)] if defaults else []
         if result.point is not None:
             kinds.insert(0, ("tuned", base.with_overrides(spaces.overrides(base, result.point))))
         for kind, recipe in kinds:
