@@ -172,7 +172,9 @@ def write_targets(settings: Settings, targets: dict[str, float]) -> None:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
     kept = [line for line in lines[start + 1 : end] if line.split("=")[0].strip() not in targets]
     body = [line for line in kept if line.strip()] + [
-        f"{name} = {value:.6g}" for name, value in targets.items()
+        f"{name} = {value!r}"
+        for name, value in targets.items()  # exact: a rounded target
+        # could sit just past the value its reference reached
     ]
     atomic.write_text(
         SUITE, "\n".join([*lines[:start], header, *body, "", *lines[end:]]).rstrip() + "\n"

@@ -25,6 +25,7 @@ def sensitivity_plot(results: list[VariantTuning], metric: str, path: Path) -> P
     scores = [t.score for r in results for t in r.trials if not math.isnan(t.score)]
     higher = higher_is_better(metric)
     floor = (min(scores) if higher else max(scores)) if scores else 0.0
+    shown_diverged = False
     for n, result in enumerate(results):
         xs = [float(t.point[dim.key]) for t in result.trials]
         ys = [t.score for t in result.trials]
@@ -33,7 +34,10 @@ def sensitivity_plot(results: list[VariantTuning], metric: str, path: Path) -> P
                        ms=4, lw=1, label=result.variant)[0]  # fmt: skip
         bad = [x for x, y in zip(xs, ys, strict=True) if math.isnan(y)]
         if bad:
-            ax.scatter(bad, [floor] * len(bad), marker="x", color=line.get_color(), s=40)
+            label = None if shown_diverged else "diverged (x)"
+            ax.scatter(bad, [floor] * len(bad), marker="x", color=line.get_color(), s=40,
+                       label=label)  # fmt: skip
+            shown_diverged = True
         if result.chosen is not None:
             chosen = result.trials[result.chosen]
             ax.scatter([float(chosen.point[dim.key])], [chosen.score], marker="*", s=180,

@@ -93,5 +93,7 @@ def _to_target(
     best = min(finite) if finite else math.inf
     table = profile.ratios({"this workload": {row.variant: row.time_to_target for row in rows}})
     for row in rows:
-        row.target_failures = sum(not t <= profile.MAX_RATIO * best for t in times[row.variant])
+        row.target_failures = sum(
+            not (math.isfinite(t) and t <= profile.MAX_RATIO * best) for t in times[row.variant]
+        )
         row.target_score = profile.score(table, row.variant)
