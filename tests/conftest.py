@@ -35,9 +35,13 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 @pytest.fixture(autouse=True)
-def _deterministic():
+def _deterministic(request: pytest.FixtureRequest):
     torch.manual_seed(0)
     threads = torch.get_num_threads()  # a training run sets its own; the next test gets it back
+    if "soap" in request.node.name:
+        # SOAP's tiny eigh/QR/matmuls on two MKL threads of a shared 2-core machine wait far
+        # longer than they compute (a 5x5 QR: 560 us against 5 us on one thread).
+        torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 

@@ -23,6 +23,7 @@ A case holds what the tests cannot read from nnopt itself without trusting it:
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,19 @@ class Case:
     constructor_only: frozenset[str] = frozenset()
     tol64: float = 1e-10  # float64 vs the reference: max |a - b| / max(max |b|, 1)
     tol32: float = 1e-5  # float32 vs torch, and between layouts and kernels
+    # The row takes 2-D parameters only (torch's Muon): the tests' shapes become matrices
+    # (:func:`as_matrix`) and a model's other parameters are left out.
+    matrices: bool = False
+    decays_in_rule: bool = False  # the reference applies decoupled decay itself (Adafactor)
+    group_kernel: bool = True  # the row has kernels for test_group_kernel to compare
+
+    def shapes(self, shapes):
+        """The test shapes as this row takes them."""
+        return tuple(map(as_matrix, shapes)) if self.matrices else tuple(shapes)
+
+    def trainable(self, params) -> list:
+        """The parameters of a model this row takes."""
+        return [p for p in params if p.ndim == 2] if self.matrices else list(params)
 
     @property
     def table_row(self) -> table.Row:
@@ -91,6 +105,16 @@ class Case:
         accepted = set(inspect.signature(self.twin.__init__).parameters)
         aliased = set(self.table_row.defaults)
         return [i for i, s in enumerate(self.option_sets) if aliased | set(s) <= accepted]
+
+
+def as_matrix(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A test shape as a matrix: a vector (n,) as a tall (n, 1), a scalar as (1, 1), more
+    dimensions as (first, the rest)."""
+    if len(shape) == 2:
+        return shape
+    if len(shape) < 2:
+        return (shape[0] if shape else 1, 1)
+    return (shape[0], math.prod(shape[1:]))
 
 
 # --- the reference rules (float64, from the papers and SEED.md) ------------------------------
@@ -163,14 +187,197 @@ def lion_rule(theta, g, s, o, t):
     return theta - o["lr"] * c.sign(), 1.0
 
 
+def ademamix_rule(theta, g, s, o, t):
+    """AdEMAMix (Pagliardini et al. 2024, Algorithm 1): m1 = b1 m1 + (1 - b1) g, m2 = b3 m2 +
+    (1 - b3) g, nu = b2 nu + (1 - b2) g^2, theta <- theta - eta (m1 / (1 - b1^t) + alpha m2) /
+    (sqrt(nu / (1 - b2^t)) + eps); with T = t_alpha_beta3, alpha_t = min(t alpha / T, alpha)
+    and b3_t = min(exp(ln b1 ln b3 / ((1 - t/T) ln b3 + (t/T) ln b1)), b3)."""
+    b1, b2, b3 = o["betas"]
+    alpha, T = o["alpha"], o["t_alpha_beta3"]
+    if T is not None:
+        alpha = min(t * alpha / T, alpha)
+        exponent = math.log(b1) * math.log(b3) / ((1 - t / T) * math.log(b3) + t / T * math.log(b1))
+        b3 = min(math.exp(exponent), b3)
+    s["m1"] = b1 * _once(s, "m1", torch.zeros_like(theta)) + (1 - b1) * g
+    s["m2"] = b3 * _once(s, "m2", torch.zeros_like(theta)) + (1 - b3) * g
+    s["nu"] = b2 * _once(s, "nu", torch.zeros_like(theta)) + (1 - b2) * g * g
+    d = (s["nu"] / (1 - b2**t)).sqrt() + o["eps"]
+    return theta - o["lr"] * (s["m1"] / (1 - b1**t) + alpha * s["m2"]) / d, d
+
+
+def soap_rule(theta, g, s, o, t):
+    """SOAP (Vyas et al. 2024, Algorithm 3, with the authors' code's first step, bias
+    correction, shampoo_beta, merge_dims, precondition_1d and max_precond_dim). Per rotated
+    dimension k of G (shaped as the merged tensor): L_k = b_s L_k + (1 - b_s) G_(k) G_(k)^T.
+    Call 1: Q_k = eigenvectors of L_k (decreasing), no update. Call c > 1, t = c - 1:
+    G' = G x_k Q_k^T; M = b1 M + (1 - b1) G (M in theta's coordinates, the paper's form);
+    M' = M x_k Q_k^T; V = b2 V + (1 - b2) G'^2; N = (M' / (sqrt(V) + eps)) x_k Q_k,
+    times sqrt(1 - b2^t) / (1 - b1^t); theta <- theta - eta N; every f steps, per k: sort
+    Q_k's columns (and V along k) by diag(Q_k^T L_k Q_k), decreasing, then Q_k = QR(L_k Q_k).
+    d (L1): 1 / diag of the preconditioner in theta's coordinates."""
+    b1, b2 = o["betas"]
+    b_s = o["shampoo_beta"] if o["shampoo_beta"] >= 0 else b2
+    cap, shape = o["max_precond_dim"], tuple(theta.shape)
+    if o["merge_dims"] and len(shape) != 1:
+        shape = _merge(shape, cap)
+    G = g.reshape(shape)
+    if not s:
+        on = [n <= cap for n in shape] if theta.dim() != 1 or o["precondition_1d"] else [False]
+        s["L"] = [
+            torch.zeros(n, n, dtype=g.dtype) if r else None for n, r in zip(shape, on, strict=True)
+        ]
+        s["M"], s["V"] = torch.zeros_like(G), torch.zeros_like(G)
+    for k, L in enumerate(s["L"]):
+        if L is not None:
+            u = G.movedim(k, 0).reshape(shape[k], -1)  # the mode-k unfolding
+            s["L"][k] = b_s * L + (1 - b_s) * (u @ u.T)
+    if t == 1:
+        s["Q"] = [None if L is None else torch.linalg.eigh(L)[1].flip(1) for L in s["L"]]
+        return theta, math.inf
+    t -= 1
+
+    def along(x, qs):  # x x_k q_k: contract x's dim k with q_k's rows
+        for k, q in enumerate(qs):
+            if q is not None:
+                x = torch.movedim(torch.tensordot(x, q, dims=([k], [0])), -1, k)
+        return x
+
+    Qs = s["Q"]
+    Qt = [None if q is None else q.T for q in Qs]
+    s["M"] = b1 * s["M"] + (1 - b1) * G
+    rotated = along(G, Qs)
+    s["V"] = b2 * s["V"] + (1 - b2) * rotated**2
+    denom = s["V"].sqrt() + o["eps"]
+    scale = math.sqrt(1 - b2**t) / (1 - b1**t) if o["correct_bias"] else 1.0
+    N = along(along(s["M"], Qs) / denom, Qt) * scale
+    diagonal = along(1 / denom, [None if q is None else q.T**2 for q in Qs]) * scale
+    if o["normalize_grads"]:
+        rms = N.pow(2).mean().sqrt() + 1e-30
+        N, diagonal = N / rms, diagonal / rms
+    if t % o["precondition_frequency"] == 0:
+        for k, (L, q) in enumerate(zip(s["L"], Qs, strict=True)):
+            if L is not None:
+                order = torch.argsort(torch.diag(q.T @ L @ q), descending=True)
+                s["V"] = s["V"].index_select(k, order)
+                Qs[k] = torch.linalg.qr(L @ q[:, order])[0]
+    return theta - o["lr"] * N.reshape(theta.shape), (1 / diagonal).reshape(theta.shape)
+
+
+def _merge(shape, cap):
+    """The authors' merge_dims: neighbours multiplied left to right while <= cap."""
+    out, run = [], 1
+    for n in shape:
+        if run * n > cap:
+            out.append(run if run > 1 else n)
+            run = n if run > 1 else 1
+        else:
+            run *= n
+    return tuple(out + [run]) if run > 1 or not out else tuple(out)
+
+
+def nadam_rule(theta, g, s, o, t):
+    """NAdam (Dozat 2016; torch's schedule): mu_t = b1 (1 - 0.5 * 0.96^(t psi)), P_t = mu_1
+    ... mu_t, m and v as Adam's, theta <- theta - eta [(1 - mu_t) / (1 - P_t) g + mu_{t+1} /
+    (1 - P_t mu_{t+1}) m] / (sqrt(v / (1 - b2^t)) + eps)."""
+    b1, b2 = o["betas"]
+    psi = o["momentum_decay"]
+    mu_t = b1 * (1 - 0.5 * 0.96 ** (t * psi))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * psi))
+    s["P"] = product = s.get("P", 1.0) * mu_t
+    s["m"] = b1 * _once(s, "m", torch.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+    d = (s["v"] / (1 - b2**t)).sqrt() + o["eps"]
+    direction = (1 - mu_t) / (1 - product) * g + mu_next / (1 - product * mu_next) * s["m"]
+    return theta - o["lr"] * direction / d, d
+
+
+def radam_rule(theta, g, s, o, t):
+    """RAdam (Liu et al. 2020, Algorithm 2, with torch's threshold rho_t > 5): m_hat = m /
+    (1 - b1^t); rho_t = rho_inf - 2 t b2^t / (1 - b2^t), rho_inf = 2 / (1 - b2) - 1; when
+    rectified, theta <- theta - eta r_t m_hat / sqrt(v / (1 - b2^t)) with eps added to sqrt(v)
+    (torch's), r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t));
+    otherwise theta <- theta - eta m_hat."""
+    b1, b2 = o["betas"]
+    s["m"] = b1 * _once(s, "m", torch.zeros_like(theta)) + (1 - b1) * g
+    s["v"] = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+    m_hat = s["m"] / (1 - b1**t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho_t <= 5:
+        return theta - o["lr"] * m_hat, 1.0
+    r = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+    d = (s["v"].sqrt() + o["eps"]) / ((1 - b2**t) ** 0.5 * r)
+    return theta - o["lr"] * m_hat / d, d
+
+
+def muon_rule(theta, g, s, o, t):
+    """Muon (Jordan et al. 2024): B <- mu B + (1 - mu) g; U = (1 - mu) g + mu B (Nesterov)
+    or B; X = U / ||U||_F as a (rows, rest) matrix, transposed when tall; ns_steps times
+    X <- a X + (b A + c A^2) X with A = X X^T; theta <- theta - eta r X, r = sqrt(max(1, A/B))
+    or 0.2 sqrt(max(A, B)) (Liu et al. 2025). In float64 (torch's runs it in bfloat16)."""
+    mu = o["momentum"]
+    s["B"] = B = mu * _once(s, "B", torch.zeros_like(theta)) + (1 - mu) * g
+    U = (1 - mu) * g + mu * B if o["nesterov"] else B
+    M = U.reshape(as_matrix(tuple(U.shape)))
+    X = M.T if M.shape[0] > M.shape[1] else M
+    X = X / max(X.norm().item(), o["eps"])
+    a, b, c = o["ns_coefficients"]
+    for _ in range(o["ns_steps"]):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    X = X.T if M.shape[0] > M.shape[1] else X
+    rows, cols = M.shape
+    if o["adjust_lr_fn"] == "match_rms_adamw":
+        r = 0.2 * math.sqrt(max(rows, cols))
+    else:
+        r = math.sqrt(max(1, rows / cols))
+    return theta - o["lr"] * r * X.reshape(theta.shape), 1 / r
+
+
+def adafactor_rule(theta, g, s, o, t):
+    """Adafactor (Shazeer & Stern 2018) as torch reads it: 1 - beta2_t = t^decay, alpha =
+    max(eps2, RMS(theta)) min(eta, 1/sqrt(t)), decoupled decay after alpha; a matrix keeps
+    row and column means of g^2 (V = R C / max(mean R, eps1)), others V of g^2; U = g /
+    sqrt(max(V, eps1^2)); theta <- theta - alpha U / max(1, RMS(U) / d)."""
+    eps1, eps2 = o["eps"]
+    eps1 = torch.finfo(torch.float64).eps if eps1 is None else eps1
+    w = t ** o["beta2_decay"]
+    alpha = max(eps2, theta.pow(2).mean().sqrt().item()) * min(o["lr"], t**-0.5)
+    if o.get("decoupled_weight_decay", True):
+        theta = theta * (1 - o["lr"] * o["weight_decay"])
+    if g.ndim > 1:
+        s["R"] = R = (1 - w) * _once(s, "R", torch.zeros_like(g[..., :1])) + w * (g * g).mean(
+            -1, keepdim=True
+        )
+        s["C"] = C = (1 - w) * _once(s, "C", torch.zeros_like(g[..., :1, :])) + w * (g * g).mean(
+            -2, keepdim=True
+        )
+        V = R @ C / R.mean(-2, keepdim=True).clamp(min=eps1)
+    else:
+        s["V"] = V = (1 - w) * _once(s, "V", torch.zeros_like(g)) + w * g * g
+    root = V.clamp(min=eps1 * eps1).sqrt()
+    U = g / root
+    clip = max(1.0, U.pow(2).mean().sqrt().item() / o["d"])
+    return theta - alpha / clip * U, o["lr"] * clip * root / alpha
+
+
+def muon_adamw_rule(theta, g, s, o, t):
+    """muon_for's split by shape: Muon on 2 or more dimensions, AdamW (adamw_betas, adamw_eps)
+    on the rest."""
+    if theta.ndim >= 2:
+        return muon_rule(theta, g, s, o, t)
+    return adam_rule(theta, g, s, {**o, "betas": o["adamw_betas"], "eps": o["adamw_eps"],
+                                   "amsgrad": False}, t)  # fmt: skip
+
+
 def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
     """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
     lr, wd = o["lr"], o["weight_decay"]
     decoupled = o.get("decoupled_weight_decay", False)
-    if o["maximize"]:
+    if o.get("maximize", False):  # (torch's Muon has no maximize)
         g = -g
     g = g + (o.get("l2", 0.0) + (0.0 if decoupled else wd)) * theta
-    if decoupled:
+    if decoupled and not case.decays_in_rule:
         theta = theta * (1 - lr * wd)
     theta, d = case.reference(theta, g, s, o, t)
     if o.get("l1", 0.0):
@@ -308,6 +515,155 @@ CASES: dict[str, Case] = {
             (Converge(0.002, 3000, 5e-2),),  # (observed 0.009)
             {"betas": (0.9, 0.99), "weight_decay": 0.0, "decoupled_weight_decay": True},
             lr=1e-3,
+        ),
+        Case(
+            "ademamix",
+            ademamix_rule,
+            (
+                dict(t_alpha_beta3=20, weight_decay=0.1),
+                dict(l1=1e-3, l2=1e-2, betas=(0.8, 0.99, 0.999), alpha=2.0),
+                dict(weight_decay=0.1, decoupled_weight_decay=False, maximize=True),
+                {**ALL_REGULARIZERS, "t_alpha_beta3": 10.0, "alpha": 8.0},
+            ),
+            # The slow EMA (b3 = 0.9999, ~7000 steps) still carries the start after 500 steps:
+            # a b3 of 0.99-0.999 shows convergence, the defaults progress (observed 0.0035).
+            (
+                Converge(0.03, 500, 1e-5, dict(betas=(0.9, 0.999, 0.99), alpha=2.0)),
+                Converge(0.1, 500, 2e-2),
+            ),
+            (
+                Converge(0.05, 2000, 1e-5, dict(betas=(0.9, 0.999, 0.99), alpha=2.0)),
+                Converge(0.05, 2000, 3e-2, dict(betas=(0.9, 0.999, 0.999), t_alpha_beta3=500)),
+            ),
+            {"betas": (0.9, 0.999, 0.9999), "alpha": 5.0, "t_alpha_beta3": None, "eps": 1e-8},
+        ),
+        Case(
+            "soap",
+            soap_rule,
+            (
+                dict(precondition_frequency=3, weight_decay=0.05),
+                # max_precond_dim=4 leaves (3, 5)'s 5 unrotated: its first factor G^T G has
+                # rank 3, so which basis eigh returns for the null space is decided by
+                # rounding, and L2's g + l2 theta rounds differently here and in the base.
+                dict(
+                    precondition_frequency=4,
+                    max_precond_dim=4,
+                    precondition_1d=True,
+                    l1=1e-3,
+                    l2=0.01,
+                ),
+                dict(
+                    merge_dims=True,  # (2, 3, 3, 3) -> (6, 3, 3)
+                    max_precond_dim=6,
+                    normalize_grads=True,
+                    correct_bias=False,
+                    shampoo_beta=0.9,
+                    precondition_frequency=2,
+                    maximize=True,
+                ),
+                {**ALL_REGULARIZERS, "precondition_frequency": 5, "max_precond_dim": 4},
+            ),
+            (Converge(0.01, 500, 1e-3),),
+            (Converge(0.01, 2000, 1e-2),),
+            {
+                "betas": (0.95, 0.95),
+                "shampoo_beta": -1,
+                "eps": 1e-8,
+                "weight_decay": 0.01,
+                "precondition_frequency": 10,
+                "max_precond_dim": 10000,
+                "decoupled_weight_decay": True,
+            },
+        ),
+        Case(
+            "nadam",
+            nadam_rule,
+            (
+                dict(betas=(0.8, 0.99), momentum_decay=0.01, weight_decay=0.05),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.05, 500, 1e-6),),
+            (Converge(0.02, 2000, 0.1),),  # (observed 0.039)
+            {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3},
+            # torch keeps the product of the mu_t in float32 (state["mu_product"]), and so
+            # does nnopt, to cross state dicts with it: float64 runs agree to that rounding.
+            tol64=1e-7,
+        ),
+        Case(
+            "radam",
+            radam_rule,
+            (
+                # beta2 = 0.99: the first 5 steps unrectified, then rectified.
+                dict(betas=(0.8, 0.99), weight_decay=0.05),
+                dict(l1=1e-3, l2=1e-2),
+                dict(weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+                ALL_REGULARIZERS,
+            ),
+            (Converge(0.05, 500, 1e-6),),
+            # Its first 5 steps are momentum SGD on Rosenbrock's raw gradient (~1e3 at the
+            # start): lr 0.015 already diverges there. beta2 = 0.99 rectifies sooner after.
+            (Converge(0.01, 3000, 3e-3, dict(betas=(0.9, 0.99))),),  # (observed 4e-4)
+            {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+        ),
+        Case(
+            "adafactor",
+            adafactor_rule,
+            (
+                dict(weight_decay=0.1, d=2.0),
+                dict(l1=1e-3, l2=1e-2),
+                dict(beta2_decay=-0.5, eps=(1e-30, 1e-3), maximize=True),
+                {**ALL_REGULARIZERS, "decoupled_weight_decay": False},
+            ),
+            (Converge(0.05, 2000, 1e-4),),  # (observed 2e-6)
+            # Relative steps (a share of RMS(theta)) crawl in the valley: progress, not precision.
+            (Converge(0.2, 2000, 0.6),),  # (observed 0.29)
+            {"beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0, "weight_decay": 0.0},
+            lr=0.05,
+            decays_in_rule=True,
+            group_kernel=False,
+        ),
+        Case(
+            "muon_torch",
+            muon_rule,
+            (
+                dict(weight_decay=0.05, adjust_lr_fn="match_rms_adamw"),
+                dict(l1=1e-3, l2=1e-2),
+                dict(nesterov=False, momentum=0.9, ns_steps=3, adjust_lr_fn="original"),
+                ALL_REGULARIZERS,
+            ),
+            # On a (2, 1) matrix Muon is normalized gradient descent: within about lr.
+            # (few steps: a Newton-Schulz step costs ~1 ms on a tiny matrix)
+            (Converge(0.01, 400, 2e-2, dict(weight_decay=0.0)),),  # (observed 5e-3)
+            (Converge(0.005, 1000, 4e-2, dict(weight_decay=0.0)),),  # (observed 1e-2)
+            {"momentum": 0.95, "nesterov": True, "weight_decay": 0.1, "ns_steps": 5},
+            lr=0.02,
+            # bfloat16 Newton-Schulz (torch's) vs the float64 reference: observed 3e-3 over 30
+            # steps with L1 (9e-4 without), a tenth of one step (lr r = 0.07 on a (13, 1))
+            tol64=6e-3,
+            matrices=True,
+            group_kernel=False,
+        ),
+        Case(
+            "muon",
+            muon_adamw_rule,
+            (
+                {},
+                dict(l1=1e-3, l2=1e-2),
+                dict(
+                    nesterov=False,
+                    adamw_betas=(0.8, 0.99),
+                    adjust_lr_fn="original",
+                    weight_decay=0.0,
+                ),  # fmt: skip
+            ),
+            # A vector goes to the AdamW half (its Muon half is muon_torch's case).
+            (Converge(0.1, 500, 5e-3, dict(weight_decay=0.0)),),  # (observed 7e-4)
+            (Converge(0.01, 3000, 2e-3, dict(weight_decay=0.0)),),  # (observed 1.9e-4)
+            {"adjust_lr_fn": "match_rms_adamw", "adamw_betas": (0.9, 0.95), "weight_decay": 0.1},
+            tol64=3e-3,
+            group_kernel=False,
         ),
     )
 }

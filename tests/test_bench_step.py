@@ -17,17 +17,17 @@ from nnopt.optim import table
 def test_every_variant_steps_the_same_math(name: str) -> None:
     variants = step._variants(name)
     assert {"nnopt", "nnopt flat=True"} <= variants.keys()
-    assert ("torch foreach" in variants) == (table.row(name).twin is not None)
-    values, grads = step.draw(3, 16)
+    assert ("torch for-loop" in variants) == (table.row(name).twin is not None)
+    values, grads = step.shaped(name, step.draw(3, 16)[0]), step.shaped(name, step.draw(3, 16)[1])
     ends = {}
     for variant, build in variants.items():
-        params = [torch.nn.Parameter(v.clone().view(4, 4)) for v in values]
+        params = [torch.nn.Parameter(v.clone()) for v in values]
         opt = build(params)
         for _ in range(3):
             # Fresh gradients each step: torch's foreach SGD with Nesterov adds the momentum
             # into p.grad in place (torch 2.13), so a kept gradient would drift.
             for p, g in zip(params, grads, strict=True):
-                p.grad = g.clone().view(4, 4)
+                p.grad = g.clone()
             opt.step()
         ends[variant] = torch.stack([p.detach() for p in params])
     for variant, end in ends.items():
@@ -51,3 +51,9 @@ def test_ratios_without_anything_to_compare_are_dashes() -> None:
     assert step.markdown([alone]).splitlines()[-1].endswith("| 500.00 | - | 2.00x |")
     paired = step.StepResult("sgd", "2000x1000", 10, 0.5, {"nnopt": 1.0, "torch fused": 4.0})
     assert paired.vs_other == 0.25
+
+
+def test_an_optimizer_of_matrices_gets_matrices() -> None:
+    rows = torch.zeros(3, 1000)
+    assert step.shaped("muon_torch", rows).shape == (3, 25, 40)
+    assert step.shaped("adam", rows).shape == (3, 1000)

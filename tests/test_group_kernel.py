@@ -28,6 +28,7 @@ CASES = {
         lambda ps, case=case, index=index: optim_cases.build(case, ps, [case.option_sets[index]])
     )
     for case in optim_cases.CASES.values()
+    if case.group_kernel
     for index in (0, 1)
 }
 

@@ -9,6 +9,8 @@ size; the first two option sets of a case run in every layout x kernel mode, the
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from optim_cases import (
@@ -46,7 +48,8 @@ REFERENCE_RUNS = ALL_SETS + [(c, "groups") for c in CASES.values()]
 def test_matches_float64_reference(pair, steps: int = 30):
     case, index = pair
     sets = sets_of(case, index)
-    start = make_params(SHAPES, dtype=torch.float64)
+    shapes = case.shapes(SHAPES)
+    start = make_params(shapes, dtype=torch.float64)
     options = [case.options(sets[i % len(sets)]) for i in range(len(start))]
     thetas = [p.detach().clone() for p in start]
     states: list[dict] = [{} for _ in start]
@@ -54,7 +57,7 @@ def test_matches_float64_reference(pair, steps: int = 30):
     for name, make in variants(case, sets, modes_for(index)).items():
         params = clone_params(start)
         runs[name] = (make(params), params)
-    for t, grads in enumerate(grad_stream(SHAPES, steps, dtype=torch.float64), start=1):
+    for t, grads in enumerate(grad_stream(shapes, steps, dtype=torch.float64), start=1):
         thetas = [
             reference_step(case, th, g, s, o, t)
             for th, g, s, o in zip(thetas, grads, states, options, strict=True)
@@ -104,14 +107,22 @@ def test_matches_torch_twin(pair):
     loop (foreach=False)."""
     case, index = pair
     sets = sets_of(case, index, twin=True)
+    # (torch's Muon has no foreach)
+    hints = (None, False) if "foreach" in inspect.signature(case.twin).parameters else (None,)
     refs = {
         f"torch-foreach={foreach}": (
             lambda ps, f=foreach: build(case, ps, [{**s, "foreach": f} for s in sets], twin=True)
         )
-        for foreach in (None, False)
+        for foreach in hints
     }
+    if hints == (None,):
+        refs = {"torch": lambda ps: build(case, ps, sets, twin=True)}
     compare_trajectories(
-        variants(case, sets, modes_for(index), twin=False), refs, steps=30, tol=case.tol32
+        variants(case, sets, modes_for(index), twin=False),
+        refs,
+        shapes=case.shapes(SHAPES),
+        steps=30,
+        tol=case.tol32,
     )
 
 
@@ -132,4 +143,4 @@ def test_layouts_and_kernels_agree(pair):
     sets = [case.option_sets[index]]
     ours = variants(case, sets, ALL_MODES)
     ref = {"per-tensor-eager": ours.pop("per-tensor-eager")}
-    compare_trajectories(ours, ref, shapes=MANY, steps=8, tol=case.tol32)
+    compare_trajectories(ours, ref, shapes=case.shapes(MANY), steps=8, tol=case.tol32)

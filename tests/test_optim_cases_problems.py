@@ -49,12 +49,13 @@ RUNS = [
 @pytest.mark.parametrize(("case", "problem", "run"), RUNS)
 def test_converges(case, problem, run):
     grad, start, optimum = PROBLEMS[problem]
-    p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    shape = case.shapes([(2,)])[0]  # (a matrix for a row that takes only those)
+    p = torch.tensor(start, dtype=torch.float64).reshape(shape).requires_grad_(True)
     opt = case.table_row.build([p], lr=run.lr, **run.options)
     for _ in range(run.steps):
-        p.grad = grad(p.detach())
+        p.grad = grad(p.detach().reshape(-1)).reshape(shape)
         opt.step()
-    distance = (p.detach() - torch.tensor(optimum, dtype=torch.float64)).norm().item()
+    distance = (p.detach().reshape(-1) - torch.tensor(optimum, dtype=torch.float64)).norm().item()
     assert distance < run.tol, f"{distance:.3g} from the optimum after {run.steps} steps"
 
 
@@ -77,9 +78,11 @@ BAD: dict[str, list[tuple]] = {
     "l2": [(-0.1, "l2")],
     "momentum": [(1.0, "momentum"), (-0.1, "momentum")],
     "dampening": [(-0.1, "dampening")],
-    "alpha": [(1.0, "alpha"), (-0.5, "alpha")],
+    # (inf, not 1.0: AdEMAMix's alpha is any weight >= 0, RMSprop's a decay in [0, 1))
+    "alpha": [(math.inf, "alpha"), (-0.5, "alpha")],
     "rho": [(1.0, "rho"), (-0.5, "rho")],
     "lr_decay": [(-1.0, "lr_decay")],
+    "momentum_decay": [(-1e-3, "momentum_decay"), (math.nan, "momentum_decay")],
     "initial_accumulator_value": [(-1.0, "initial_accumulator_value")],
     "betas": [
         ((1.0, 0.999), "betas[0]"),
@@ -92,6 +95,20 @@ BAD: dict[str, list[tuple]] = {
     "fused": [(NOT_BOOL, "fused")],
     # capturable=True is refused by name: nnopt cannot be captured in a CUDA graph.
     "capturable": [(True, "capturable")],
+    "t_alpha_beta3": [(0, "t_alpha_beta3"), (-10.0, "t_alpha_beta3")],
+    "shampoo_beta": [(1.0, "shampoo_beta"), (math.nan, "shampoo_beta")],
+    "precondition_frequency": [(0, "precondition_frequency"), (2.5, "precondition_frequency")],
+    "max_precond_dim": [(0, "max_precond_dim"), (True, "max_precond_dim")],
+    "beta2_decay": [(0.1, "beta2_decay")],
+    "d": [(0.5, "d")],
+    "ns_coefficients": [
+        ((1.0, 2.0), "ns_coefficients"),
+        ((1.0, math.nan, 2.0), "ns_coefficients[1]"),
+    ],
+    "ns_steps": [(100, "ns_steps"), (2.5, "ns_steps")],
+    "adjust_lr_fn": [("rms", "adjust_lr_fn")],
+    "adamw_betas": [((1.0, 0.9), "adamw_betas[0]")],
+    "adamw_eps": [(0.0, "adamw_eps")],
 }
 for _flag in (
     "nesterov",
@@ -101,6 +118,10 @@ for _flag in (
     "maximize",
     "differentiable",
     "decoupled_weight_decay",
+    "merge_dims",
+    "precondition_1d",
+    "normalize_grads",
+    "correct_bias",
 ):
     BAD[_flag] = [(NOT_BOOL, _flag)]
 

@@ -29,15 +29,15 @@ def test_checkpoint_resumes_exactly(pair):
     sets = [case.option_sets[index]]
     for train_flat in FLATS:
         ref = tiny_model()
-        train(ref, build(case, list(ref.parameters()), sets, flat=train_flat), 6)
+        train(ref, build(case, case.trainable(ref.parameters()), sets, flat=train_flat), 6)
         model = tiny_model()
-        opt = build(case, list(model.parameters()), sets, flat=train_flat)
+        opt = build(case, case.trainable(model.parameters()), sets, flat=train_flat)
         train(model, opt, 3)
         checkpoint = saved(model, opt)
         for resume_flat in FLATS:
             resumed = tiny_model(seed=1)  # other weights until the checkpoint loads
             resumed.load_state_dict(checkpoint["model"])
-            resumed_opt = build(case, list(resumed.parameters()), sets, flat=resume_flat)
+            resumed_opt = build(case, case.trainable(resumed.parameters()), sets, flat=resume_flat)
             resumed_opt.load_state_dict(checkpoint["opt"])
             assert resumed_opt.step_count == 3
             train(resumed, resumed_opt, 3, start=3)
@@ -60,20 +60,22 @@ def test_state_dict_crosses_to_the_twin_and_back(pair):
     sets = [case.option_sets[index]]
     for flat in FLATS:
         ours = tiny_model()
-        opt = build(case, list(ours.parameters()), sets, flat=flat)
+        opt = build(case, case.trainable(ours.parameters()), sets, flat=flat)
         train(ours, opt, 3)
         theirs = copy.deepcopy(ours)
-        twin = case.twin(list(theirs.parameters()))
+        twin = case.twin(case.trainable(theirs.parameters()))
         twin.load_state_dict(copy.deepcopy(opt.state_dict()))
         train(ours, opt, 3, start=3)
         train(theirs, twin, 3, start=3)
         assert_models_close(theirs, ours, tol=case.tol32)
 
     theirs = tiny_model()
-    twin = build(case, list(theirs.parameters()), sets, twin=True)
+    twin = build(case, case.trainable(theirs.parameters()), sets, twin=True)
     train(theirs, twin, 3)
     ours = copy.deepcopy(theirs)
-    opt = case.table_row.build(list(ours.parameters()), lr=1.0)  # other options than torch's
+    opt = case.table_row.build(
+        case.trainable(ours.parameters()), lr=1.0
+    )  # other options than torch's
     opt.load_state_dict(copy.deepcopy(twin.state_dict()))
     train(theirs, twin, 3, start=3)
     train(ours, opt, 3, start=3)

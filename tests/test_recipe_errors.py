@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from recipe_helpers import MINIMAL, make
 
+from nnopt.optim import table
 from nnopt.recipe import Recipe, RecipeError
 
 
@@ -101,10 +102,16 @@ def test_non_finite_rejected():
 
 
 def test_choices():
+    names = ", ".join(table.NAMES)  # every row, in the table's order
+    assert names.startswith("sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch, adam,")
     assert problems(MINIMAL.replace('"sgd"', '"adm"')) == (
-        "optimizer.name must be one of sgd, momentum, nesterov, adagrad, rmsprop, rmsprop_torch,"
-        " adam, adamw, lion; got 'adm'"
+        # (the table's names, in its order: each new row appends its own)
+        f"optimizer.name must be one of {', '.join(table.NAMES)}; got 'adm'"
     )
+    assert table.NAMES[:9] == (
+        "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "rmsprop_torch", "adam", "adamw",
+        "lion",
+    )  # fmt: skip
     assert "model.activation must be one of relu, tanh, sigmoid, gelu" in problems(
         MINIMAL + '[model]\nactivation = "swish"\n'
     )
@@ -135,9 +142,9 @@ def test_several_problems_one_line_each():
 @pytest.mark.parametrize(
     ("name", "option", "value", "applies"),
     [
-        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion"),
+        ("sgd", "betas", [0.9, 0.99], "adam, adamw, lion, ..."),
         ("adam", "momentum", 0.9, "sgd, momentum, nesterov, rmsprop, rmsprop_torch"),
-        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw"),
+        ("sgd", "eps", 1e-8, "adagrad, rmsprop, rmsprop_torch, adam, adamw, ..."),
         ("adam", "rho", 0.9, "rmsprop"),
         ("rmsprop", "initial_accumulator_value", 0.1, "adagrad"),
         ("adagrad", "amsgrad", False, "adam, adamw"),
@@ -145,8 +152,11 @@ def test_several_problems_one_line_each():
 )
 def test_option_not_applying(name, option, value, applies):
     text = problems({"data": {"name": "d"}, "optimizer": {"name": name, "lr": 0.1, option: value}})
+    # "...": the rows appended after the seed's (each new optimizer adds its own name)
+    listed = ", ".join(table.applies_to()[option])
+    assert listed.startswith(applies.removesuffix("..."))
     assert (
-        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {applies}"
+        text == f"optimizer.{option} does not apply to optimizer {name!r}; it applies to {listed}"
     )
 
 
@@ -161,7 +171,19 @@ def test_betas_must_be_a_pair():
     text = problems(
         {"data": {"name": "d"}, "optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9]}}
     )
-    assert text == "optimizer.betas must be a list of two numbers [beta1, beta2], got 1 items"
+    assert text == "optimizer.betas must be a pair (beta1, beta2), got (0.9,)"
+
+
+def test_an_option_whose_range_is_the_optimizers():
+    """alpha is RMSprop's decay in [0, 1) and AdEMAMix's weight >= 0; AdEMAMix has 3 betas."""
+    ademamix = {"name": "ademamix", "lr": 1e-3, "alpha": 8.0, "betas": [0.9, 0.999, 0.9999]}
+    assert Recipe.model_validate({"data": {"name": "d"}, "optimizer": ademamix})
+    rmsprop = {"name": "rmsprop_torch", "lr": 1e-3, "alpha": 8.0}
+    text = problems({"data": {"name": "d"}, "optimizer": rmsprop})
+    assert text.startswith("optimizer.alpha must be in [0, 1), got 8.0")
+    two = {"name": "ademamix", "lr": 1e-3, "betas": [0.9, 0.999]}
+    text = problems({"data": {"name": "d"}, "optimizer": two})
+    assert text.startswith("optimizer.betas must be three numbers (beta1, beta2, beta3)")
 
 
 @pytest.mark.parametrize(

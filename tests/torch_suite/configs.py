@@ -1,4 +1,4 @@
-"""The configurations: PyTorch's own ``optim_db`` entries for the five drop-in optimizers.
+"""The configurations: PyTorch's own ``optim_db`` entries for the drop-in optimizers.
 
 ``optim_db`` (``torch.testing._internal.common_optimizers``, shipped in the torch wheel) lists,
 per optimizer, the keyword sets PyTorch tests it with (``optim_inputs_func``), the
@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import torch
 
-OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop")
+OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "NAdam", "RAdam")
 LAYOUTS = {"loose": False, "flat": True}
 # make test runs the default path ("auto") and the reference ("eager") in both layouts;
 # `make test-torch-suite` (NNOPT_SUITE_KERNELS=all, run by CI) adds nnopt's native kernels
@@ -49,7 +49,7 @@ UNHONOURED = {
     "capturable": "nnopt cannot honour capturable=True on CPU (a CUDA-graph option)",
 }
 
-SCHEMA = 2  # of the cached data: bump when _extract changes
+SCHEMA = 3  # of the cached data: bump when _extract changes
 _cache: Any = None  # pytest's config.cache, set by conftest.py
 
 
@@ -198,7 +198,7 @@ IMPL_KWARGS = {
 
 
 def all_configs(device: str = "cpu") -> list[Config]:
-    """Every optim_db input of the five optimizers, as PyTorch lists them."""
+    """Every optim_db input of the drop-in optimizers, as PyTorch lists them."""
     data = load_optim_db(device)
     return [
         Config(name, desc, kwargs, data[name], device)

@@ -21,7 +21,7 @@ from tests.torch_suite import configs
 from tests.torch_suite.common import nnopt_cls
 
 F64 = torch.float64
-# (optimizer, kwargs): torch's TestDifferentiableOptimizer configurations for the five twins,
+# (optimizer, kwargs): torch's TestDifferentiableOptimizer configurations for the twins,
 # plus the options it leaves out (dampening, Nesterov, coupled decay in Adam, L2 in Adagrad).
 ONE_STEP = [
     ("SGD", {"lr": 0.9}),
@@ -37,6 +37,10 @@ ONE_STEP = [
     ("RMSprop", {"lr": 0.9}),
     ("Adagrad", {"lr": 0.9, "weight_decay": 0.1}),
     ("Adagrad", {"lr": 0.9, "lr_decay": 0.1}),
+    ("NAdam", {"lr": 0.9, "weight_decay": 0.1, "momentum_decay": 6e-3}),
+    ("NAdam", {"lr": 0.9, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("RAdam", {"lr": 0.9, "weight_decay": 0.1}),
+    ("RAdam", {"lr": 0.9, "weight_decay": 0.1, "decoupled_weight_decay": True}),
 ]
 # (optimizer, hyperparameters given as Tensors that require grad): torch's multistep tests.
 HYPER = [
@@ -66,6 +70,9 @@ def _state(name: str, kwargs: dict[str, Any]) -> dict[str, Tensor]:
     step = {"step": torch.tensor(10.0, dtype=F64)}
     if name == "SGD":
         return {"momentum_buffer": _rand(10)}
+    if name in ("NAdam", "RAdam"):  # (NAdam's product a count, as the step: no grad)
+        product = {"mu_product": torch.tensor(0.5, dtype=F64)} if name == "NAdam" else {}
+        return {**step, "exp_avg": _rand(11), "exp_avg_sq": _rand(12), **product}
     if name in ("Adam", "AdamW"):
         max_sq = {"max_exp_avg_sq": _rand(13)} if kwargs.get("amsgrad") else {}
         return {**step, "exp_avg": _rand(11), "exp_avg_sq": _rand(12), **max_sq}

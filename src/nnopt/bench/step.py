@@ -21,6 +21,7 @@ import gc
 import importlib
 import inspect
 import json
+import math
 import platform
 import statistics
 import time
@@ -58,9 +59,13 @@ def _variants(name: str) -> dict[str, Factory]:
     }
     if row.twin is not None:
         twin = getattr(torch.optim, row.twin)
-        out["torch for-loop"] = lambda ps: twin(ps, foreach=False, **kwargs)
-        out["torch foreach"] = lambda ps: twin(ps, foreach=True, **kwargs)
-        if "fused" in inspect.signature(twin).parameters:
+        modes = inspect.signature(twin).parameters
+        if "foreach" not in modes:  # (torch's Muon: one implementation)
+            out["torch for-loop"] = lambda ps: twin(ps, **kwargs)
+        else:
+            out["torch for-loop"] = lambda ps: twin(ps, foreach=False, **kwargs)
+            out["torch foreach"] = lambda ps: twin(ps, foreach=True, **kwargs)
+        if "fused" in modes:
             out["torch fused"] = lambda ps: twin(ps, fused=True, **kwargs)
     reference = _reference(row.reference)
     if reference is not None:
@@ -77,6 +82,19 @@ def _reference(spec: str | None) -> Any:
         return getattr(importlib.import_module(module), name)
     except ImportError:
         return None
+
+
+def shaped(name: str, rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` (tensors x elements) as near-square matrices for an optimizer that takes
+    matrices only (torch's Muon refuses vectors), else as they are."""
+    row = optimizers_table.row(name)
+    try:
+        row.cls([torch.zeros(2, requires_grad=True)], **row.defaults)
+        return rows
+    except ValueError:
+        size = rows.shape[1]
+        side = max(d for d in range(1, math.isqrt(size) + 1) if size % d == 0)
+        return rows.view(rows.shape[0], side, size // side)
 
 
 def _state_tensors(name: str) -> int:
@@ -194,7 +212,9 @@ def run(
             result = StepResult(name, shape, numel, floor)
             if progress is not None:
                 progress(f"{name} {shape}")
-            result.times = time_steps(_variants(name), values, grads, reps)
+            result.times = time_steps(
+                _variants(name), shaped(name, values), shaped(name, grads), reps
+            )
             results.append(result)
     return results
 

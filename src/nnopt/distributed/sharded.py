@@ -43,6 +43,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"ShardedOptimizer wraps nnopt optimizers, got {type(optimizer).__name__}"
             )
+        if optimizer.scalar_state:
+            # A per-tensor scalar (NAdam's mu_product) has no shard to live in yet.
+            raise ValueError(
+                f"{type(optimizer).__name__} keeps per-tensor scalars "
+                f"({', '.join(optimizer.scalar_state)}) that sharded state does not hold yet: "
+                "train it unsharded (DDP), or choose another optimizer for sharded state"
+            )
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
                 "sharded state needs a torch.distributed process group: launch with "

@@ -6,9 +6,10 @@ spelling ``AdaGrad`` (the same class as ``Adagrad``): a new optimizer is exporte
 
 from nnopt.optim.adagrad import AdaGrad
 from nnopt.optim.base import Optimizer
+from nnopt.optim.muon_for import muon_for
 from nnopt.optim.table import ROWS
 
 CLASSES = {row.cls.__name__: row.cls for row in ROWS}
 globals().update(CLASSES)
 
-__all__ = ["AdaGrad", "Optimizer", *CLASSES]
+__all__ = ["AdaGrad", "Optimizer", *CLASSES, "muon_for"]

@@ -19,8 +19,9 @@ group's parameters into one buffer (``flat.py``), the fastest layout for many sm
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -47,6 +48,13 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     uses_step: bool = False  # keep torch's per-tensor "step" counter in the state
     rule_reads_step: bool = True  # whether update/native read it (RMSprop only keeps it)
     eager_state: bool = False  # create state in the constructor (torch's Adagrad does)
+    # The rule reads each parameter's shape (SOAP): with flat=True the buffers still hold the
+    # memory, but the step goes parameter by parameter, never over a segment of several.
+    whole_parameters: bool = False
+    # Per-tensor scalars the rule keeps beside "step" (NAdam's mu_product), name -> start:
+    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them.
+    scalar_state: ClassVar[Mapping[str, float]] = MappingProxyType({})
+    decays_in_rule: bool = False  # the rule applies decoupled decay itself (Adafactor)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
         check_type("flat", flat, (bool,))
@@ -89,6 +97,17 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]:
         """Names of the state tensors (shaped like the parameter) this group's rule keeps."""
         return ()
+
+    def whole_tensors(self, group: dict[str, Any]) -> bool:
+        """Whether this group's rule reads each parameter whole, in its own shape (matrix
+        products, row and column norms): then it is stepped parameter by parameter by the eager
+        rule, its state made by :meth:`start_state` and shaped as the rule wants (no kernels;
+        with ``flat=True`` the parameters live in the buffer but are stepped as views)."""
+        return False
+
+    def start_state(self, group: dict[str, Any], param: Tensor) -> dict[str, Tensor]:
+        """A whole-tensor group's state of ``param`` at its first step ("step": a counter)."""
+        raise NotImplementedError
 
     def initial_state(self, group: dict[str, Any], key: str) -> float:
         """The value a state tensor starts at (0 unless the rule says otherwise)."""
@@ -239,7 +258,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                     step_differentiable(self, group, h)
                     continue
                 how = dispatch.plan(self, group, h)
-                if self.flat:
+                if self.flat and not self.whole_parameters:
                     dispatch.step_flat(self, group, h, how, self._intact_layout(index))
                 else:
                     dispatch.step_group(self, group, h, how)

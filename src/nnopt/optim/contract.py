@@ -7,6 +7,7 @@ two modules do not import each other (the dispatch is read top to bottom, one fi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ class Stepped(Protocol):
     state: defaultdict
     uses_step: bool  # keeps torch's per-tensor "step" counter
     rule_reads_step: bool  # whether the rule and its kernel read that counter
+    scalar_state: Mapping[str, float]  # per-tensor scalars beside "step": name -> start
+    decays_in_rule: bool  # the rule applies decoupled decay itself
 
     @property
     def kernels(self) -> str: ...
@@ -33,6 +36,10 @@ class Stepped(Protocol):
     def state_keys(self, group: dict[str, Any]) -> tuple[str, ...]: ...
 
     def initial_state(self, group: dict[str, Any], key: str) -> float: ...
+
+    def whole_tensors(self, group: dict[str, Any]) -> bool: ...
+
+    def start_state(self, group: dict[str, Any], param: Tensor) -> dict[str, Tensor]: ...
 
     def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]: ...
 

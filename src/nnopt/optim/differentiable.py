@@ -30,7 +30,7 @@ def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None
             continue
         if grad.is_sparse:
             grad = grad.to_dense()
-        state = opt.state[p] if keys or opt.uses_step else {}
+        state = opt.state[p] if keys or opt.uses_step or opt.scalar_state else {}
         fresh = init_state(opt, group, p, state, keys)
         if opt.uses_step:
             state["step"] += 1  # a count: it never requires grad
@@ -44,4 +44,6 @@ def step_differentiable(opt: Optimizer, group: dict[str, Any], h: Hyper) -> None
         if param.is_complex():
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
+        for name in opt.scalar_state:
+            tensors[name] = state[name]
         apply(opt, h, param, grad, tensors, step, how)

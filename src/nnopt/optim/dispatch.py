@@ -34,7 +34,7 @@ from nnopt.optim import group_kernel, kernels, rules
 from nnopt.optim.contract import PLAIN as _PLAIN
 from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
-from nnopt.optim.lazy_state import init_state
+from nnopt.optim.lazy_state import init_state, state_size
 from nnopt.optim.options import Hyper
 
 if TYPE_CHECKING:
@@ -88,6 +88,9 @@ def step_group(
 ) -> None:
     """One step of every parameter of ``group`` (or of ``params``) that has a gradient."""
     params = group["params"] if params is None else params
+    if opt.whole_tensors(group):
+        _step_whole(opt, group, h, how, params)
+        return
     if how.native is not None and not h.maximize:
         params = group_kernel.step_many(opt, group, how, params)
         if not params:
@@ -95,7 +98,7 @@ def step_group(
     keys = opt.state_keys(group)
     items = []
     all_state = opt.state
-    complete = len(keys) + opt.uses_step  # the state's size once it is all there
+    complete = state_size(opt, keys)  # the state's size once it is all there
     last = keys[-1] if keys else None
     for p in params:
         grad = p.grad
@@ -158,7 +161,36 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
+        for name in opt.scalar_state:
+            tensors[name] = state[name]
         apply(opt, h, param, grad, tensors, step, how)
+
+
+def _step_whole(
+    opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, params: list[Tensor]
+) -> None:
+    """One step of a group whose rule reads each parameter whole (``whole_tensors``): the
+    eager rule, parameter by parameter, on the parameter in its own shape."""
+    tracing = torch.compiler.is_compiling()
+    name = type(opt).__name__
+    for p in params:
+        grad = p.grad
+        if grad is None:
+            continue
+        # (torch's Muon and Adafactor refuse these, in these words)
+        if p.is_complex():
+            raise RuntimeError(f"{name} does not support complex parameters")
+        if grad.is_sparse:
+            raise RuntimeError(f"{name} does not support sparse gradients")
+        state = opt.state[p]
+        if not state:
+            state.update(opt.start_state(group, p))
+        step: Any = 1
+        if "step" in state:
+            state["step"] += 1
+            step = state["step"] if tracing else int(state["step"].item())
+        tensors = {k: v for k, v in state.items() if k != "step"}
+        apply(opt, h, p, grad, tensors, step, how)
 
 
 def apply(
@@ -174,7 +206,7 @@ def apply(
     if (
         how.native is not None
         and type(param) in _PLAIN
-        and _same_layout(param, grad, *state.values())
+        and _same_layout(param, grad, *_shaped(opt, state))
         and kernels.cpu.run_one(how.native, param, grad.neg() if h.maximize else grad, state, step)
     ):
         return
@@ -182,18 +214,29 @@ def apply(
         grad = grad.neg()
     if h.coupled:
         grad = rules.with_l2(grad, param, l2=h.coupled)
-    if h.decoupled:
+    if h.decoupled and not opt.decays_in_rule:
         rules.decoupled_decay_(param, lr=h.lr, weight_decay=h.decoupled)
     divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
         rules.soft_threshold_(param, h.l1 * h.lr / divisor)
 
 
+def _shaped(opt: Optimizer, state: dict[str, Tensor]) -> list[Tensor]:
+    """The state tensors shaped like the parameter (not its scalars)."""
+    if not opt.scalar_state:
+        return list(state.values())
+    return [t for k, t in state.items() if k not in opt.scalar_state]
+
+
 def step_flat(
     opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan, layout: FlatLayout
 ) -> None:
     """One step of a group held in flat buffers: a few launches per bucket, then the loose
-    tensors (those that cannot be packed) one by one."""
+    tensors (those that cannot be packed) one by one. A whole-tensor group's parameters live
+    in the buffers but are stepped one by one, each a view in its own shape."""
+    if opt.whole_tensors(group):
+        step_group(opt, group, h, how)
+        return
     for bucket in layout.buckets:
         _step_bucket(opt, group, h, how, bucket)
     if layout.loose:
@@ -211,7 +254,7 @@ def _step_bucket(
         # First step, a loaded state dict, or options that changed the state kept.
         bucket.state = {k: v for k, v in bucket.state.items() if k in keys}
         initial = {k: opt.initial_state(group, k) for k in keys}
-        bucket.bind_state(initial, opt.state, opt.uses_step, active)
+        bucket.bind_state(initial, opt.state, opt.uses_step, active, opt.scalar_state)
     elif bucket.unregistered:
         bucket.register(active, opt.state)
     # Not meta tensors: torch's fused kernel fails there.
@@ -224,12 +267,14 @@ def _step_bucket(
         param = bucket.segment(bucket.param, first, last)
         grad = bucket.segment(bucket.grad, first, last)
         state = {k: bucket.segment(v, first, last) for k, v in bucket.state.items()}
+        state.update(bucket.run_scalars(first, last))
         if fused:
             count = torch.tensor(float(step), dtype=torch.float32, device=param.device)
             steps = [count] if opt.uses_step else []
             opt.fused(how.options, h, [param], [grad], [state], steps, step == 1)
         else:
             apply(opt, h, param, grad, state, step, how)
+        bucket.spread_scalars(first, last)
     if bucket.fresh:
         bucket.fresh = {i for i in bucket.fresh if not active[i]}
 

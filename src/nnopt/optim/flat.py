@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 from torch import Tensor
@@ -60,6 +62,9 @@ class FlatBucket:
         self.steps: Tensor | None = None  # one float32 counter per parameter, torch's "step"
         self.step_views: list[Tensor] = []
         self.uniform_step: int | None = None  # the common step when all counters agree
+        # Per-parameter scalars beside the counters (NAdam's mu_product), one element each.
+        self.scalars: dict[str, Tensor] = {}
+        self.scalar_views: dict[str, list[Tensor]] = {}
         self.state_bound = False
         self.unregistered: set[int] = set()  # params whose state views are not handed out yet
         # Params whose state was just created and not stepped yet: a rule whose first step is
@@ -119,7 +124,12 @@ class FlatBucket:
         return active
 
     def bind_state(
-        self, initial: dict[str, float], per_param: dict, with_step: bool, active: list[bool]
+        self,
+        initial: dict[str, float],
+        per_param: dict,
+        with_step: bool,
+        active: list[bool],
+        scalars: Mapping[str, float] = MappingProxyType({}),
     ) -> None:
         """Make ``per_param[p][key]`` views of flat state, keeping any values already there.
 
@@ -127,7 +137,8 @@ class FlatBucket:
         a state dict, or left by a previous bucket) are copied in; missing ones start at their
         initial value, as torch's lazily created state does. A parameter with no state and no
         gradient this step gets none yet (torch gives it none): :meth:`register` adds its
-        views the first time it is stepped.
+        views the first time it is stepped. ``scalars`` (name -> start) are per-parameter
+        one-element state beside the step counters, bound as they are.
         """
         self.unregistered = set()
         for key, start in initial.items():
@@ -164,6 +175,19 @@ class FlatBucket:
                 per_param[p]["step"] = view
             first, last = self.steps.min().item(), self.steps.max().item()
             self.uniform_step = int(first) if first == last else None
+        for name, start in scalars.items():
+            if name not in self.scalars:
+                self.scalars[name] = torch.full((len(self.params),), start, dtype=step_dtype())
+                self.scalar_views[name] = list(self.scalars[name].unbind())
+            for i, (p, view) in enumerate(zip(self.params, self.scalar_views[name], strict=True)):
+                held = per_param[p].get(name) if p in per_param else None
+                if held is view:
+                    continue
+                view.fill_(start if held is None else float(held))
+                if held is None and not active[i]:
+                    self.unregistered.add(i)
+                    continue
+                per_param[p][name] = view
         self.state_bound = True
 
     def hold_state(self, key: str, flat: Tensor, per_param: dict) -> None:
@@ -177,6 +201,7 @@ class FlatBucket:
     def clear_state(self) -> None:
         """Drop the flat state (the next step binds it afresh from the per-parameter state)."""
         self.state, self.state_views, self.state_bound = {}, {}, False
+        self.scalars, self.scalar_views = {}, {}
 
     def register(self, active: list[bool], per_param: dict) -> None:
         """Give the parameters stepped for the first time their state views."""
@@ -186,16 +211,22 @@ class FlatBucket:
                 per_param[p][key] = views[i]
             if self.steps is not None:
                 per_param[p]["step"] = self.step_views[i]
+            for name, views in self.scalar_views.items():
+                per_param[p][name] = views[i]
             self.unregistered.discard(i)
             self.fresh.add(i)
 
     def runs(self, active: list[bool]) -> list[tuple[int, int]]:
         """Maximal runs [first, last) of consecutive active parameters sharing one step count
-        (and, for buckets without counters, all fresh or all not)."""
+        and the same scalars (and, for buckets without counters, all fresh or all not)."""
         uniform = self.steps is None or self.uniform_step is not None
+        uniform = uniform and all(bool((t == t[0]).all()) for t in self.scalars.values())
         if uniform and not self.fresh and (active is self._all_active or all(active)):
             return [(0, len(self.params))]
-        steps = self.steps.tolist() if self.steps is not None else [0] * len(self.params)
+        steps: list = self.steps.tolist() if self.steps is not None else [0] * len(self.params)
+        if self.scalars:  # a run shares its scalars too: compare (step, *scalars)
+            columns = [steps, *(t.tolist() for t in self.scalars.values())]
+            steps = list(zip(*columns, strict=True))
         fresh = self.fresh
         runs: list[tuple[int, int]] = []
         start = None
@@ -210,6 +241,16 @@ class FlatBucket:
         if start is not None:
             runs.append((start, len(active)))
         return runs
+
+    def run_scalars(self, first: int, last: int) -> dict[str, Tensor]:
+        """The scalars of run [first, last) as the rule takes them: the first parameter's,
+        which :meth:`spread_scalars` copies to the rest of the run after the update."""
+        return {name: t[first : first + 1] for name, t in self.scalars.items()}
+
+    def spread_scalars(self, first: int, last: int) -> None:
+        if last - first > 1:
+            for t in self.scalars.values():
+                t[first + 1 : last] = t[first]
 
     def advance_steps(self, first: int, last: int) -> int:
         """Add one to the step counters of a run and return the run's new step."""

@@ -22,7 +22,7 @@ from nnopt.optim import kernels
 from nnopt.optim.contract import PLAIN as _PLAIN
 from nnopt.optim.contract import Plan
 from nnopt.optim.contract import Stepped as Optimizer
-from nnopt.optim.lazy_state import init_state
+from nnopt.optim.lazy_state import init_state, state_size
 
 # Elements from which a tensor goes to torch's fused kernel rather than the group kernel.
 LARGE = 1 << 17
@@ -96,7 +96,7 @@ def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Ten
         return []
     tables.pop(id(group), None)
     keys = opt.state_keys(group)
-    complete = len(keys) + opt.uses_step
+    complete = state_size(opt, keys)
     block = prepared.block
     plain = not (block.l2_on or block.l1_on or prepared.weight_decay)
     if not complete and prepared.rule == "sgd" and plain:
@@ -104,7 +104,8 @@ def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Ten
     if len(set(map(id, params))) != len(params):
         return params  # duplicates are stepped twice, one after the other, by step_group
     # The state behind each pointer of the block (None: unused by these options).
-    columns = [key if key in keys else None for key in prepared.pointers]
+    scalars = prepared.scalars  # one-element float32 state (NAdam's mu_product)
+    columns = [key if key in keys or key in scalars else None for key in prepared.pointers]
     unused = [0] * (len(columns) + 1)  # a stateless rule's row: no state, no counter
     codes = prepared.codes
     # Large tensors go to torch's fused kernel where it computes this update: per tensor its
@@ -151,7 +152,10 @@ def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Ten
                         row.append(0)
                         continue
                     t = state[key]
-                    if (
+                    if key in scalars:
+                        if not kernels.cpu.is_scalar(t):
+                            raise LookupError  # (a float64 default: step_group's path)
+                    elif (
                         t.dtype is not dtype
                         or not t.is_cpu
                         or not t.is_contiguous()

@@ -23,7 +23,7 @@ def init_state(
     State moved or cast with its parameter (``model.to()``) follows it, as torch does.
     """
     keys = opt.state_keys(group) if keys is None else keys
-    if keys and len(state) == len(keys) + opt.uses_step and keys[-1] in state:
+    if keys and len(state) == state_size(opt, keys) and keys[-1] in state:
         # The common case, checked cheaply: complete state, laid out like the parameter.
         held = state[keys[0]]
         if held is not None and held.dtype == param.dtype and held.device == param.device:
@@ -42,4 +42,14 @@ def init_state(
     if opt.uses_step and "step" not in state:
         state["step"] = torch.tensor(0.0, dtype=step_dtype())
         fresh = True
+    for name, start in opt.scalar_state.items():
+        if name not in state:
+            state[name] = torch.tensor(start, dtype=step_dtype())
+            fresh = True
     return fresh
+
+
+def state_size(opt: Optimizer, keys: tuple[str, ...]) -> int:
+    """How many entries a parameter's complete state has: its tensors shaped like it, the
+    step counter, the scalars."""
+    return len(keys) + opt.uses_step + len(opt.scalar_state)

@@ -28,6 +28,8 @@ class StateDicts:
     _step_index: int
     _flat_layouts: list
     _loading: list[dict[str, Any]] | None
+    _loading_scalars: tuple[list, dict] | None = None
+    scalar_state: Any
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, plus the step counter and plateau state under ``"nnopt"``.
@@ -60,10 +62,11 @@ class StateDicts:
         # only then runs the user's post-hooks: nnopt's fix-ups run inside __setstate__, so a
         # post-hook sees a fully loaded optimizer.
         self._loading = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        self._loading_scalars = _saved_scalars(state_dict, self.scalar_state)
         try:
             super().load_state_dict(state_dict)
         finally:
-            self._loading = None
+            self._loading = self._loading_scalars = None
         if extra is not None:
             self._step_index = int(extra["step"])
             if extra.get("plateau") is not None and self.plateau is not None:
@@ -92,12 +95,35 @@ class StateDicts:
             self.validate_group(group)
         for state in self.state.values():
             # torch lets state hold entries of any kind (a hook may store a flag): only a
-            # per-parameter dict has a step counter.
-            step = state.get("step") if isinstance(state, dict) else None
-            if step is not None and not isinstance(step, Tensor):
-                state["step"] = torch.tensor(float(step), dtype=step_dtype())
+            # per-parameter dict has a step counter (and scalars, NAdam's mu_product).
+            if not isinstance(state, dict):
+                continue
+            for name in ("step", *self.scalar_state):
+                value = state.get(name)
+                if value is not None and not isinstance(value, Tensor):
+                    state[name] = torch.tensor(float(value), dtype=step_dtype())
+        if self._loading_scalars is not None:
+            # torch casts every state tensor but "step" to its parameter's dtype (NAdam's
+            # mu_product to bfloat16 with a bfloat16 parameter); a scalar is a running count
+            # like "step", kept as saved, so a resumed run continues bit for bit.
+            order, saved = self._loading_scalars
+            params = [p for g in self.param_groups for p in g["params"]]
+            for index, p in zip(order, params, strict=False):
+                self.state[p].update(saved.get(index, {}))
         for layout in self._flat_layouts:
             layout.unbind_state()  # the loaded tensors are copied in at the next step
+
+
+def _saved_scalars(state_dict: dict[str, Any], names: Any) -> tuple[list, dict] | None:
+    """The saved order of parameter ids and each one's scalar state tensors (None if none)."""
+    saved = {
+        index: {k: v for k, v in state.items() if k in names and isinstance(v, Tensor)}
+        for index, state in state_dict["state"].items()
+        if isinstance(state, dict)
+    }
+    if not any(saved.values()):
+        return None
+    return [i for g in state_dict["param_groups"] for i in g["params"]], saved
 
 
 def _copied(tree: Any) -> Any:

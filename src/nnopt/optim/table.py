@@ -15,12 +15,19 @@ from functools import cache
 from typing import Any
 
 from nnopt.optim import registry
+from nnopt.optim.adafactor import Adafactor
 from nnopt.optim.adagrad import Adagrad
 from nnopt.optim.adam import Adam, AdamW
+from nnopt.optim.ademamix import AdEMAMix
 from nnopt.optim.base import Optimizer
 from nnopt.optim.lion import Lion
+from nnopt.optim.muon import Muon
+from nnopt.optim.muon_for import MuonAdamW
+from nnopt.optim.nadam import NAdam
+from nnopt.optim.radam import RAdam
 from nnopt.optim.rmsprop import RMSProp, RMSprop
 from nnopt.optim.sgd import SGD
+from nnopt.optim.soap import SOAP
 from nnopt.optim.torch_signature import follow
 
 # Constructor arguments that are not [optimizer] options of a recipe: the parameters and lr
@@ -42,6 +49,9 @@ class Row:
     # Another package's class computing the same math from the same call ("module:Class",
     # e.g. "schedulefree:AdamWScheduleFree"): what tests and ``nnopt bench`` compare with.
     reference: str | None = None
+    # Builds from the model itself (muon: which parameters are hidden matrices), not from
+    # its parameters alone: the trainer calls it with the model and its param groups.
+    by_model: bool = False
 
     def options(self) -> dict[str, Any]:
         """The row's [optimizer] options and their defaults (the class's, then the alias's)."""
@@ -62,6 +72,13 @@ ROWS: tuple[Row, ...] = (
     Row("adam", Adam, "Adam", twin="Adam"),
     Row("adamw", AdamW, "Adam with decoupled weight decay", twin="AdamW"),
     Row("lion", Lion, "Lion: the sign of an interpolated momentum (Chen et al. 2023)"),
+    Row("ademamix", AdEMAMix, "AdEMAMix: Adam plus a slow EMA (Pagliardini et al. 2024)"),
+    Row("soap", SOAP, "SOAP: Adam in Shampoo's eigenbasis (Vyas et al. 2024)"),
+    Row("nadam", NAdam, "NAdam: Adam with Nesterov momentum (Dozat 2016)", twin="NAdam"),
+    Row("radam", RAdam, "RAdam: Adam with a rectified adaptive lr (Liu et al. 2020)", twin="RAdam"),
+    Row("adafactor", Adafactor, "Adafactor: factored second moments", twin="Adafactor"),
+    Row("muon_torch", Muon, "Muon, torch's: 2-D parameters only", twin="Muon"),
+    Row("muon", MuonAdamW, "Muon on hidden matrices, AdamW on the rest", by_model=True),
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

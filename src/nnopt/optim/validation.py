@@ -29,6 +29,7 @@ TORCH_WORDS = {
     "lr_decay": "Invalid lr_decay value: {}",
     "initial_accumulator_value": "Invalid initial_accumulator_value value: {}",
     "alpha": "Invalid alpha value: {}",
+    "momentum_decay": "Invalid momentum_decay value: {}",
 }
 
 
@@ -85,3 +86,44 @@ def check_unit_interval(name: str, value: Any) -> None:
     """name in [0, 1): decay rates, momentum coefficients."""
     if not 0.0 <= _number(name, value) < 1.0:
         raise refuse(name, value, "in [0, 1)")
+
+
+def check_below_one(name: str, value: Any) -> None:
+    """name < 1 (SOAP's shampoo_beta: in [0, 1), or negative for "the same as beta2")."""
+    if not -math.inf < _number(name, value) < 1.0:
+        raise refuse(name, value, "< 1 (in [0, 1), or negative: beta2)")
+
+
+def check_nonpositive(name: str, value: Any) -> None:
+    """name <= 0 (and finite): Adafactor's beta2_decay."""
+    if not -math.inf < _number(name, value) <= 0.0:
+        raise refuse(name, value, "<= 0 and finite")
+
+
+def check_at_least_one(name: str, value: Any) -> None:
+    """name >= 1 (and finite): Adafactor's clipping threshold d."""
+    if not 1.0 <= _number(name, value) < math.inf:
+        raise refuse(name, value, ">= 1 and finite")
+
+
+def check_iterations(name: str, value: Any) -> None:
+    """name an int in [0, 100): Muon's Newton-Schulz steps (torch: fewer than 100)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 100:
+        raise OptionError(
+            f"{name} must be an int in [0, 100), got {value!r}",
+            "Number of steps must be less than 100 for computational efficiency",
+            option=name,
+        )
+
+
+def check_triple(name: str, value: Any) -> None:
+    """name three finite numbers: Muon's Newton-Schulz coefficients (a, b, c)."""
+    if not isinstance(value, tuple | list) or len(value) != 3:
+        raise OptionError(
+            f"{name} must be three numbers (a, b, c), got {value!r}",
+            "Coefficients must be a tuple of exactly 3 values",
+            option=name,
+        )
+    for index, item in enumerate(value):
+        if not math.isfinite(_number(f"{name}[{index}]", item)):
+            raise refuse(f"{name}[{index}]", item, "finite")

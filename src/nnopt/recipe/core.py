@@ -60,7 +60,7 @@ class Recipe(Section):
         row, options = self.optimizer.resolved()
         reg = self.regularization
         group: dict[str, Any] = {
-            "params": [torch.zeros(1, requires_grad=True)],
+            "params": [torch.zeros(1, 1, requires_grad=True)],  # (Muon: matrices only)
             **{"l1": reg.l1, "l2": reg.l2},
         }
         if reg.weight_decay is not None:
@@ -82,7 +82,7 @@ class Recipe(Section):
         if decay is None or other is None:
             return self
         row, _ = self.optimizer.resolved()
-        probe = row.build([torch.zeros(1, requires_grad=True)], 0.1, flat=False)
+        probe = row.build([torch.zeros(1, 1, requires_grad=True)], 0.1, flat=False)
         kind = "decoupled" if probe.defaults.get("decoupled_weight_decay") else "coupled L2"
         theirs = "decoupled decay" if other == "weight_decay" else "coupled L2"
         raise problem(

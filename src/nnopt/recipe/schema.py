@@ -144,10 +144,24 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "unit": (float, _UNIT),
     "bool": (bool, {}),
     "pair": (tuple[Unit, Unit], {}),
+    "count": (int, {"ge": 1}),
+    "below_one": (float, {"lt": 1}),
+    "positive_or_none": (float, {"gt": 0}),  # (unset is None: the class's default)
+    "nonpositive": (float, {"le": 0}),
+    "at_least_one": (float, {"ge": 1}),
+    "iterations": (int, {"ge": 0, "lt": 100}),
+    "choice": (str | None, {}),  # (its values are checked by the optimizer, named)
+}
+# An option whose range differs by optimizer: numbers here, the range checked by the class
+# the recipe builds (Recipe._optimizer_accepts names the field).
+_PER_CLASS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "unit": (int | float, {}),  # (an int stays an int: the message quotes the recipe's value)
+    "pair": (tuple[int | float, ...], {}),
 }
 # Each [optimizer] option's type and range, from the one registry (nnopt.optim.registry).
 OPTION_TYPES: dict[str, tuple[Any, dict[str, Any]]] = {
-    name: _KINDS[registry.OPTIONS[name].kind] for name in registry.RECIPE_OPTIONS
+    name: (_PER_CLASS if registry.OPTIONS[name].per_class else _KINDS)[registry.OPTIONS[name].kind]
+    for name in registry.RECIPE_OPTIONS
 }
 OPTIMIZERS = table.NAMES
 # Which optimizer names each optional [optimizer] key applies to (name, lr, flat: all).
@@ -185,15 +199,9 @@ class _OptimizerBase(Section):
 
     @field_validator("betas", mode="before", check_fields=False)
     @classmethod
-    def _betas_pair(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            if len(value) != 2:
-                raise problem(
-                    f"optimizer.betas must be a list of two numbers [beta1, beta2], "
-                    f"got {len(value)} items"
-                )
-            return tuple(value)
-        return value
+    def _betas_tuple(cls, value: Any) -> Any:
+        # (how many betas, and their range, is the optimizer's: Adam two, AdEMAMix three)
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _options_apply(self) -> _OptimizerBase:

@@ -19,6 +19,7 @@ from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
 from nnopt.optim import kernels
+from nnopt.optim.muon_for import assign as muon_split
 from nnopt.regularization import Penalty, param_groups
 from nnopt.schedules import ReduceOnPlateau
 from nnopt.training.threads import apply_threads
@@ -123,7 +124,13 @@ def build_optimizer(
         groups = param_groups(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
-    return row.build(groups, recipe.lr_schedule(total_steps), **options)
+    if not row.by_model:
+        return row.build(groups, recipe.lr_schedule(total_steps), **options)
+    # muon: each group split by what its parameters are (hidden matrices to Muon)
+    groups, choices = muon_split(model, groups)
+    optimizer = row.build(groups, recipe.lr_schedule(total_steps), **options)
+    optimizer.choices = choices  # type: ignore[attr-defined]  # (written as muon_split.txt)
+    return optimizer
 
 
 def build_penalty(recipe: Recipe, model: nn.Module) -> Penalty | None:

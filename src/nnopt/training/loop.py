@@ -315,6 +315,9 @@ class Trainer:
             self.recipe.save(self.run_dir / "recipe.toml")
             init = format_decisions(self.parts.init_decisions)  # how each layer was drawn
             atomic.write_text(self.run_dir / "init.txt", init + "\n")
+            split = getattr(self.parts.optimizer, "split_text", None)
+            if split is not None:  # muon: which parameters Muon steps, and why
+                atomic.write_text(self.run_dir / "muon_split.txt", split() + "\n")
         return RunState()
 
     def _checkpoint(self, state: RunState) -> None:

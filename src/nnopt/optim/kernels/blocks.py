@@ -20,30 +20,35 @@ import ctypes
 from functools import cache
 
 PTR, FLAG, F64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_double
-CTYPES = {"ptr": PTR, "i32": FLAG, "f64": F64}
+CTYPES = {"ptr": PTR, "scalar": PTR, "i32": FLAG, "f64": F64}
 # The fields every block has (cpu_rule.h): the tensors, the regularization, the step count.
 COMMON = ("p", "g", "l2_on", "l1_on", "lr", "step", "l2", "decay", "l1lr")
 
 
 def structure(rule: str, layout: str) -> type[ctypes.Structure]:
-    """The ctypes structure of ``layout`` (``name:tag`` pairs, tags ``ptr``, ``i32``, ``f64``).
+    """The ctypes structure of ``layout`` (``name:tag`` pairs, tags ``ptr``, ``scalar``, ``i32``,
+    ``f64``).
 
     Raises ValueError for a malformed layout, one without the common fields, or one whose
     pointers do not come first (the many-tensor kernels copy a row of pointers over them).
     """
-    fields = []
+    fields, scalars = [], []
     for entry in layout.split(","):
         name, _, tag = entry.partition(":")
         if not name.isidentifier() or tag not in CTYPES:
             raise ValueError(f"{rule}: malformed layout entry {entry!r}")
         fields.append((name, CTYPES[tag]))
+        if tag == "scalar":
+            scalars.append(name)
     names = [name for name, _ in fields]
     if len(set(names)) != len(names) or not set(COMMON) <= set(names):
         raise ValueError(f"{rule}: layout {layout!r} repeats a field or lacks one of {COMMON}")
     kinds = [ctype is PTR for _, ctype in fields]
     if kinds != sorted(kinds, reverse=True):
         raise ValueError(f"{rule}: layout {layout!r} has a pointer after a flag or scalar")
-    return type(f"{rule}_args", (ctypes.Structure,), {"_fields_": fields})
+    return type(
+        f"{rule}_args", (ctypes.Structure,), {"_fields_": fields, "_scalars_": tuple(scalars)}
+    )
 
 
 def read(lib: ctypes.CDLL) -> dict[str, type[ctypes.Structure]] | str:
@@ -81,8 +86,11 @@ def read(lib: ctypes.CDLL) -> dict[str, type[ctypes.Structure]] | str:
 
 def layout(block: type[ctypes.Structure]) -> str:
     """The block as ``name:tag`` pairs in order, the form the library's layout functions use."""
-    tags = {ctype: tag for tag, ctype in CTYPES.items()}
-    return ",".join(f"{name}:{tags[ctype]}" for name, ctype in block._fields_)
+    tags = {F64: "f64", FLAG: "i32", PTR: "ptr"}
+    scalars = scalar_names(block)
+    return ",".join(
+        f"{name}:{'scalar' if name in scalars else tags[ctype]}" for name, ctype in block._fields_
+    )
 
 
 def fill(block: type[ctypes.Structure], values: dict[str, object]) -> ctypes.Structure:
@@ -103,5 +111,11 @@ def _names(block: type[ctypes.Structure]) -> frozenset[str]:
 
 
 def pointer_names(block: type[ctypes.Structure]) -> tuple[str, ...]:
-    """The block's state pointers (its pointer fields after ``p`` and ``g``), in order."""
+    """The block's state pointers (its pointer fields after ``p`` and ``g``, scalars too), in
+    order."""
     return tuple(name for name, ctype in block._fields_[2:] if ctype is PTR)
+
+
+def scalar_names(block: type[ctypes.Structure]) -> tuple[str, ...]:
+    """The block's pointers to one-element float32 state (``scalar(name)`` fields), in order."""
+    return getattr(block, "_scalars_", ())

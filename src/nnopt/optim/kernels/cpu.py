@@ -109,6 +109,7 @@ class Prepared:
         self.kernel, self.native = kernel, native
         self.rule = kernel.rule
         self.pointers = blocks.pointer_names(native.block)
+        self.scalars = blocks.scalar_names(native.block)  # (of the pointers: float32 scalars)
         self.codes = {dtype: DTYPE_CODES[dtype] for dtype in kernel.dtypes}
         self.weight_decay, self.l1 = float(weight_decay), float(l1)
         self.lr: float | None = None
@@ -149,15 +150,30 @@ def _layout(param: Tensor, *others: Tensor | None) -> int | None:
     return code
 
 
+def is_scalar(t: Tensor | None) -> bool:
+    """Whether ``t`` is what a ``scalar(name)`` field points to: one float32 on the CPU."""
+    return t is not None and t.dtype == torch.float32 and t.is_cpu and t.numel() == 1
+
+
 def run_one(
     prepared: Prepared, param: Tensor, grad: Tensor, state: dict[str, Tensor], step: int
 ) -> bool:
     """Run the kernel over one tensor at step ``step``; False (nothing touched) if it cannot
-    run these tensors. ``state`` holds the state the kernel's options use, by field name."""
+    run these tensors. ``state`` holds the state the kernel's options use, by field name
+    (its ``scalars`` one-element float32 CPU tensors, the others laid out as ``param``)."""
     if param.dtype not in prepared.codes:
         return False
     tensors = [state.get(name) for name in prepared.pointers]
-    code = _layout(param, grad, *tensors)
+    scalars = prepared.scalars
+    if scalars:
+        shaped = [
+            t for name, t in zip(prepared.pointers, tensors, strict=True) if name not in scalars
+        ]
+        if not all(is_scalar(state.get(name)) for name in scalars):
+            return False
+    else:
+        shaped = tensors
+    code = _layout(param, grad, *shaped)
     if code is None:
         return False
     block = prepared.block

@@ -11,6 +11,8 @@
 // Plain C ABI, no PyTorch headers: the library builds in seconds and is loaded with ctypes
 // (build.py); a small thread pool (cpu_pool.h) spreads the chunks over the cores.
 
+#include <algorithm>
+
 #include "cpu_rule.h"
 
 using nnopt::at;
@@ -113,6 +115,96 @@ NNOPT_RULE(lion, ptr(exp_avg), f64(beta1), f64(beta2)) {
     p = p + neg_lr * sign_of(m * b1 + w1 * g);
     put<T>(a.exp_avg, i, m * b2 + w2 * g);
     return A(1);
+  };
+}
+
+// AdEMAMix (rules.ademamix_): m1 <- lerp(m1, g, 1 - b1);  m2 <- lerp(m2, g, 1 - b3_t);
+// v <- b2 v + (1 - b2) g^2;  d = sqrt(v) / sqrt(1 - b2^t) + eps;
+// theta <- theta - lr (m1 / (1 - b1^t) + alpha_t m2) / d.  alpha_t, b3_t: the paper's warmup
+// over t_alpha_beta3 steps (0: none), the expressions of rules.ademamix_schedule in its order.
+NNOPT_RULE(ademamix, ptr(exp_avg_fast), ptr(exp_avg_slow), ptr(exp_avg_sq), f64(beta1),
+           f64(beta2), f64(beta3), f64(alpha), f64(t_alpha_beta3), f64(eps)) {
+  double alpha_t = a.alpha, beta3_t = a.beta3;
+  if (a.t_alpha_beta3 > 0) {
+    const double span = a.t_alpha_beta3, log1 = std::log(a.beta1), log3 = std::log(a.beta3);
+    const double mix = a.step / span;
+    alpha_t = std::min(a.step * a.alpha / span, a.alpha);
+    beta3_t = std::min(std::exp(log1 * log3 / ((1.0 - mix) * log3 + mix * log1)), a.beta3);
+  }
+  const A w1 = A(1.0 - a.beta1), w3 = A(1.0 - beta3_t), beta2 = A(a.beta2);
+  const A w2 = A(1.0 - a.beta2), eps = A(a.eps), alpha = A(alpha_t), neg_lr = A(-a.lr);
+  const A bc1 = A(1.0 - std::pow(a.beta1, a.step));
+  const A bc2_sqrt = A(std::sqrt(1.0 - std::pow(a.beta2, a.step)));
+  const bool low1 = std::abs(1.0 - a.beta1) < 0.5, low3 = std::abs(1.0 - beta3_t) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    const A m1 = lerp(at<T>(a.exp_avg_fast, i), g, w1, low1);
+    put<T>(a.exp_avg_fast, i, m1);
+    const A m2 = lerp(at<T>(a.exp_avg_slow, i), g, w3, low3);
+    put<T>(a.exp_avg_slow, i, m2);
+    const A v = at<T>(a.exp_avg_sq, i) * beta2 + w2 * g * g;
+    put<T>(a.exp_avg_sq, i, v);
+    const A d = std::sqrt(v) / bc2_sqrt + eps;
+    p = p + neg_lr * ((m1 / bc1 + alpha * m2) / d);
+    return d;
+  };
+}
+
+// NAdam (rules.nadam_), at step t: mu_t = b1 (1 - 0.5 * 0.96^(t psi)), P <- P mu_t (the
+// tensor's float32 mu_product, rounded as torch's float32 op rounds it, once per tensor)
+// m <- lerp(m, g, 1 - b1);  v <- b2 v + (1 - b2) g^2;  d = sqrt(v / (1 - b2^t)) + eps
+// theta <- theta - lr (1 - mu_t) / (1 - P) g / d - lr mu_{t+1} / (1 - P mu_{t+1}) m / d.
+NNOPT_RULE(nadam, ptr(exp_avg), ptr(exp_avg_sq), scalar(mu_product), f64(beta1), f64(beta2),
+           f64(eps), f64(momentum_decay)) {
+  const double mu = a.beta1 * (1.0 - 0.5 * std::pow(0.96, a.step * a.momentum_decay));
+  const double mu_next = a.beta1 * (1.0 - 0.5 * std::pow(0.96, (a.step + 1) * a.momentum_decay));
+  float* const held = static_cast<float*>(a.mu_product);
+  const double product = *held = static_cast<float>(mu) * *held;
+  const A grad_step = A(-a.lr * (1.0 - mu) / (1.0 - product));
+  const A avg_step = A(-a.lr * mu_next / (1.0 - product * mu_next));
+  const A w1 = A(1.0 - a.beta1), beta2 = A(a.beta2), w2 = A(1.0 - a.beta2), eps = A(a.eps);
+  const A bc2 = A(1.0 - std::pow(a.beta2, a.step));
+  const bool low = std::abs(1.0 - a.beta1) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    const A m = lerp(at<T>(a.exp_avg, i), g, w1, low);
+    put<T>(a.exp_avg, i, m);
+    const A v = at<T>(a.exp_avg_sq, i) * beta2 + w2 * g * g;
+    put<T>(a.exp_avg_sq, i, v);
+    const A d = std::sqrt(v / bc2) + eps;
+    p = p + grad_step * g / d;
+    p = p + avg_step * m / d;
+    return d;
+  };
+}
+
+// RAdam (rules.radam_), at step t: m <- lerp(m, g, 1 - b1);  v <- b2 v + (1 - b2) g^2
+// rectified (rho_t > 5): d = (sqrt(v) + eps) / (sqrt(1 - b2^t) r_t), theta <- theta -
+// lr / (1 - b1^t) m / d;  otherwise theta <- theta - lr / (1 - b1^t) m, d = 1.
+// r_t and rho_t depend on t alone: computed once per tensor, as rules.rectification.
+NNOPT_RULE(radam, ptr(exp_avg), ptr(exp_avg_sq), f64(beta1), f64(beta2), f64(eps)) {
+  const double rho_inf = 2 / (1 - a.beta2) - 1;
+  const double b2t = std::pow(a.beta2, a.step);
+  const double rho_t = rho_inf - 2 * a.step * b2t / (1 - b2t);
+  const bool rectified = rho_t > 5.0;
+  const double rect =
+      rectified ? std::sqrt((rho_t - 4) * (rho_t - 2) * rho_inf /
+                            ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+                : 1.0;
+  const A step = A(-a.lr / (1.0 - std::pow(a.beta1, a.step)));
+  const A scale = A(std::sqrt(1.0 - b2t) * rect);
+  const A w1 = A(1.0 - a.beta1), beta2 = A(a.beta2), w2 = A(1.0 - a.beta2), eps = A(a.eps);
+  const bool low = std::abs(1.0 - a.beta1) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    const A m = lerp(at<T>(a.exp_avg, i), g, w1, low);
+    put<T>(a.exp_avg, i, m);
+    const A v = at<T>(a.exp_avg_sq, i) * beta2 + w2 * g * g;
+    put<T>(a.exp_avg_sq, i, v);
+    if (!rectified) {
+      p = p + step * m;
+      return A(1);
+    }
+    const A d = (std::sqrt(v) + eps) / scale;
+    p = p + step * m / d;
+    return d;
   };
 }
 

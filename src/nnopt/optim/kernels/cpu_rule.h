@@ -276,43 +276,55 @@ inline int register_rule(const char* name) {
 #define NNOPT_EACH_15(m, x, ...) m(x) NNOPT_EACH_14(m, __VA_ARGS__)
 #define NNOPT_EACH_16(m, x, ...) m(x) NNOPT_EACH_15(m, __VA_ARGS__)
 
-// A field is ptr(name), flag(name) or f64(name): each use pastes a prefix onto the tag, which
-// selects what that kind of field gives (a member, a layout entry, a count) and drops the rest,
-// so the block lists its pointers, then its flags, then its scalars, whatever the order given.
+// A field is ptr(name), scalar(name), flag(name) or f64(name): each use pastes a prefix onto
+// the tag, which selects what that kind of field gives (a member, a layout entry, a count) and
+// drops the rest, so the block lists its pointers, then its flags, then its scalars, whatever
+// the order given. scalar(name) is a pointer too (a row of the many-tensor table fills it), to
+// the tensor's own one-element float32 state (NAdam's mu_product): the body reads and writes
+// it in its setup, which runs once per tensor, before the elements.
 #define NNOPT_PTR_MEMBER(field) NNOPT_PTR_MEMBER_##field
 #define NNOPT_PTR_MEMBER_ptr(name) void* name;
+#define NNOPT_PTR_MEMBER_scalar(name) void* name;
 #define NNOPT_PTR_MEMBER_flag(name)
 #define NNOPT_PTR_MEMBER_f64(name)
 #define NNOPT_FLAG_MEMBER(field) NNOPT_FLAG_MEMBER_##field
 #define NNOPT_FLAG_MEMBER_ptr(name)
+#define NNOPT_FLAG_MEMBER_scalar(name)
 #define NNOPT_FLAG_MEMBER_flag(name) int32_t name;
 #define NNOPT_FLAG_MEMBER_f64(name)
 #define NNOPT_F64_MEMBER(field) NNOPT_F64_MEMBER_##field
 #define NNOPT_F64_MEMBER_ptr(name)
+#define NNOPT_F64_MEMBER_scalar(name)
 #define NNOPT_F64_MEMBER_flag(name)
 #define NNOPT_F64_MEMBER_f64(name) double name;
 #define NNOPT_PTR_LAYOUT(field) NNOPT_PTR_LAYOUT_##field
 #define NNOPT_PTR_LAYOUT_ptr(name) "," #name ":ptr"
+#define NNOPT_PTR_LAYOUT_scalar(name) "," #name ":scalar"
 #define NNOPT_PTR_LAYOUT_flag(name)
 #define NNOPT_PTR_LAYOUT_f64(name)
 #define NNOPT_FLAG_LAYOUT(field) NNOPT_FLAG_LAYOUT_##field
 #define NNOPT_FLAG_LAYOUT_ptr(name)
+#define NNOPT_FLAG_LAYOUT_scalar(name)
 #define NNOPT_FLAG_LAYOUT_flag(name) "," #name ":i32"
 #define NNOPT_FLAG_LAYOUT_f64(name)
 #define NNOPT_F64_LAYOUT(field) NNOPT_F64_LAYOUT_##field
 #define NNOPT_F64_LAYOUT_ptr(name)
+#define NNOPT_F64_LAYOUT_scalar(name)
 #define NNOPT_F64_LAYOUT_flag(name)
 #define NNOPT_F64_LAYOUT_f64(name) "," #name ":f64"
 #define NNOPT_PTR_COUNT(field) NNOPT_PTR_COUNT_##field
 #define NNOPT_PTR_COUNT_ptr(name) +1
+#define NNOPT_PTR_COUNT_scalar(name) +1
 #define NNOPT_PTR_COUNT_flag(name)
 #define NNOPT_PTR_COUNT_f64(name)
 #define NNOPT_FLAG_INDEX(field) NNOPT_FLAG_INDEX_##field
 #define NNOPT_FLAG_INDEX_ptr(name)
+#define NNOPT_FLAG_INDEX_scalar(name)
 #define NNOPT_FLAG_INDEX_flag(name) k_##name,
 #define NNOPT_FLAG_INDEX_f64(name)
 #define NNOPT_FLAG_VALUE(field) NNOPT_FLAG_VALUE_##field
 #define NNOPT_FLAG_VALUE_ptr(name)
+#define NNOPT_FLAG_VALUE_scalar(name)
 #define NNOPT_FLAG_VALUE_flag(name) name,
 #define NNOPT_FLAG_VALUE_f64(name)
 

@@ -16,10 +16,16 @@ autograd sees it: the ``add_``-style helpers of ``ops`` take either, and a numbe
 fused-scalar op, so the numbers of the ordinary step do not change.
 """
 
+from nnopt.optim.rules.adafactor import adafactor_
+from nnopt.optim.rules.ademamix import ademamix_, ademamix_schedule
 from nnopt.optim.rules.lion import lion_
+from nnopt.optim.rules.muon import muon_, newton_schulz
+from nnopt.optim.rules.nadam import nadam_
 from nnopt.optim.rules.ops import Divisor, Scalar
+from nnopt.optim.rules.radam import radam_
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
+from nnopt.optim.rules.soap import soap_
 
 __all__ = [
     "Divisor",
@@ -33,4 +39,12 @@ __all__ = [
     "sgd_",
     "soft_threshold_",
     "with_l2",
+    "ademamix_",
+    "ademamix_schedule",
+    "soap_",
+    "nadam_",
+    "radam_",
+    "muon_",
+    "newton_schulz",
+    "adafactor_",
 ]
