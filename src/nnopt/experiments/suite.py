@@ -61,6 +61,7 @@ class SuiteResult:
     ratios: dict[str, dict[str, float]]  # workload -> optimizer -> time ratio to the best
     scores: dict[str, float] = field(default_factory=dict)
     records: dict[str, dict[str, list[RunRecord]]] = field(default_factory=dict)  # evaluation
+    skipped: dict[str, dict[str, str]] = field(default_factory=dict)  # workload -> name -> why
 
 
 def load_workloads(settings: Settings, added: list[str]) -> list[Workload]:
@@ -99,6 +100,22 @@ def variants_of(workload: Workload, optimizers: list[str]) -> dict[str, Recipe]:
     return made
 
 
+def usable(workload: Workload, variants: dict[str, Recipe]) -> dict[str, str]:
+    """The optimizers that cannot train this workload's model, and why (torch's Muon takes
+    2-D parameters only): asked of the optimizer on the built model, before any run. They
+    are left out of the workload (a failure in its profile), not a crash of the suite."""
+    from nnopt.training.build import build_optimizer, build_run
+
+    model = build_run(workload.recipe).model
+    refused = {}
+    for name, recipe in variants.items():
+        try:
+            build_optimizer(recipe, model, 10)
+        except ValueError as exc:
+            refused[name] = str(exc).split(" (")[0]
+    return refused
+
+
 def check_optimizers(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in table.NAMES]
     if unknown:
@@ -122,8 +139,11 @@ def run_suite(
     metrics: dict[str, str] = {}
     times: dict[str, dict[str, float]] = {}
     records: dict[str, dict[str, list[RunRecord]]] = {}
+    skipped: dict[str, dict[str, str]] = {}
     for workload in workloads:
         variants = variants_of(workload, optimizers)
+        skipped[workload.name] = usable(workload, variants)
+        variants = {k: v for k, v in variants.items() if k not in skipped[workload.name]}
         own, text = tuning.prepare(variants, list(settings.space), settings.budget)
         where = out / workload.name
         tuning.check_resume(where, text)
@@ -136,9 +156,10 @@ def run_suite(
         records[workload.name] = {r.variant: r.tuned for r in results}
         if workload.target is not None:
             times[workload.name] = {row.variant: row.time_to_target for row in found}
+            times[workload.name] |= {name: math.inf for name in skipped[workload.name]}
     ratios = profile.ratios(times)
     scores = {name: profile.score(ratios, name) for name in optimizers} if ratios else {}
-    return SuiteResult(settings, workloads, rows, metrics, ratios, scores, records)
+    return SuiteResult(settings, workloads, rows, metrics, ratios, scores, records, skipped)
 
 
 def targets_from(result: SuiteResult) -> dict[str, float]:

@@ -69,6 +69,8 @@ def write(result: SuiteResult, out: Path, command: str, wall: float) -> dict[str
         md += [f"## {workload.name} (target {metric} {target})", "",
                "| " + " | ".join(header) + " |", "|---" * len(header) + "|",
                *("| " + " | ".join(c) + " |" for c in cells), ""]  # fmt: skip
+        for name, why in result.skipped.get(workload.name, {}).items():
+            md += [f"{name}: cannot train this model ({why}); a failure here.", ""]
     files["suite.md"] = out / "suite.md"
     atomic.write_text(files["suite.md"], "\n".join(md))
     payload = {
