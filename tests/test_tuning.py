@@ -117,6 +117,7 @@ def test_tuning_reverses_the_untuned_ranking(tuned, tmp_path):
     assert tuned.best == "B" and rows["B"].tuned.median < rows["A"].tuned.median
     assert rows["A"].defaults.median == pytest.approx(medians["A"])  # the defaults column
     assert rows["A"].vs_best.mean > 0 and rows["A"].point == {"optimizer.lr": 1e-3}
+    assert rows["A"].edges == [] and rows["B"].edges == []  # both inside the range
     assert (tuned.out / "tuned.md").is_file() and (tuned.out / "plots/lr_sensitivity.png").is_file()
 
 

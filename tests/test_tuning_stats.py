@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nnopt.experiments import profile
+from nnopt.experiments import space as spaces
 from nnopt.experiments.paired import bootstrap_interval, paired
 
 
@@ -65,3 +66,12 @@ def test_median_time_counts_a_failed_run_as_infinite():
     assert profile.median_time([3.0, math.inf, 1.0]) == 3.0
     assert profile.median_time([3.0, math.inf, math.inf]) == math.inf
     assert profile.median_time([1.0, 3.0]) == 2.0
+
+
+def test_a_chosen_point_at_the_end_of_its_range_is_named():
+    space = [spaces.parse_dimension("optimizer.lr=log:1e-4:1"),
+             spaces.parse_dimension("optimizer.betas[1]=0.9,0.99")]  # fmt: skip
+    assert spaces.on_edge(space, {"optimizer.lr": 1.0, "optimizer.betas[1]": 0.99}) == [
+        "optimizer.lr=1"
+    ]
+    assert spaces.on_edge(space, {"optimizer.lr": 1e-2, "optimizer.betas[1]": 0.9}) == []

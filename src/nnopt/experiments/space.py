@@ -62,6 +62,19 @@ class Dimension:
         return other.kind == self.kind and self.low <= other.low and other.high <= self.high
 
 
+def on_edge(space: list[Dimension], point: dict[str, int | float | str]) -> list[str]:
+    """The ranged dimensions whose chosen value is an end of its range: the best may lie
+    beyond it, so the range should be wider (a list has no beyond)."""
+    edges = []
+    for dim in space:
+        value = point.get(dim.key)
+        if dim.kind == "list" or not isinstance(value, int | float):
+            continue
+        if any(math.isclose(value, end, rel_tol=1e-6) for end in (dim.low, dim.high)):
+            edges.append(f"{dim.key}={value:g}")
+    return edges
+
+
 def _number(text: str, spec: str, flag: str) -> float:
     try:
         return float(text)

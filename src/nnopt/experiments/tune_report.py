@@ -77,6 +77,10 @@ def verdicts(rows: list[TunedRow], best: str | None) -> list[str]:
     """One sentence per variant: beaten by the best only when the interval excludes 0."""
     out = []
     for row in rows:
+        if row.edges:
+            edges = ", ".join(row.edges)
+            out.append(f"{row.variant}'s chosen point is at the edge of its range ({edges}): "
+                       "its best may lie beyond; widen the range.")  # fmt: skip
         p = row.vs_best
         if p is None or p.n == 0:
             continue

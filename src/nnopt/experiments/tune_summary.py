@@ -12,6 +12,7 @@ from typing import Any
 
 from nnopt.experiments import profile
 from nnopt.experiments.paired import Paired, paired
+from nnopt.experiments.space import on_edge
 from nnopt.experiments.stats import RunRecord, Spread, first_reaching, held_out_of
 from nnopt.experiments.tuning import VariantTuning
 
@@ -36,6 +37,7 @@ class TunedRow:
     steps_to_target: float = math.nan
     target_failures: int = 0  # not reached, or more than 4x the best variant's median time
     target_score: float = math.nan
+    edges: list[str] = field(default_factory=list)  # chosen values at an end of their range
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,6 +62,7 @@ def summarize(
             trial_failures=sum(t.record.diverged for t in r.trials),
             run_failures=sum(rec.diverged for rec in r.tuned), runs=len(r.tuned),
             tuning_cost=sum(float(t.record.summary.get("wall_time") or 0.0) for t in r.trials),
+            edges=on_edge(r.space, r.point) if r.point is not None else [],
         ))  # fmt: skip
     ranked = [row for row in rows if row.tuned is not None]
     sign = 1.0 if metric.endswith("accuracy") else -1.0
