@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-slow test-clients test-torch-suite demo bench lint format clean \
-        readme-check startup-bench test-torch-versions
+.PHONY: setup setup-ray test test-slow test-clients test-ray test-torch-suite demo bench lint \
+        format clean readme-check startup-bench test-torch-versions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ $(CLIENTS_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,clients]'
 	$(BIN)/pip install -q --no-deps torch==2.13.0 $(TIMM)
 	touch $@
+
+# `nnopt compare --executor ray` (the `ray` extra) and its tests (tests/ray, left out of `make
+# test`: each starts a local Ray cluster, ~1-2 min on 2 cores).
+RAY_STAMP := $(VENV)/.ray-installed
+
+$(RAY_STAMP): pyproject.toml $(STAMP)
+	@echo "setup-ray: installing nnopt[ray] (ray==2.60.0) beside torch==2.13.0"
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,ray]'
+	touch $@
+
+setup-ray: $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	$(BIN)/python -m pytest -q tests/ray
 
 # PyTorch's optimizer test properties in every layout x kernel mode (make test runs two modes).
 test-torch-suite: setup

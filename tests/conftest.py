@@ -12,24 +12,26 @@ import torch
 # Make tests/optim_helpers.py importable however pytest is invoked.
 sys.path.insert(0, str(Path(__file__).parent))
 
-# tests/clients needs lightning, transformers & co. (the `clients` extra) and minutes of CPU:
-# `make test` leaves it out; it runs when named (`pytest tests/clients`, `make test-clients`)
-# or with NNOPT_CLIENT_TESTS=1.
-CLIENTS = Path(__file__).parent / "clients"
+# tests/clients needs lightning, transformers & co. (the `clients` extra) and minutes of CPU;
+# tests/ray needs ray (the `ray` extra) and starts Ray clusters. `make test` leaves them out;
+# each runs when named (`pytest tests/clients`, `make test-clients`, `make test-ray`) or with
+# NNOPT_CLIENT_TESTS=1 / NNOPT_RAY_TESTS=1.
+HEAVY = {Path(__file__).parent / "clients": "NNOPT_CLIENT_TESTS",
+         Path(__file__).parent / "ray": "NNOPT_RAY_TESTS"}  # fmt: skip
 
 
-def _clients_requested(config: pytest.Config) -> bool:
-    if os.environ.get("NNOPT_CLIENT_TESTS") == "1":
+def _requested(directory: Path, config: pytest.Config) -> bool:
+    if os.environ.get(HEAVY[directory]) == "1":
         return True
     for arg in config.args:
         path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
-        if path == CLIENTS or CLIENTS in path.parents:
+        if path == directory or directory in path.parents:
             return True
     return False
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    if collection_path == CLIENTS and not _clients_requested(config):
+    if collection_path in HEAVY and not _requested(collection_path, config):
         return True
     return None
 

@@ -80,6 +80,12 @@ class Case:
         """The parameters of a model this row takes."""
         return [p for p in params if p.ndim == 2] if self.matrices else list(params)
 
+    # The rule applies weight_decay itself (schedule-free: the paper's decay at y, through z),
+    # so reference_step adds no coupled or decoupled term for it.
+    decay_in_rule: bool = False
+    # The lr of step t that L1's threshold scales (schedule-free's warm-up); None: o["lr"].
+    step_lr: Callable[[dict, int], float] | None = None
+
     @property
     def table_row(self) -> table.Row:
         return table.BY_NAME[self.row]
@@ -370,9 +376,40 @@ def muon_adamw_rule(theta, g, s, o, t):
                                    "amsgrad": False}, t)  # fmt: skip
 
 
+def _warmed_up_lr(o: dict, t: int) -> float:
+    """Schedule-free's linear warm-up: lr min(t / warmup_steps, 1)."""
+    return o["lr"] * min(t / o["warmup_steps"], 1.0) if o["warmup_steps"] else o["lr"]
+
+
+def schedule_free_rule(theta, g, s, o, t):
+    """Schedule-Free SGD / AdamW (Defazio et al. 2024, Algorithm 1), theta = y, the point
+    where g is taken; x recovered from y and z by y = (1 - beta) z + beta x:
+    u = g / d + wd y (d = 1, or Adam's sqrt(v / (1 - b2^t)) + eps);  z <- z - eta_t u;
+    x <- (1 - c) x + c z with c = w_t / sum_i w_i, w_t = t^r max_{i<=t}(eta_i)^weight_lr_power;
+    y = (1 - beta) z + beta x; eta_t warmed up linearly over warmup_steps."""
+    adam = "betas" in o
+    beta = o["betas"][0] if adam else o["momentum"]
+    lr = _warmed_up_lr(o, t)
+    s["lr_max"] = lr_max = max(s.get("lr_max", -1.0), lr)
+    w = t ** o["r"] * lr_max ** o["weight_lr_power"]
+    s["weights"] = total = s.get("weights", 0.0) + w
+    c = w / total if total else 0.0
+    z = _once(s, "z", theta.clone())
+    x = (theta - (1 - beta) * z) / beta
+    d = 1.0
+    if adam:
+        b2 = o["betas"][1]
+        s["v"] = b2 * _once(s, "v", torch.zeros_like(theta)) + (1 - b2) * g * g
+        d = (s["v"] / (1 - b2**t)).sqrt() + o["eps"]
+    u = g / d + o["weight_decay"] * theta
+    s["z"] = z = z - lr * u
+    x = (1 - c) * x + c * z
+    return (1 - beta) * z + beta * x, d
+
+
 def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: int) -> Tensor:
     """One update in the order ``optim/base.py`` documents (torch's, plus nnopt's L1)."""
-    lr, wd = o["lr"], o["weight_decay"]
+    lr, wd = o["lr"], 0.0 if case.decay_in_rule else o["weight_decay"]
     decoupled = o.get("decoupled_weight_decay", False)
     if o.get("maximize", False):  # (torch's Muon has no maximize)
         g = -g
@@ -381,6 +418,7 @@ def reference_step(case: Case, theta: Tensor, g: Tensor, s: dict, o: dict, t: in
         theta = theta * (1 - lr * wd)
     theta, d = case.reference(theta, g, s, o, t)
     if o.get("l1", 0.0):
+        lr = case.step_lr(o, t) if case.step_lr else lr
         theta = theta.sign() * (theta.abs() - o["l1"] * lr / d).clamp(min=0)
     return theta
 
@@ -399,6 +437,14 @@ ALL_REGULARIZERS = dict(l1=0.01, l2=0.1, weight_decay=0.2, decoupled_weight_deca
 
 def _sgd_case(row: str, sets: tuple, quadratic: Converge, rosenbrock: Converge, holds) -> Case:
     return Case(row, sgd_rule, sets, (quadratic,), (rosenbrock,), holds, lr=0.05)
+
+
+def _schedule_free_case(row: str, sets: tuple, quadratic: Converge, rosenbrock: Converge,
+                        holds: dict) -> Case:  # fmt: skip
+    """The package's defaults beside ``holds``; the rule owns weight_decay, warmed-up lr."""
+    shared = {"weight_decay": 0, "warmup_steps": 0, "r": 0.0, "weight_lr_power": 2.0}
+    return Case(row, schedule_free_rule, sets, (quadratic,), (rosenbrock,), {**holds, **shared},
+                decay_in_rule=True, step_lr=_warmed_up_lr)  # fmt: skip
 
 
 CASES: dict[str, Case] = {
@@ -664,6 +710,29 @@ CASES: dict[str, Case] = {
             {"adjust_lr_fn": "match_rms_adamw", "adamw_betas": (0.9, 0.95), "weight_decay": 0.1},
             tol64=3e-3,
             group_kernel=False,
+        ),
+        _schedule_free_case(
+            "schedulefree_adamw",
+            (
+                dict(betas=(0.8, 0.99), weight_decay=0.1, warmup_steps=5),
+                dict(l1=1e-3, l2=1e-2, r=1.0, weight_lr_power=1.0),
+                dict(eps=1e-6, maximize=True, warmup_steps=3),
+            ),
+            # The average converges at O(1/t): the quadratic's runs end near 1e-13 (y).
+            Converge(0.3, 500, 1e-9),
+            Converge(0.05, 2000, 0.3),  # progress along the valley (observed 0.066)
+            {"betas": (0.9, 0.999), "eps": 1e-8},
+        ),
+        _schedule_free_case(
+            "schedulefree_sgd",
+            (
+                dict(momentum=0.8, weight_decay=0.1, warmup_steps=5),
+                dict(l1=1e-3, l2=0.05, r=0.5),
+                dict(maximize=True, weight_lr_power=0.0),
+            ),
+            Converge(0.035, 2000, 2e-3),  # (observed 2.4e-4)
+            Converge(0.002, 2000, 1.5, dict(momentum=0.5)),  # progress (observed 0.38)
+            {"momentum": 0.9},
         ),
     )
 }

@@ -79,3 +79,18 @@ def test_sharded_state_refuses_a_scalar_by_name() -> None:
     opt = nnopt.NAdam([torch.nn.Parameter(torch.zeros(3))])
     with pytest.raises(ValueError, match="NAdam keeps per-tensor scalars \\(mu_product\\)"):
         ShardedOptimizer(opt)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda ps: nnopt.Muon([p for p in ps if p.ndim == 2], lr=0.01),
+        lambda ps: nnopt.Adafactor(ps, lr=0.01),
+        lambda ps: nnopt.SOAP(ps, lr=0.01),
+    ],
+)
+def test_sharded_state_refuses_rules_that_read_whole_parameters(build) -> None:
+    """A shard holds a slice of the flat buffer: a matrix rule would see part of a matrix."""
+    params = [torch.nn.Parameter(torch.ones(4, 3)), torch.nn.Parameter(torch.ones(3))]
+    with pytest.raises(ValueError, match="reads each parameter whole"):
+        ShardedOptimizer(build(params))

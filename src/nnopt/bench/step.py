@@ -69,8 +69,15 @@ def _variants(name: str) -> dict[str, Factory]:
             out["torch fused"] = lambda ps: twin(ps, fused=True, **kwargs)
     reference = _reference(row.reference)
     if reference is not None:
-        out["reference"] = lambda ps: reference(ps, foreach=True, **kwargs)
+        out["reference"] = lambda ps: _training(reference(ps, foreach=True, **kwargs))
     return out
+
+
+def _training(opt: Any) -> Any:
+    """A schedule-free package's optimizer starts in eval mode and refuses to step there."""
+    if callable(getattr(opt, "train", None)):
+        opt.train()
+    return opt
 
 
 def _reference(spec: str | None) -> Any:

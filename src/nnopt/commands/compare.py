@@ -12,6 +12,8 @@ from nnopt.wording import counted
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from nnopt.executors import Executor
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -51,11 +53,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget", type=int, default=0, help="trials per variant with --tune (the same for all)"
     )
+    parser.add_argument(
+        "--executor", default="local", metavar="{local,ray}",
+        help="where runs execute: local processes (default) or one Ray task per run "
+        "(pip install 'nnopt[ray]'; docs/scale.md)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--address", help="with --executor ray: the cluster to join (default: RAY_ADDRESS, "
+        "else a local cluster)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpus-per-run", type=int, help="with --executor ray: cores (and threads) per run "
+        "(default 1)",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnopt.executors import make_executor
     from nnopt.experiments.api import compare
     from nnopt.experiments.compare import default_out, expand_variants, finished_runs
     from nnopt.experiments.live import CompareProgress
@@ -63,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.recipe import Recipe
 
     console = make_console()
+    executor = make_executor(args.executor, address=args.address, cpus_per_run=args.cpus_per_run)
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)  # (and checks --vary)
     if args.tune or args.budget:
-        return _run_tuned(args, recipes, variants, console)
+        return _run_tuned(args, recipes, variants, console, executor)
     total = len(variants) * args.seeds
     out = Path(args.out) if args.out else default_out(variants)
     found = finished_runs(variants, args.seeds, out) if out.is_dir() else 0
@@ -79,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         with CompareProgress(console, total, quiet=args.quiet) as progress:
             result = compare(
                 recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
-                jobs=args.jobs, on_event=progress.on_event,
+                jobs=args.jobs, on_event=progress.on_event, executor=executor,
             )  # fmt: skip
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -97,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_tuned(args: argparse.Namespace, recipes: list, variants: dict, console: Console) -> int:
+def _run_tuned(
+    args: argparse.Namespace, recipes: list, variants: dict, console: Console, executor: Executor
+) -> int:
     """``--tune``: the same command, each variant at its own best point (experiments.tuned)."""
     from rich.table import Table
 
@@ -115,6 +134,7 @@ def _run_tuned(args: argparse.Namespace, recipes: list, variants: dict, console:
             result = compare(
                 recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
                 jobs=args.jobs, on_event=progress.on_event, tune=args.tune, budget=args.budget,
+                executor=executor,
             )  # fmt: skip
     except KeyboardInterrupt:
         raise KeyboardInterrupt(

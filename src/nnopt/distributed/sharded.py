@@ -19,6 +19,7 @@ from torch import Tensor
 
 from nnopt.optim.base import Optimizer
 from nnopt.optim.flat import FlatBucket
+from nnopt.optim.lazy_state import new_state
 
 # torch 2.13 renamed the single-tensor collectives (the old names warn, FutureWarning); the
 # old names stay for the older torch versions pyproject.toml allows. Same arguments, same result.
@@ -49,6 +50,23 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 f"{type(optimizer).__name__} keeps per-tensor scalars "
                 f"({', '.join(optimizer.scalar_state)}) that sharded state does not hold yet: "
                 "train it unsharded (DDP), or choose another optimizer for sharded state"
+            )
+        if getattr(optimizer, "schedule_free", False):
+            raise ValueError(
+                f"ShardedOptimizer cannot wrap {type(optimizer).__name__}: its per-group "
+                "averaging bookkeeping and train()/eval() moves are not sharded; use it "
+                "unsharded (DDP)"
+            )
+        whole = optimizer.whole_parameters or any(
+            map(optimizer.whole_tensors, optimizer.param_groups)
+        )
+        if whole:
+            # Its rule reads each parameter whole (a matrix, its rows and columns): a shard
+            # holds a slice of a flat buffer, not whole parameters.
+            raise ValueError(
+                f"ShardedOptimizer cannot wrap {type(optimizer).__name__}: its rule reads each "
+                "parameter whole (matrix products, row and column statistics), and a shard "
+                "holds a slice of the flat buffer; use it unsharded (DDP)"
             )
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
@@ -102,13 +120,9 @@ class ShardedOptimizer(torch.optim.Optimizer):
         keys = self.optimizer.state_keys(group)
         shard = self._shards.get(key)
         if shard is None or tuple(shard) != keys:
-            size = bucket.padded_numel // self.world
             shard = {
-                k: torch.full(
-                    (size,),
-                    self.optimizer.initial_state(group, k),
-                    device=bucket.device,
-                    dtype=bucket.dtype,
+                k: new_state(
+                    self._slice(bucket.padded_param), self.optimizer.initial_state(group, k)
                 )
                 for k in keys
             }

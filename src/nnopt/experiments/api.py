@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnopt.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.lr_find import LRFindResult
 from nnopt.experiments.plots import Plot
@@ -81,6 +82,7 @@ def compare(
     on_event: Callable[[Event], None] | None = None,
     tune: Iterable[str] = (),
     budget: int = 0,
+    executor: str | Executor = "local",
 ) -> Comparison | TunedComparison:
     """Run every recipe (or every ``vary`` variant of one) over ``seeds`` seeds.
 
@@ -92,8 +94,12 @@ def compare(
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
     ``tune`` (``"KEY=log:LO:HI"``, as ``--tune``) with ``budget`` trials per variant: each
     variant at its own best point, tested on ``seeds`` fresh seeds (a ``TunedComparison``).
+    ``executor``: where the runs execute, "local" (``jobs`` processes) or "ray" (one Ray
+    task per run; ``nnopt.executors.make_executor("ray", address=..., cpus_per_run=...)``
+    for a cluster's address and the cores of each run).
     """
     from nnopt import atomic
+    from nnopt.executors import make_executor
     from nnopt.experiments.compare import (
         PLAN,
         check_target,
@@ -108,6 +114,7 @@ def compare(
     from nnopt.outputs import output_dir
     from nnopt.training.passed import as_recipe
 
+    runner = make_executor(executor) if isinstance(executor, str) else executor
     listed = list(recipes) if isinstance(recipes, list | tuple) else [recipes]
     passed_model, passed_data = model is not None, data is not None
     made = [
@@ -135,8 +142,10 @@ def compare(
         from nnopt.experiments.tuned import tuned_compare
 
         return tuned_compare(variants, tuned, budget, seeds, out, target=target, jobs=jobs,
-                             passed=passed, report=report, on_event=on_event)  # fmt: skip
-    records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed)
+                             passed=passed, report=report, on_event=on_event,
+                             executor=runner)  # fmt: skip
+    records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed,
+                             executor=runner)  # fmt: skip
     stats, metric = summarize(records, target)
     result = Comparison(records, stats, metric, target, out,
                         {name: r.to_toml() for name, r in variants.items()})  # fmt: skip

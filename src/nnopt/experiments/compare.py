@@ -18,6 +18,7 @@ from typing import Any
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
+from nnopt.executors import Executor
 from nnopt.experiments.jobs import Event, Job, Passed, run_jobs
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
@@ -185,15 +186,18 @@ def run_comparison(
     jobs: int = 1,
     on_event: Callable[[Event], None] | None = None,
     passed: Passed | None = None,
+    executor: Executor | None = None,
 ) -> list[RunRecord]:
     """Run (or pick up) every (variant, seed) and return their records, in a stable order.
 
     ``on_event`` sees every job's progress, done and error events (``jobs.Event``);
-    ``passed`` holds a model and data given from Python, used by every run.
+    ``passed`` holds a model and data given from Python, used by every run; ``executor``
+    says where the runs execute (``nnopt.executors``; None: local processes).
     """
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
-    return run_plan(_plan(variants, seeds, out), jobs=jobs, on_event=on_event, passed=passed)
+    plan = _plan(variants, seeds, out)
+    return run_plan(plan, jobs=jobs, on_event=on_event, passed=passed, executor=executor)
 
 
 def run_plan(
@@ -202,6 +206,7 @@ def run_plan(
     jobs: int = 1,
     on_event: Callable[[Event], None] | None = None,
     passed: Passed | None = None,
+    executor: Executor | None = None,
 ) -> list[RunRecord]:
     """Run (or pick up) every (label, recipe, run directory) of ``plan``; their records in
     the plan's order. What compare, tuning trials and evaluation runs share."""
@@ -215,7 +220,7 @@ def run_plan(
     if todo:
         # Parallel runs share the cores: one thread each avoids oversubscription.
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
-        run_jobs(todo, jobs, threads, on_event or (lambda event: None))
+        run_jobs(todo, jobs, threads, on_event or (lambda event: None), executor)
     records = [read_record(v, r.seed, d) for v, r, d in plan]
     missing = [d for (_, _, d), rec in zip(plan, records, strict=True) if rec is None]
     if missing:

@@ -1,4 +1,5 @@
-"""Run compare's (variant, seed) jobs: up to N worker processes, live progress, clean stops.
+"""Run compare's (variant, seed) jobs: up to N worker processes, live progress, clean stops
+(or on another executor: ``nnopt.executors``, e.g. a Ray cluster).
 
 Each job is one ``train`` call in a forked worker (or in this process for ``workers=1``),
 reporting through a pipe: ``progress`` events (throttled to a few a second) and one ``done``
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.errors import UserError, describe
+from nnopt.executors import Executor, Local
 
 PROGRESS_INTERVAL = 0.25  # seconds between two progress events of one job
 
@@ -75,9 +77,22 @@ class JobFailed(Exception):
 
 
 def run_jobs(
+    jobs: list[Job],
+    workers: int,
+    threads: int,
+    on_event: Callable[[Event], None],
+    executor: Executor | None = None,
+) -> None:
+    """Run every job, at most ``workers`` at once; ``on_event`` sees every event.
+
+    ``executor`` says where (``nnopt.executors``): None is local worker processes."""
+    (executor or Local()).run(jobs, workers, threads, on_event)
+
+
+def run_local(
     jobs: list[Job], workers: int, threads: int, on_event: Callable[[Event], None]
 ) -> None:
-    """Run every job, at most ``workers`` at once; ``on_event`` sees every event."""
+    """The local executor: forked workers, at most ``workers`` at once (1: this process)."""
     if workers == 1:
         for job in jobs:
             failure = _execute(job, threads, on_event)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnopt.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.plots import Plot
 from nnopt.experiments.tune_summary import TunedRow, summarize
@@ -62,6 +63,7 @@ def tuned_compare(
     passed: Passed | None,
     report: bool,
     on_event: Callable[[Event], None] | None,
+    executor: Executor | None = None,
 ) -> TunedComparison:
     from nnopt.experiments import tuning
     from nnopt.experiments.tune_plots import sensitivity_plot
@@ -70,8 +72,8 @@ def tuned_compare(
     own, text = tuning.prepare(variants, tune, budget)
     tuning.check_resume(out, text)
     tuning.write_plan(out, text)
-    results = tuning.run_tuning(variants, own, budget, seeds, out, jobs=jobs,
-                                on_event=on_event, passed=passed)  # fmt: skip
+    results = tuning.run_tuning(variants, own, budget, seeds, out, jobs=jobs, on_event=on_event,
+                                passed=passed, executor=executor)  # fmt: skip
     metric = results[0].trials[0].record.summary.get("metric", "val_accuracy")
     rows, best, held = summarize(results, metric, target)
     found = TunedComparison(results, rows, best, metric, held, target, out)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from nnopt import atomic
 from nnopt.errors import UsageError
+from nnopt.executors import Executor
 from nnopt.experiments import space as spaces
 from nnopt.experiments.compare import check_same_recipe, run_plan, safe_name
 from nnopt.experiments.jobs import Event, Passed
@@ -149,6 +150,7 @@ def run_tuning(
     on_event: Callable[[Event], None] | None = None,
     passed: Passed | None = None,
     defaults: bool = True,
+    executor: Executor | None = None,
 ) -> list[VariantTuning]:
     """Tune every variant (the same unit points, each in its own ranges), then run each
     chosen point (and with ``defaults``, each recipe's own point) on the evaluation seeds."""
@@ -166,7 +168,7 @@ def run_tuning(
             trial_plan.append((f"{label} trial {i + 1}", trial_recipe(recipe, point), where))
     for _, recipe, where in trial_plan:
         check_same_recipe(recipe, where, out)
-    records = run_plan(trial_plan, jobs=jobs, on_event=on_event, passed=passed)
+    records = run_plan(trial_plan, jobs=jobs, on_event=on_event, passed=passed, executor=executor)
     results: list[VariantTuning] = []
     for n, label in enumerate(variants):
         mine = records[n * budget : (n + 1) * budget]
@@ -174,7 +176,7 @@ def run_tuning(
         metric = mine[0].summary.get("metric", "val_accuracy")
         results.append(VariantTuning(label, own[label], trials, choose(trials, metric), [], []))
     evaluate(variants, results, seeds, out, jobs=jobs, on_event=on_event, passed=passed,
-             defaults=defaults)  # fmt: skip
+             defaults=defaults, executor=executor)  # fmt: skip
     return results
 
 
@@ -188,6 +190,7 @@ def evaluate(
     on_event: Callable[[Event], None] | None,
     passed: Passed | None,
     defaults: bool = True,
+    executor: Executor | None = None,
 ) -> None:
     """The chosen points (and the recipes' own) on the evaluation seeds, in one batch of jobs."""
     plan: list[tuple[str, Recipe, Path]] = []
@@ -204,7 +207,7 @@ def evaluate(
                 check_same_recipe(seeded, where, out)
                 plan.append((f"{result.variant} {kind}", seeded, where))
                 slots.append((result, kind))
-    records = run_plan(plan, jobs=jobs, on_event=on_event, passed=passed)
+    records = run_plan(plan, jobs=jobs, on_event=on_event, passed=passed, executor=executor)
     for (result, kind), record in zip(slots, records, strict=True):
         record.variant = result.variant
         (result.tuned if kind == "tuned" else result.defaults).append(record)

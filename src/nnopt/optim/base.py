@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -29,7 +28,7 @@ from torch import Tensor
 from nnopt.optim import dispatch, kernels, rules
 from nnopt.optim.differentiable import step_differentiable
 from nnopt.optim.flat import FlatLayout
-from nnopt.optim.lazy_state import init_state
+from nnopt.optim.lazy_state import Start, init_state
 from nnopt.optim.options import Hyper, check_options, scalar
 from nnopt.optim.state_dicts import StateDicts
 from nnopt.optim.validation import check_type
@@ -52,9 +51,14 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     # memory, but the step goes parameter by parameter, never over a segment of several.
     whole_parameters: bool = False
     # Per-tensor scalars the rule keeps beside "step" (NAdam's mu_product), name -> start:
-    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them.
-    scalar_state: ClassVar[Mapping[str, float]] = MappingProxyType({})
+    # one-element tensors of the step counter's dtype, on the CPU, as torch keeps them. A
+    # plain dict, never mutated (torch.compile breaks its graph on a mappingproxy, once per
+    # parameter).
+    scalar_state: ClassVar[Mapping[str, float]] = {}
     decays_in_rule: bool = False  # the rule applies decoupled decay itself (Adafactor)
+    # Rule options that change every step (schedule-free's averaging weight): written into
+    # the native kernel's block each step instead of keying a new block.
+    step_fields: tuple[str, ...] = ()
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], *, flat: bool = False):
         check_type("flat", flat, (bool,))
@@ -109,9 +113,16 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
         """A whole-tensor group's state of ``param`` at its first step ("step": a counter)."""
         raise NotImplementedError
 
-    def initial_state(self, group: dict[str, Any], key: str) -> float:
-        """The value a state tensor starts at (0 unless the rule says otherwise)."""
+    def initial_state(self, group: dict[str, Any], key: str) -> Start:
+        """The value a state tensor starts at (0 unless the rule says otherwise), or
+        ``COPY_OF_PARAM``: a copy of the parameter (schedule-free's z starts at theta)."""
         return 0.0
+
+    def hyper(self, group: dict[str, Any], lr: float | Tensor, tensors: bool = False) -> Hyper:
+        """What ``group``'s update needs this step beside the rule's options (the lr and the
+        regularization the base applies): torch's meaning of ``weight_decay`` unless a class
+        whose rule owns its decay, or scales its lr (a warm-up), says otherwise."""
+        return Hyper.of(group, lr, tensors)
 
     def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
         """The rule's own options for this step (Adam: beta1, beta2, eps, amsgrad), read from
@@ -253,7 +264,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                 # torch.compile traces (.item() would break the graph; a Tensor lr that a
                 # scheduler changes in place is then read at every call, not baked in).
                 tensors = differentiable or torch.compiler.is_compiling()
-                h = Hyper.of(group, self.current_lr(group, tensors), tensors)
+                h = self.hyper(group, self.current_lr(group, tensors), tensors)
                 if differentiable:
                     step_differentiable(self, group, h)
                     continue
@@ -315,7 +326,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     ) -> None:
         """One tensor's whole update (regularization included) at ``lr``, by the path the
         optimizer's ``kernels`` mode picks; ``state`` holds tensors shaped like ``param``."""
-        h = Hyper.of(group, lr)
+        h = self.hyper(group, lr)
         dispatch.apply(self, h, param, grad, state, step, dispatch.plan(self, group, h))
 
     def finish_step(self) -> None:

@@ -65,7 +65,9 @@ def _prepared(opt: Optimizer, options: dict[str, Any], h: Hyper) -> kernels.cpu.
     Filled once per option set and kept on the optimizer (a few us per step on small models,
     where the step is tens of us): an lr schedule changes only the lr fields.
     """
-    key = (*options.values(), h.coupled, h.decoupled, h.l1)
+    varying = opt.step_fields
+    fixed = options if not varying else {k: v for k, v in options.items() if k not in varying}
+    key = (*fixed.values(), h.coupled, h.decoupled, h.l1)
     memo = opt.__dict__.setdefault("_prepared_kernels", {})
     prepared = memo.get(key, False)
     if prepared is False:
@@ -76,6 +78,8 @@ def _prepared(opt: Optimizer, options: dict[str, Any], h: Hyper) -> kernels.cpu.
         if len(memo) >= 16:  # options that change every step (a momentum schedule)
             memo.clear()
         memo[key] = prepared
+    if prepared and varying:
+        prepared.set_fields({k: options[k] for k in varying})
     return prepared and prepared.at_lr(h.lr)
 
 
@@ -161,8 +165,9 @@ def step_group(
             # Complex numbers are updated as pairs of reals, as torch.optim does.
             param, grad = torch.view_as_real(param), torch.view_as_real(grad)
             tensors = {k: torch.view_as_real(v) for k, v in tensors.items()}
-        for name in opt.scalar_state:
-            tensors[name] = state[name]
+        if opt.scalar_state:
+            for name in opt.scalar_state:
+                tensors[name] = state[name]
         apply(opt, h, param, grad, tensors, step, how)
 
 

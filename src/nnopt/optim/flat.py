@@ -18,6 +18,7 @@ from types import MappingProxyType
 import torch
 from torch import Tensor
 
+from nnopt.optim.lazy_state import COPY_OF_PARAM, Start, fill_start, new_state
 from nnopt.optim.options import step_dtype
 
 
@@ -67,6 +68,7 @@ class FlatBucket:
         self.scalar_views: dict[str, list[Tensor]] = {}
         self.state_bound = False
         self.unregistered: set[int] = set()  # params whose state views are not handed out yet
+        self.copies: set[str] = set()  # state that starts as a copy of its parameter
         # Params whose state was just created and not stepped yet: a rule whose first step is
         # special (SGD's dampening: b <- g) reads it when the bucket keeps no step counters.
         self.fresh: set[int] = set()
@@ -125,7 +127,7 @@ class FlatBucket:
 
     def bind_state(
         self,
-        initial: dict[str, float],
+        initial: dict[str, Start],
         per_param: dict,
         with_step: bool,
         active: list[bool],
@@ -141,10 +143,11 @@ class FlatBucket:
         one-element state beside the step counters, bound as they are.
         """
         self.unregistered = set()
+        self.copies = {k for k, start in initial.items() if start == COPY_OF_PARAM}
         for key, start in initial.items():
             flat = self.state.get(key)
             if flat is None:
-                flat = torch.full_like(self.param, start)
+                flat = new_state(self.param, start)
                 self.state[key] = flat
                 self.state_views[key] = self.views(flat)
             for i, (p, view) in enumerate(zip(self.params, self.state_views[key], strict=True)):
@@ -152,7 +155,7 @@ class FlatBucket:
                 if held is view:
                     continue
                 if held is None:
-                    view.fill_(start)
+                    fill_start(view, start, p)
                     if not active[i]:
                         self.unregistered.add(i)
                         continue
@@ -208,6 +211,8 @@ class FlatBucket:
         for i in [i for i in self.unregistered if active[i]]:
             p = self.params[i]
             for key, views in self.state_views.items():
+                if key in self.copies:  # (its start is the parameter now, not at binding)
+                    views[i].copy_(p)
                 per_param[p][key] = views[i]
             if self.steps is not None:
                 per_param[p]["step"] = self.step_views[i]

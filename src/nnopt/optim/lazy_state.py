@@ -10,6 +10,24 @@ from torch import Tensor
 from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.options import step_dtype
 
+# ``initial_state``'s answer for state that starts as a copy of its parameter.
+COPY_OF_PARAM = "param"
+Start = float | str  # a number, or COPY_OF_PARAM
+
+
+def fill_start(state: Tensor, start: Start, param: Tensor) -> Tensor:
+    """``state`` (in place) set to its initial value: ``start``, or a copy of ``param``."""
+    return state.copy_(param) if start == COPY_OF_PARAM else state.fill_(start)
+
+
+def new_state(param: Tensor, start: Start) -> Tensor:
+    """A state tensor laid out like ``param``, at its initial value."""
+    if start == COPY_OF_PARAM:
+        return torch.clone(param, memory_format=torch.preserve_format)
+    if param.is_complex():
+        start = complex(start, start)  # complex numbers are pairs of reals, as torch
+    return torch.full_like(param, start, memory_format=torch.preserve_format)
+
 
 def init_state(
     opt: Optimizer,
@@ -32,10 +50,7 @@ def init_state(
     for key in keys:
         held = state.get(key)
         if held is None:
-            start = opt.initial_state(group, key)
-            if param.is_complex():
-                start = complex(start, start)  # complex numbers are pairs of reals, as torch
-            state[key] = torch.full_like(param, start, memory_format=torch.preserve_format)
+            state[key] = new_state(param, opt.initial_state(group, key))
             fresh = True
         elif held.dtype != param.dtype or held.device != param.device:
             state[key] = held.to(param)

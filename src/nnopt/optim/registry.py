@@ -93,6 +93,9 @@ OPTIONS: dict[str, Option] = {
         Option("adjust_lr_fn", "choice", "torch", True, "Muon: the lr's scaling by shape"),
         Option("adamw_betas", "pair", "nnopt", True, "muon_for: AdamW's (beta1, beta2)"),
         Option("adamw_eps", "positive", "nnopt", True, "muon_for: AdamW's eps"),
+        Option("warmup_steps", "nonnegative", "paper", True, "schedule-free: linear lr warm-up"),
+        Option("r", "nonnegative", "paper", True, "schedule-free: average weights t^r"),
+        Option("weight_lr_power", "nonnegative", "paper", True, "schedule-free: lr_max^power"),
     )
 }
 # The allowed values of each "choice" option (torch's Muon: None means "original").

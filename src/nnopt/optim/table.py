@@ -26,6 +26,7 @@ from nnopt.optim.muon_for import MuonAdamW
 from nnopt.optim.nadam import NAdam
 from nnopt.optim.radam import RAdam
 from nnopt.optim.rmsprop import RMSProp, RMSprop
+from nnopt.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from nnopt.optim.sgd import SGD
 from nnopt.optim.soap import SOAP
 from nnopt.optim.torch_signature import follow
@@ -79,6 +80,18 @@ ROWS: tuple[Row, ...] = (
     Row("adafactor", Adafactor, "Adafactor: factored second moments", twin="Adafactor"),
     Row("muon_torch", Muon, "Muon, torch's: 2-D parameters only", twin="Muon"),
     Row("muon", MuonAdamW, "Muon on hidden matrices, AdamW on the rest", by_model=True),
+    Row(
+        "schedulefree_adamw",
+        ScheduleFreeAdamW,
+        "Schedule-Free AdamW (Defazio et al. 2024)",
+        reference="schedulefree:AdamWScheduleFree",
+    ),  # fmt: skip
+    Row(
+        "schedulefree_sgd",
+        ScheduleFreeSGD,
+        "Schedule-Free SGD (Defazio et al. 2024)",
+        reference="schedulefree:SGDScheduleFree",
+    ),  # fmt: skip
 )
 # Each twin takes the installed torch's defaults (see torch_signature.py), before anything
 # below reads the signatures.

@@ -91,6 +91,25 @@ class Recipe(Section):
             f"or regularization.{other} = {getattr(reg, other):g} ({theirs}, any optimizer)"
         )
 
+    @model_validator(mode="after")
+    def _schedule_free_takes_no_schedule(self) -> Recipe:
+        """A schedule-free optimizer's average replaces the lr schedule (Defazio et al. 2024)
+        and it warms up by itself: a schedule or a plateau cut would fight its averaging."""
+        row, _ = self.optimizer.resolved()
+        if not getattr(row.cls, "schedule_free", False):
+            return self
+        why = f"optimizer {row.name!r} is schedule-free: its average replaces the lr schedule"
+        if self.schedule.kind != "constant":
+            raise problem(f'schedule.kind = "{self.schedule.kind}" cannot be used: {why}; '
+                          'leave out [schedule] (kind = "constant")')  # fmt: skip
+        if self.schedule.warmup_steps:
+            raise problem(f"schedule.warmup_steps cannot be used: {why}; set "
+                          f"optimizer.warmup_steps = {self.schedule.warmup_steps} (its own "
+                          "warm-up) instead")  # fmt: skip
+        if self.plateau is not None:
+            raise problem(f"[plateau] cannot be used: {why}; leave out [plateau]")
+        return self
+
     def _field_line(self, message: str, option: str = "") -> str:
         """An optimizer's message (``"momentum must be ..."``) as a recipe line naming the field.
 

@@ -30,7 +30,7 @@ from nnopt.models import count_parameters
 from nnopt.names import held_out_split
 from nnopt.recipe import Recipe
 from nnopt.rng import rng_state, set_rng_state
-from nnopt.training import compiled
+from nnopt.training import compiled, schedule_free
 from nnopt.training.build import RunParts, build_run
 from nnopt.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -229,16 +229,18 @@ class Trainer:
                 state.add_loss(loss)
                 bar.advance(loss, self._lr())
                 evaluated = self._evaluation_due(state.step)
-                row = self._evaluate(state, log) if evaluated else None
-                if row is not None:
-                    bar.show_eval(row)
-                if on_step is not None:
-                    on_step(state.step, total, row, self.held_out)
-                if self._checkpoint_due(state.step, evaluated):
-                    self._checkpoint(state)
+                saving = self._checkpoint_due(state.step, evaluated)
+                with self._at_average(state.step, evaluated, saving, state.step >= end):
+                    row = self._evaluate(state, log) if evaluated else None
+                    if row is not None:
+                        bar.show_eval(row)
+                    if on_step is not None:
+                        on_step(state.step, total, row, self.held_out)
+                    if saving:
+                        self._checkpoint(state)
         if status == "finished" and state.step < total:
             status = "stopped"
-            self._checkpoint(state)
+            self._checkpoint(state)  # (schedule-free: at y, in train mode, see schedule_free.py)
         log.close()
         return self._finish(state, status, message)
 
@@ -255,6 +257,12 @@ class Trainer:
         if self.ctx.enabled:  # every rank must agree on the loss, and on stopping
             value = self.ctx.sum([value * share / self.ctx.world])[0]
         return value
+
+    def _at_average(self, step: int, evaluated: bool, saving: bool, last: bool) -> Any:
+        """A schedule-free optimizer's average for an evaluation or a checkpoint."""
+        return schedule_free.around(self.optimizer_for_step, self.parts.model, self.feed,
+                                    self.parts.batches.batches_per_epoch, step,
+                                    evaluate=evaluated, save=saving, last=last)  # fmt: skip
 
     def _evaluation_due(self, step: int) -> bool:
         return step % self.recipe.train.eval_every == 0 or step == self.parts.total_steps
@@ -353,6 +361,7 @@ class Trainer:
             self.recipe.save(self.run_dir / "recipe.toml")
         self.parts.model.load_state_dict(payload["model"])
         self.optimizer_for_step.load_state_dict(payload["optimizer"])
+        schedule_free.resumed(self.optimizer_for_step)  # (saved at the average: back to y)
         set_rng_state(payload["rng"])
         check_same_data(payload.get("data"), self.parts.batches, self.run_dir)
         state = RunState.from_checkpoint(payload)

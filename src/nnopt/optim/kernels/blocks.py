@@ -105,6 +105,11 @@ def fill(block: type[ctypes.Structure], values: dict[str, object]) -> ctypes.Str
     return block(**values)
 
 
+def field_names(block: type[ctypes.Structure]) -> frozenset[str]:
+    """The names of the block's fields."""
+    return _names(block)
+
+
 @cache
 def _names(block: type[ctypes.Structure]) -> frozenset[str]:
     return frozenset(name for name, _ in block._fields_)

@@ -122,6 +122,15 @@ class Prepared:
         )
         self.address = ctypes.byref(self.block)
 
+    def set_fields(self, fields: dict[str, Any]) -> None:
+        """Write the rule's per-step fields (``Optimizer.step_fields``) into the block (a
+        name the block lacks raises: ctypes would keep it as a Python attribute, unread)."""
+        block = self.block
+        for name, value in fields.items():
+            if name not in blocks.field_names(type(block)):
+                raise TypeError(f"{self.rule}'s block has no field {name!r}")
+            setattr(block, name, value)
+
     def at_lr(self, lr: float) -> Prepared:
         if lr != self.lr:  # (three ctypes writes saved on most steps)
             block = self.block

@@ -208,5 +208,43 @@ NNOPT_RULE(radam, ptr(exp_avg), ptr(exp_avg_sq), f64(beta1), f64(beta2), f64(eps
   };
 }
 
+// Schedule-Free SGD (rules.schedule_free_sgd_), at the averaging weight c = ckp1:
+// u = g + wd y (wd: the optimizer's weight_decay, the block's y_decay);
+// y <- lerp(y, z, c) + lr (beta (1 - c) - 1) u;  z <- z - lr u;  d = 1.
+NNOPT_RULE(schedule_free_sgd, ptr(z), f64(momentum), f64(y_decay), f64(ckp1)) {
+  const A wd = A(a.y_decay), c = A(a.ckp1), neg_lr = A(-a.lr);
+  const A y_step = A(a.lr * (a.momentum * (1.0 - a.ckp1) - 1.0));
+  const bool low = std::abs(a.ckp1) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    // Unconditional (wd = 0 adds 0; the eager rule skips the add): a runtime branch here
+    // kept the loop from vectorizing, 4-8x slower on large tensors.
+    const A u = g + wd * p;
+    const A z = at<T>(a.z, i);
+    p = lerp(p, z, c, low) + y_step * u;
+    put<T>(a.z, i, z + neg_lr * u);
+    return A(1);
+  };
+}
+
+// Schedule-Free AdamW (rules.schedule_free_adamw_): v <- b2 v + (1 - b2) g^2;
+// d = sqrt(v / (1 - b2^t)) + eps;  u = g / d + wd y;  y and z as schedule_free_sgd with b1.
+NNOPT_RULE(schedule_free_adamw, ptr(z), ptr(exp_avg_sq), f64(beta1), f64(beta2), f64(eps),
+           f64(y_decay), f64(ckp1), f64(bias_correction2)) {
+  const A beta2 = A(a.beta2), w2 = A(1.0 - a.beta2), eps = A(a.eps);
+  const A bc2 = A(a.bias_correction2), wd = A(a.y_decay), c = A(a.ckp1), neg_lr = A(-a.lr);
+  const A y_step = A(a.lr * (a.beta1 * (1.0 - a.ckp1) - 1.0));
+  const bool low = std::abs(a.ckp1) < 0.5;
+  return [=](A& p, A g, int64_t i) {
+    const A v = at<T>(a.exp_avg_sq, i) * beta2 + w2 * g * g;
+    put<T>(a.exp_avg_sq, i, v);
+    const A d = std::sqrt(v / bc2) + eps;
+    const A u = g / d + wd * p;  // (as schedule_free_sgd's u)
+    const A z = at<T>(a.z, i);
+    p = lerp(p, z, c, low) + y_step * u;
+    put<T>(a.z, i, z + neg_lr * u);
+    return d;
+  };
+}
+
 // The rules this library holds, comma-separated (each NNOPT_RULE registered its name).
 extern "C" const char* nnopt_rules() { return nnopt::rule_names().c_str(); }

@@ -24,6 +24,7 @@ from nnopt.optim.rules.nadam import nadam_
 from nnopt.optim.rules.ops import Divisor, Scalar
 from nnopt.optim.rules.radam import radam_
 from nnopt.optim.rules.regularization import decoupled_decay_, soft_threshold_, with_l2
+from nnopt.optim.rules.schedule_free import schedule_free_adamw_, schedule_free_sgd_
 from nnopt.optim.rules.seed import adagrad_, adam_, momentum_, rmsprop_, sgd_
 from nnopt.optim.rules.soap import soap_
 
@@ -47,4 +48,6 @@ __all__ = [
     "muon_",
     "newton_schulz",
     "adafactor_",
+    "schedule_free_adamw_",
+    "schedule_free_sgd_",
 ]
