@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "nnopt.commands.compare",
     "nnopt.commands.lr_find",
     "nnopt.commands.datasets",
+    "nnopt.commands.bench_suite",
     "nnopt.bench.cli",
 )
 

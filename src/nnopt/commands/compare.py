@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnopt.console import console as make_console
 from nnopt.wording import counted
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from nnopt.executors import Executor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--jobs", type=int, default=1, help="runs at once, each in its own process (default 1)"
     )
     parser.add_argument(
+        "--tune", action="append", default=[], metavar="KEY=RANGE",
+        help="tune every variant over this dimension with the same budget: KEY=log:LO:HI, "
+        "KEY=LO:HI or KEY=V1,V2 (repeatable); trials are scored on a validation split, the "
+        "chosen point is tested on --seeds fresh seeds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--budget", type=int, default=0, help="trials per variant with --tune (the same for all)"
+    )
+    parser.add_argument(
         "--executor", default="local", metavar="{local,ray}",
         help="where runs execute: local processes (default) or one Ray task per run "
         "(pip install 'nnopt[ray]'; docs/scale.md)",
@@ -67,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, address=args.address, cpus_per_run=args.cpus_per_run)
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)  # (and checks --vary)
+    if args.tune or args.budget:
+        return _run_tuned(args, recipes, variants, console, executor)
     total = len(variants) * args.seeds
     out = Path(args.out) if args.out else default_out(variants)
     found = finished_runs(variants, args.seeds, out) if out.is_dir() else 0
@@ -94,4 +111,48 @@ def run(args: argparse.Namespace) -> int:
     full = f"; {left_out} more columns in report.md" if left_out else ""
     console.print(f"report: {files['report.html']}", highlight=False)
     console.print(f"(also report.md and summary.csv there{full})", highlight=False)
+    return 0
+
+
+def _run_tuned(
+    args: argparse.Namespace, recipes: list, variants: dict, console: Console, executor: Executor
+) -> int:
+    """``--tune``: the same command, each variant at its own best point (experiments.tuned)."""
+    from rich.table import Table
+
+    from nnopt.experiments.api import compare
+    from nnopt.experiments.compare import default_out
+    from nnopt.experiments.live import CompareProgress
+    from nnopt.experiments.tune_report import table, verdicts
+    from nnopt.experiments.tuning import prepare
+
+    _, text = prepare(variants, args.tune, args.budget)  # bad input: one line, nothing run
+    out = Path(args.out) if args.out else default_out(variants, text)
+    total = len(variants) * (args.budget + 2 * args.seeds)
+    try:
+        with CompareProgress(console, total, quiet=args.quiet) as progress:
+            result = compare(
+                recipes, seeds=args.seeds, vary=args.vary, target=args.target, out=out,
+                jobs=args.jobs, on_event=progress.on_event, tune=args.tune, budget=args.budget,
+                executor=executor,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted; finished trials and runs are kept in {out}: the same command "
+            "picks them up"
+        ) from None
+    from nnopt.experiments.api import Comparison
+
+    assert not isinstance(result, Comparison)  # (tune given: a TunedComparison)
+    header, cells = table(result.rows, result.metric, result.held_out, args.target)
+    shown = Table(title=f"tuned with {counted(args.budget, 'trial')} each, "
+                  f"tested over {counted(args.seeds, 'seed')}")  # fmt: skip
+    for name in header:
+        shown.add_column(name, justify="left" if name in header[:2] else "right")
+    for row in cells:
+        shown.add_row(*row)
+    console.print(shown)
+    for line in verdicts(result.rows, result.best):
+        console.print(line, highlight=False)
+    console.print(f"report: {result.files.get('tuned.md', out)}", highlight=False)
     return 0

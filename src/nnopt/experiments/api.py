@@ -16,6 +16,7 @@ from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.lr_find import LRFindResult
 from nnopt.experiments.plots import Plot
 from nnopt.experiments.stats import RunRecord, VariantStats
+from nnopt.experiments.tuned import TunedComparison
 
 
 @dataclass
@@ -79,8 +80,10 @@ def compare(
     data: Any = None,
     report: bool = True,
     on_event: Callable[[Event], None] | None = None,
+    tune: Iterable[str] = (),
+    budget: int = 0,
     executor: str | Executor = "local",
-) -> Comparison:
+) -> Comparison | TunedComparison:
     """Run every recipe (or every ``vary`` variant of one) over ``seeds`` seeds.
 
     ``recipes``: one or a list of recipes (Recipe, dict of tables, TOML text or a path).
@@ -89,6 +92,8 @@ def compare(
     weights) or a function returning one (called under each run's seed). ``data``: what a
     data factory returns. Runs already finished in ``out`` are picked up, not run again.
     ``report=True`` writes summary.csv/json, the plots and report.md/html to ``out``.
+    ``tune`` (``"KEY=log:LO:HI"``, as ``--tune``) with ``budget`` trials per variant: each
+    variant at its own best point, tested on ``seeds`` fresh seeds (a ``TunedComparison``).
     ``executor``: where the runs execute, "local" (``jobs`` processes) or "ray" (one Ray
     task per run; ``nnopt.executors.make_executor("ray", address=..., cpus_per_run=...)``
     for a cluster's address and the cores of each run).
@@ -120,10 +125,25 @@ def compare(
     ]
     variants = expand_variants(made, list(vary))
     check_target(target, next(iter(variants.values())), data)  # before any run starts
-    out = output_dir(default_out(variants) if out is None else out)
-    atomic.write_text(out / PLAN, plan_text(variants))  # what a rerun's default out matches
+    tuned = list(tune)
+    if tuned or budget:
+        from nnopt.experiments.tuning import prepare
+
+        _, tuning_text = prepare(variants, tuned, budget)  # every bad input, before a run
+    else:
+        tuning_text = ""
+    if out is None:
+        out = default_out(variants, tuning_text)
+    out = output_dir(out)
+    atomic.write_text(out / PLAN, plan_text(variants, tuning_text))  # what a rerun matches
     cpu.available()  # build the kernels once, here, not in each of the jobs at once
     passed = Passed(model, data) if passed_model or passed_data else None
+    if tuning_text:
+        from nnopt.experiments.tuned import tuned_compare
+
+        return tuned_compare(variants, tuned, budget, seeds, out, target=target, jobs=jobs,
+                             passed=passed, report=report, on_event=on_event,
+                             executor=runner)  # fmt: skip
     records = run_comparison(variants, seeds, out, jobs=jobs, on_event=on_event, passed=passed,
                              executor=runner)  # fmt: skip
     stats, metric = summarize(records, target)

@@ -54,11 +54,15 @@ def expand_variants(recipes: list[Recipe], vary: list[str]) -> dict[str, Recipe]
     return variants
 
 
-def plan_text(variants: dict[str, Recipe]) -> str:
-    return json.dumps({"variants": {k: r.to_toml() for k, r in variants.items()}}, indent=1)
+def plan_text(variants: dict[str, Recipe], tuning: str = "") -> str:
+    """What a comparison directory holds; a tuned one adds its space and budget."""
+    plan: dict[str, Any] = {"variants": {k: r.to_toml() for k, r in variants.items()}}
+    if tuning:
+        plan["tuning"] = json.loads(tuning)
+    return json.dumps(plan, indent=1)
 
 
-def default_out(variants: dict[str, Recipe]) -> Path:
+def default_out(variants: dict[str, Recipe], tuning: str = "") -> Path:
     """runs/compare-NAME[+NAME...] (``outputs.named_output``'s rule): a directory holding
     this very comparison is picked up, any other one is left alone."""
     from nnopt.outputs import named_output
@@ -67,7 +71,7 @@ def default_out(variants: dict[str, Recipe]) -> Path:
     name = "+".join(names)
     if len(names) > 1 and len(name) > NAME:
         name = f"{names[0]}+{len(names) - 1}-more"
-    text = plan_text(variants)
+    text = plan_text(variants, tuning)
 
     def same(directory: Path) -> bool:
         plan = directory / PLAN
@@ -102,12 +106,16 @@ def check_target(target: float | None, recipe: Recipe, data: Any = None) -> None
         raise UsageError(f"target {target:g} is below {least:g}, the least {metric} can be{guess}")
 
 
+def safe_name(variant: str) -> str:
+    """A variant's label as a directory name."""
+    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in variant)
+
+
 def _run_dir(out: Path, variant: str, seed: int) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in variant)
-    return out / "runs" / safe / f"seed-{seed}"
+    return out / "runs" / safe_name(variant) / f"seed-{seed}"
 
 
-def _check_same_recipe(recipe: Recipe, run_dir: Path, out: Path) -> None:
+def check_same_recipe(recipe: Recipe, run_dir: Path, out: Path) -> None:
     """Picking up a run is only right if it is a run of this very recipe."""
     saved = run_dir / "recipe.toml"
     # The trainer's own rule (checkpoint.recipe_changes), checked here before any run starts.
@@ -137,7 +145,8 @@ def _check_same_recipe(recipe: Recipe, run_dir: Path, out: Path) -> None:
     raise UserError(message)
 
 
-def _record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
+def read_record(variant: str, seed: int, run_dir: Path) -> RunRecord | None:
+    """A finished (or diverged) run read back from its directory; None if it has not ended."""
     summary_path = run_dir / "summary.json"
     if not summary_path.is_file():
         return None
@@ -158,7 +167,7 @@ def _plan(variants: dict[str, Recipe], seeds: int, out: Path) -> list[tuple[str,
             seeded = recipe.with_overrides([f"seed={recipe.seed + i}"])
             plan.append((variant, seeded, _run_dir(out, variant, seeded.seed)))
     for _, recipe, run_dir in plan:
-        _check_same_recipe(recipe, run_dir, out)
+        check_same_recipe(recipe, run_dir, out)
     return plan
 
 
@@ -166,7 +175,7 @@ def finished_runs(variants: dict[str, Recipe], seeds: int, out: Path) -> int:
     """How many of the comparison's runs ``out`` already holds finished (read back, not run)."""
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
-    return sum(_record(v, r.seed, d) is not None for v, r, d in _plan(variants, seeds, out))
+    return sum(read_record(v, r.seed, d) is not None for v, r, d in _plan(variants, seeds, out))
 
 
 def run_comparison(
@@ -187,19 +196,32 @@ def run_comparison(
     """
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")
+    plan = _plan(variants, seeds, out)
+    return run_plan(plan, jobs=jobs, on_event=on_event, passed=passed, executor=executor)
+
+
+def run_plan(
+    plan: list[tuple[str, Recipe, Path]],
+    *,
+    jobs: int = 1,
+    on_event: Callable[[Event], None] | None = None,
+    passed: Passed | None = None,
+    executor: Executor | None = None,
+) -> list[RunRecord]:
+    """Run (or pick up) every (label, recipe, run directory) of ``plan``; their records in
+    the plan's order. What compare, tuning trials and evaluation runs share."""
     if jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {jobs}")
-    plan = _plan(variants, seeds, out)
     todo = [
         Job(v, r.seed, r.to_toml(), str(d), passed)
         for v, r, d in plan
-        if _record(v, r.seed, d) is None
+        if read_record(v, r.seed, d) is None
     ]
     if todo:
         # Parallel runs share the cores: one thread each avoids oversubscription.
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
         run_jobs(todo, jobs, threads, on_event or (lambda event: None), executor)
-    records = [_record(v, r.seed, d) for v, r, d in plan]
+    records = [read_record(v, r.seed, d) for v, r, d in plan]
     missing = [d for (_, _, d), rec in zip(plan, records, strict=True) if rec is None]
     if missing:
         raise RuntimeError(f"runs did not finish: {', '.join(str(m) for m in missing)}")

@@ -45,6 +45,9 @@ class Recipe(Section):
     plateau: PlateauSpec | None = None
     regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    # `nnopt compare --tune`: this variant's narrower ranges of the declared space,
+    # e.g. {"optimizer.lr" = "log:1e-3:1e-1"} (nnopt.experiments.space); a run ignores it.
+    tune: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _optimizer_accepts(self) -> Recipe:
