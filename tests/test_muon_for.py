@@ -141,3 +141,26 @@ def test_a_muon_group_takes_matrices_only():
         nnopt.MuonAdamW([{"params": [nn.Parameter(torch.ones(3))], "use_muon": True}])
     with pytest.raises(ValueError, match="Muon only supports 2D parameters"):
         nnopt.Muon([nn.Parameter(torch.ones(3))])
+
+
+def test_torchs_muon_on_a_model_with_vectors_is_one_line_naming_muon(tmp_path):
+    """A recipe naming muon_torch on the MNIST-1D CNN (biases): the CLI's one line says to use
+    'muon', not a traceback from inside the trainer."""
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        'name = "r"\n[data]\nname = "digits"\n[model]\nkind = "mlp"\nhidden = [8]\n'
+        '[optimizer]\nname = "muon_torch"\nlr = 0.01\n[train]\nsteps = 2\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "nnopt", "train", str(recipe), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(lines) == 1 and "use optimizer.name = 'muon'" in lines[0]

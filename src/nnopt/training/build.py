@@ -125,7 +125,17 @@ def build_optimizer(
             model, l1=reg.l1, l2=reg.l2, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude)
         )
     if not row.by_model:
-        return row.build(groups, recipe.lr_schedule(total_steps), **options)
+        try:
+            return row.build(groups, recipe.lr_schedule(total_steps), **options)
+        except ValueError as exc:
+            if "2D" not in str(exc) and "2-D" not in str(exc):
+                raise
+            # torch's Muon refuses the model's vectors (biases, norms): say what to use.
+            raise RecipeError(
+                f"optimizer {row.name!r} takes 2-D parameters only and this model has others "
+                "(biases, norms); use optimizer.name = 'muon' (Muon on the hidden matrices, "
+                "AdamW on the rest)"
+            ) from None
     # muon: each group split by what its parameters are (hidden matrices to Muon)
     groups, choices = muon_split(model, groups)
     optimizer = row.build(groups, recipe.lr_schedule(total_steps), **options)
