@@ -1,4 +1,4 @@
-"""Where compare's runs execute (nnopt.executors): the seam below run_jobs, the options'
+"""Where compare's runs execute (nnopt.experiments.executors): the seam below run_jobs, the options'
 one-line errors, and Ray's install message (Ray's own runs: tests/ray, `make test-ray`)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from recipe_helpers import tiny_run
 
 from nnopt.cli import main
-from nnopt.executors import Local
 from nnopt.experiments.compare import expand_variants, run_comparison
+from nnopt.experiments.executors import Local
 from nnopt.recipe import Recipe
 
 TINY = tiny_run(steps=10, eval_every=5)

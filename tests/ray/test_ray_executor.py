@@ -18,8 +18,8 @@ import torch
 from recipe_helpers import tiny_run
 
 from nnopt.errors import UserError
-from nnopt.executors import make_executor
 from nnopt.experiments.api import compare
+from nnopt.experiments.executors import make_executor
 from nnopt.training.checkpoint import CHECKPOINT_NAME
 from nnopt.training.metrics import read_metrics
 

@@ -12,7 +12,7 @@ from nnopt.wording import counted
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from nnopt.executors import Executor
+    from nnopt.experiments.executors import Executor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,9 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnopt.executors import make_executor
     from nnopt.experiments.api import compare
     from nnopt.experiments.compare import default_out, expand_variants, finished_runs
+    from nnopt.experiments.executors import make_executor
     from nnopt.experiments.live import CompareProgress
     from nnopt.experiments.report import rich_table
     from nnopt.recipe import Recipe

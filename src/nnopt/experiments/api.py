@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnopt.executors import Executor
+from nnopt.experiments.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.lr_find import LRFindResult
 from nnopt.experiments.plots import Plot
@@ -95,11 +95,10 @@ def compare(
     ``tune`` (``"KEY=log:LO:HI"``, as ``--tune``) with ``budget`` trials per variant: each
     variant at its own best point, tested on ``seeds`` fresh seeds (a ``TunedComparison``).
     ``executor``: where the runs execute, "local" (``jobs`` processes) or "ray" (one Ray
-    task per run; ``nnopt.executors.make_executor("ray", address=..., cpus_per_run=...)``
+    task per run; ``experiments.executors.make_executor("ray", address=..., cpus_per_run=...)``
     for a cluster's address and the cores of each run).
     """
     from nnopt import atomic
-    from nnopt.executors import make_executor
     from nnopt.experiments.compare import (
         PLAN,
         check_target,
@@ -110,6 +109,7 @@ def compare(
         summarize,
         write_summaries,
     )
+    from nnopt.experiments.executors import make_executor
     from nnopt.optim.kernels import cpu
     from nnopt.outputs import output_dir
     from nnopt.training.passed import as_recipe

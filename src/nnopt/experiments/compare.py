@@ -18,14 +18,13 @@ from typing import Any
 
 from nnopt import atomic
 from nnopt.errors import UsageError, UserError
-from nnopt.executors import Executor
-from nnopt.experiments.jobs import Event, Job, Passed, run_jobs
+from nnopt.experiments.executors import Executor, run_jobs
+from nnopt.experiments.jobs import DONE, Event, Job, Passed
 from nnopt.experiments.stats import RunRecord, VariantStats, stats_dict, variant_stats
 from nnopt.recipe import Recipe
 from nnopt.training.checkpoint import recipe_changes
 from nnopt.training.metrics import read_metrics
 
-DONE = ("finished", "diverged")
 PLAN = "variants.json"  # the variants a comparison directory holds: what a rerun must match
 CHANGES = "recipe_changes.txt"  # the full list behind a refusal too long for one line
 LINE = 60  # differences longer than this in a refusal: the rest go to CHANGES
@@ -192,7 +191,7 @@ def run_comparison(
 
     ``on_event`` sees every job's progress, done and error events (``jobs.Event``);
     ``passed`` holds a model and data given from Python, used by every run; ``executor``
-    says where the runs execute (``nnopt.executors``; None: local processes).
+    says where the runs execute (``nnopt.experiments.executors``; None: local processes).
     """
     if seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {seeds}")

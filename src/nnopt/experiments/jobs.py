@@ -1,5 +1,5 @@
 """Run compare's (variant, seed) jobs: up to N worker processes, live progress, clean stops
-(or on another executor: ``nnopt.executors``, e.g. a Ray cluster).
+(or on another executor: ``nnopt.experiments.executors``, e.g. a Ray cluster).
 
 Each job is one ``train`` call in a forked worker (or in this process for ``workers=1``),
 reporting through a pipe: ``progress`` events (throttled to a few a second) and one ``done``
@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.errors import UserError, describe
-from nnopt.executors import Executor, Local
 
 PROGRESS_INTERVAL = 0.25  # seconds between two progress events of one job
+# The statuses of a run that ended by itself (a finished run is read back, not run again).
+DONE = ("finished", "diverged")
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,6 @@ class Event:
 
 class JobFailed(Exception):
     """A job's error, raised again in the parent as its own kind (see ``raise_for``)."""
-
-
-def run_jobs(
-    jobs: list[Job],
-    workers: int,
-    threads: int,
-    on_event: Callable[[Event], None],
-    executor: Executor | None = None,
-) -> None:
-    """Run every job, at most ``workers`` at once; ``on_event`` sees every event.
-
-    ``executor`` says where (``nnopt.executors``): None is local worker processes."""
-    (executor or Local()).run(jobs, workers, threads, on_event)
 
 
 def run_local(

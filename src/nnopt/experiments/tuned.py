@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnopt.executors import Executor
+from nnopt.experiments.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.plots import Plot
 from nnopt.experiments.tune_summary import TunedRow, summarize

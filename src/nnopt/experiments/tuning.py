@@ -23,9 +23,9 @@ from pathlib import Path
 
 from nnopt import atomic
 from nnopt.errors import UsageError
-from nnopt.executors import Executor
 from nnopt.experiments import space as spaces
 from nnopt.experiments.compare import check_same_recipe, run_plan, safe_name
+from nnopt.experiments.executors import Executor
 from nnopt.experiments.jobs import Event, Passed
 from nnopt.experiments.stats import RunRecord
 from nnopt.recipe import Recipe

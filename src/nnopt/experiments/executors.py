@@ -7,19 +7,17 @@ An executor takes the jobs and reports each one's events (progress, then done or
 does), so the executor changes where runs happen, never what they write.
 
 - ``Local``: forked worker processes on this machine (the default; ``jobs.run_local``);
-- ``Ray`` (``nnopt.executors.ray_cluster``): one Ray task per run, on a local or remote cluster
+- ``Ray`` (``nnopt.experiments.ray_cluster``): one Ray task per run, on a local or remote cluster
   (the optional extra ``nnopt[ray]``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from nnopt.errors import UsageError
-
-if TYPE_CHECKING:
-    from nnopt.experiments.jobs import Event, Job
+from nnopt.experiments.jobs import Event, Job, run_local
 
 NAMES = ("local", "ray")
 
@@ -43,9 +41,20 @@ class Local:
     def run(
         self, jobs: list[Job], workers: int, threads: int, on_event: Callable[[Event], None]
     ) -> None:
-        from nnopt.experiments.jobs import run_local
-
         run_local(jobs, workers, threads, on_event)
+
+
+def run_jobs(
+    jobs: list[Job],
+    workers: int,
+    threads: int,
+    on_event: Callable[[Event], None],
+    executor: Executor | None = None,
+) -> None:
+    """Run every job, at most ``workers`` at once; ``on_event`` sees every event.
+
+    ``executor`` says where: None is local worker processes."""
+    (executor or Local()).run(jobs, workers, threads, on_event)
 
 
 def make_executor(
@@ -60,6 +69,6 @@ def make_executor(
         if given:
             raise UsageError(f"{' and '.join(given)} need --executor ray")
         return Local()
-    from nnopt.executors.ray_cluster import Ray
+    from nnopt.experiments.ray_cluster import Ray
 
     return Ray(address=address, cpus_per_run=1 if cpus_per_run is None else cpus_per_run)

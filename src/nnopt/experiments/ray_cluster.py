@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nnopt.errors import UsageError, UserError
-from nnopt.experiments.jobs import PROGRESS_INTERVAL, Event, Job, _execute, raise_for
+from nnopt.experiments.jobs import DONE, PROGRESS_INTERVAL, Event, Job, _execute, raise_for
 
 INSTALL = (
     "--executor ray needs Ray, which is not installed: pip install 'nnopt[ray]' "
@@ -193,8 +193,6 @@ def _run_task(job: Job, threads: int, cwd: str, inbox: Any) -> Event:
 def _finished(job: Job) -> Event | None:
     """The done event of a run its directory already holds finished (nothing is run again)."""
     import json
-
-    from nnopt.experiments.compare import DONE
 
     path = Path(job.run_dir) / "summary.json"
     if not path.is_file():
