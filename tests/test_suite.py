@@ -72,6 +72,7 @@ def test_an_optimizer_that_cannot_train_the_model_is_a_failure_not_a_crash(tmp_p
     found = suite.run_suite(
         TINY, [suite.Workload("tiny", tiny, 0.0)], ["adam", "muon_torch"], tmp_path
     )  # fmt: skip (torch's Muon: 2-D parameters only)
-    assert found.skipped == {"tiny": {"muon_torch": "Muon takes 2-D parameters only"}}
+    reason = "optimizer 'muon_torch' takes 2-D parameters only and this model has others"
+    assert found.skipped == {"tiny": {"muon_torch": reason}}
     assert found.ratios == {"tiny": {"adam": 1.0, "muon_torch": math.inf}}
     assert found.scores == {"adam": 1.0, "muon_torch": 0.0}
