@@ -68,3 +68,20 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monke
 )
 def test_executor_options_are_checked_in_one_line(tmp_path, capsys, args, expected):
     assert expected in _one_line_error(tmp_path, capsys, *args)
+
+
+def test_bench_suite_takes_the_same_executor_options() -> None:
+    """bench-suite's runs go through the executor too: its options are compare's, checked
+    before anything runs (a Ray option without --executor ray is one line, exit 2)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nnopt", "bench-suite", "--quick", "--cpus-per-run", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--cpus-per-run need --executor ray" in done.stderr
+    assert "Traceback" not in done.stderr

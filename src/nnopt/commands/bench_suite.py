@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from nnopt import atomic
+from nnopt.commands.executor_options import add_executor_arguments, executor_of
 from nnopt.console import console as make_console
 
 PLAN = "suite-plan.json"  # the settings a suite directory was started with
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--out", help="output directory (default: runs/bench-suite[-quick])")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    add_executor_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from nnopt.outputs import named_output, output_dir
 
     console = make_console()
+    executor = executor_of(args)  # (checked before anything runs)
     settings = suite.QUICK if args.quick else suite.FULL
     for flag, value in (("--budget", args.budget), ("--seeds", args.seeds)):
         if value is not None and value < 1:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with CompareProgress(console, total, quiet=args.quiet) as progress:
         result = suite.run_suite(settings, workloads, optimizers, out, jobs=args.jobs,
-                                 on_event=progress.on_event)  # fmt: skip
+                                 on_event=progress.on_event, executor=executor)  # fmt: skip
     wall = time.monotonic() - started
     if args.set_targets:
         targets = suite.targets_from(result)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nnopt.commands.executor_options import add_executor_arguments, executor_of
 from nnopt.console import console as make_console
 from nnopt.wording import counted
 
@@ -53,19 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--budget", type=int, default=0, help="trials per variant with --tune (the same for all)"
     )
-    parser.add_argument(
-        "--executor", default="local", metavar="{local,ray}",
-        help="where runs execute: local processes (default) or one Ray task per run "
-        "(pip install 'nnopt[ray]'; docs/scale.md)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--address", help="with --executor ray: the cluster to join (default: RAY_ADDRESS, "
-        "else a local cluster)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--cpus-per-run", type=int, help="with --executor ray: cores (and threads) per run "
-        "(default 1)",
-    )  # fmt: skip
+    add_executor_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 
@@ -73,13 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nnopt.experiments.api import compare
     from nnopt.experiments.compare import default_out, expand_variants, finished_runs
-    from nnopt.experiments.executors import make_executor
     from nnopt.experiments.live import CompareProgress
     from nnopt.experiments.report import rich_table
     from nnopt.recipe import Recipe
 
     console = make_console()
-    executor = make_executor(args.executor, address=args.address, cpus_per_run=args.cpus_per_run)
+    executor = executor_of(args)
     recipes = [Recipe.load(path).with_overrides(args.overrides) for path in args.recipes]
     variants = expand_variants(recipes, args.vary)  # (and checks --vary)
     if args.tune or args.budget:

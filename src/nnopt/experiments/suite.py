@@ -19,6 +19,7 @@ from pathlib import Path
 from nnopt import atomic
 from nnopt.errors import UsageError
 from nnopt.experiments import profile, tuning
+from nnopt.experiments.executors import Executor
 from nnopt.experiments.jobs import Event
 from nnopt.experiments.stats import RunRecord
 from nnopt.experiments.tune_summary import TunedRow, summarize
@@ -133,8 +134,10 @@ def run_suite(
     *,
     jobs: int = 1,
     on_event: Callable[[Event], None] | None = None,
+    executor: Executor | None = None,
 ) -> SuiteResult:
-    """Tune and evaluate every optimizer on every workload; the profile over the workloads."""
+    """Tune and evaluate every optimizer on every workload; the profile over the workloads.
+    ``executor``: where the runs execute (None: local processes)."""
     rows: dict[str, list[TunedRow]] = {}
     metrics: dict[str, str] = {}
     times: dict[str, dict[str, float]] = {}
@@ -149,7 +152,8 @@ def run_suite(
         tuning.check_resume(where, text)
         tuning.write_plan(where, text)
         results = tuning.run_tuning(variants, own, settings.budget, settings.seeds, where,
-                                    jobs=jobs, on_event=on_event, defaults=False)  # fmt: skip
+                                    jobs=jobs, on_event=on_event, defaults=False,
+                                    executor=executor)  # fmt: skip
         metric = results[0].trials[0].record.summary.get("metric", "val_accuracy")
         found, _, _ = summarize(results, metric, workload.target)
         rows[workload.name], metrics[workload.name] = found, metric
