@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from optim_cases import CASES, build, set_id
+from optim_case import build
+from optim_cases import CASES, set_id
 from optim_helpers import SHAPES, clone_params, grad_stream, make_params, max_rel_diff
 
 import nnopt

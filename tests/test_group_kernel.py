@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 
+import optim_case
 import optim_cases
 import pytest
 import torch
@@ -25,7 +26,7 @@ SIZES = [0, 1, 33, 1001, (1 << 14) + 77, (1 << 16) + 5, group_kernel.LARGE + 3]
 # kernels take; see optim_cases.py).
 CASES = {
     f"{case.row}-{index}": (
-        lambda ps, case=case, index=index: optim_cases.build(case, ps, [case.option_sets[index]])
+        lambda ps, case=case, index=index: optim_case.build(case, ps, [case.option_sets[index]])
     )
     for case in optim_cases.CASES.values()
     if case.group_kernel

@@ -13,16 +13,8 @@ import inspect
 
 import pytest
 import torch
-from optim_cases import (
-    ALL_MODES,
-    ALL_SETS,
-    CASES,
-    build,
-    reference_step,
-    set_id,
-    sets_of,
-    variants,
-)
+from optim_case import ALL_MODES, build, reference_step, sets_of, variants
+from optim_cases import ALL_SETS, CASES, set_id
 from optim_helpers import SHAPES, clone_params, compare_trajectories, grad_stream, make_params
 
 from nnopt.optim import table

@@ -10,7 +10,8 @@ import io
 import pytest
 import torch
 from model_helpers import assert_models_close, assert_models_equal, tiny_model, train
-from optim_cases import ALL_SETS, CASES, FLATS, build, set_id
+from optim_case import FLATS, build
+from optim_cases import ALL_SETS, CASES, set_id
 
 
 def saved(model, opt) -> dict:
