@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -33,7 +34,6 @@ class Adafactor(Optimizer):
     """
 
     uses_step = True
-    decays_in_rule = True  # alpha_t reads theta before the decay
 
     def __init__(
         self,
@@ -74,9 +74,18 @@ class Adafactor(Optimizer):
             state["variance"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state
 
+    def hyper(self, group: dict[str, Any], lr: Any, tensors: bool = False) -> Hyper:
+        # The rule applies the decoupled decay itself (its step size alpha_t reads theta before
+        # the decay): the base applies none; the rule's options carry it.
+        return replace(Hyper.of(group, lr, tensors), decoupled=0.0)
+
     def rule_options(self, group: dict[str, Any], h: Hyper) -> dict[str, Any]:
         eps1, eps2 = group["eps"]
-        return {"beta2_decay": group["beta2_decay"], "eps1": eps1, "eps2": eps2, "d": group["d"]}
+        decay = Hyper.of(group, h.lr, h.tensors).decoupled
+        return {
+            "beta2_decay": group["beta2_decay"], "eps1": eps1, "eps2": eps2, "d": group["d"],
+            "weight_decay": decay,
+        }  # fmt: skip
 
     def update(self, o, h: Hyper, param, grad, state, step) -> rules.Divisor:
         eps1 = torch.finfo(param.dtype).eps if o["eps1"] is None else o["eps1"]
@@ -90,7 +99,7 @@ class Adafactor(Optimizer):
             eps1=eps1,
             eps2=o["eps2"],
             d=o["d"],
-            weight_decay=h.decoupled,
+            weight_decay=o["weight_decay"],
             divisor=bool(h.l1),
         )
 

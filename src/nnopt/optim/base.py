@@ -55,7 +55,6 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
     # plain dict, never mutated (torch.compile breaks its graph on a mappingproxy, once per
     # parameter).
     scalar_state: ClassVar[Mapping[str, float]] = {}
-    decays_in_rule: bool = False  # the rule applies decoupled decay itself (Adafactor)
     # Rule options that change every step (schedule-free's averaging weight): written into
     # the native kernel's block each step instead of keying a new block.
     step_fields: tuple[str, ...] = ()

@@ -28,7 +28,6 @@ class Stepped(Protocol):
     uses_step: bool  # keeps torch's per-tensor "step" counter
     rule_reads_step: bool  # whether the rule and its kernel read that counter
     scalar_state: Mapping[str, float]  # per-tensor scalars beside "step": name -> start
-    decays_in_rule: bool  # the rule applies decoupled decay itself
     step_fields: tuple[str, ...]  # rule options written into the kernel's block every step
 
     @property

@@ -219,7 +219,7 @@ def apply(
         grad = grad.neg()
     if h.coupled:
         grad = rules.with_l2(grad, param, l2=h.coupled)
-    if h.decoupled and not opt.decays_in_rule:
+    if h.decoupled:
         rules.decoupled_decay_(param, lr=h.lr, weight_decay=h.decoupled)
     divisor = opt.update(how.options, h, param, grad, state, step)
     if h.l1:
