@@ -112,6 +112,8 @@ BAD: dict[str, list[tuple]] = {
     "adjust_lr_fn": [("rms", "adjust_lr_fn")],
     "adamw_betas": [((1.0, 0.9), "adamw_betas[0]")],
     "adamw_eps": [(0.0, "adamw_eps")],
+    "state_dtype": [("int4", "state_dtype"), ("float16", "state_dtype")],
+    "param_update": [("round", "param_update"), (True, "param_update")],
 }
 for _flag in (
     "nesterov",

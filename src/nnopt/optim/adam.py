@@ -55,6 +55,8 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)
@@ -156,6 +158,8 @@ class AdamW(Adam):
         fused: bool | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(
@@ -173,5 +177,7 @@ class AdamW(Adam):
             decoupled_weight_decay=True,
             l1=l1,
             l2=l2,
+            state_dtype=state_dtype,
+            param_update=param_update,
             flat=flat,
         )

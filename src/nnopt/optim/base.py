@@ -29,6 +29,9 @@ from nnopt.optim import dispatch, kernels, rules
 from nnopt.optim.differentiable import step_differentiable
 from nnopt.optim.flat import FlatLayout
 from nnopt.optim.lazy_state import Start, init_state
+from nnopt.optim.lowbit import check as lowbit_check
+from nnopt.optim.lowbit import forms as lowbit_forms
+from nnopt.optim.lowbit import step as lowbit_step
 from nnopt.optim.options import Hyper, check_options, scalar
 from nnopt.optim.state_dicts import StateDicts
 from nnopt.optim.validation import check_type
@@ -196,6 +199,7 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                     "tensors can be optimized"
                 )
         self.validate_group(group)
+        lowbit_check.check_group(self, group, flat=self.flat)
         if self.eager_state:
             for p in group["params"]:
                 init_state(self, group, p, self.state[p])
@@ -268,7 +272,9 @@ class Optimizer(StateDicts, torch.optim.Optimizer):
                     step_differentiable(self, group, h)
                     continue
                 how = dispatch.plan(self, group, h)
-                if self.flat and not self.whole_parameters:
+                if lowbit_forms.active(group):
+                    lowbit_step.step_group(self, group, h, how)
+                elif self.flat and not self.whole_parameters:
                     dispatch.step_flat(self, group, h, how, self._intact_layout(index))
                 else:
                     dispatch.step_group(self, group, h, how)

@@ -73,6 +73,8 @@ class MuonAdamW(Optimizer):
         decoupled_weight_decay: bool = True,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         self.choices: list[Choice] = []  # set by muon_for

@@ -54,6 +54,8 @@ class NAdam(Optimizer):
         differentiable: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)

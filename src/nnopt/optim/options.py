@@ -64,6 +64,8 @@ def check_options(group: dict[str, Any]) -> None:
     registry.check("lr", group["lr"])
     for name in ("weight_decay", "l1", "l2"):
         registry.check(name, group.get(name, 0.0))
+    for name in ("state_dtype", "param_update"):
+        registry.check(name, group.get(name, registry.ABSENT[name]))
 
 
 def step_dtype() -> torch.dtype:

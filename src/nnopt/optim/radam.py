@@ -51,6 +51,8 @@ class RAdam(Optimizer):
         differentiable: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)

@@ -78,6 +78,8 @@ OPTIONS: dict[str, Option] = {
         Option("l1", "nonnegative", "nnopt", False, "proximal L1 (exact zeros)"),
         Option("l2", "nonnegative", "nnopt", False, "coupled L2 on top of weight_decay"),
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
+        Option("state_dtype", "choice", "nnopt", True, "state storage: None (the weight's)"),
+        Option("param_update", "choice", "nnopt", True, "bfloat16 weights: how they round"),
         Option("t_alpha_beta3", "positive_or_none", "paper", True, "AdEMAMix: warmup steps"),
         Option("shampoo_beta", "below_one", "paper", True, "SOAP: decay of L, R (< 0: beta2)"),
         Option("precondition_frequency", "count", "paper", True, "SOAP: steps between bases"),
@@ -99,7 +101,12 @@ OPTIONS: dict[str, Option] = {
     )
 }
 # The allowed values of each "choice" option (torch's Muon: None means "original").
-CHOICES: dict[str, tuple[Any, ...]] = {"adjust_lr_fn": (None, "original", "match_rms_adamw")}
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "adjust_lr_fn": (None, "original", "match_rms_adamw"),
+    # (nnopt.optim.lowbit: the state's storage; how a bfloat16 weight takes its update)
+    "state_dtype": (None, "float32", "bfloat16", "int8"),
+    "param_update": ("plain", "kahan", "stochastic"),
+}
 # What a group without the option means (a state dict of an older torch may lack it).
 ABSENT = {
     "maximize": False,
@@ -107,6 +114,8 @@ ABSENT = {
     "fused": None,
     "differentiable": False,
     "decoupled_weight_decay": False,
+    "state_dtype": None,
+    "param_update": "plain",
 }
 RECIPE_OPTIONS = tuple(name for name, o in OPTIONS.items() if o.recipe)
 NNOPT_OWN = frozenset(name for name, o in OPTIONS.items() if o.origin == "nnopt")
@@ -146,9 +155,12 @@ def check(name: str, value: Any, *, shown: str | None = None) -> None:
     elif kind == "choice":
         if value not in CHOICES[name] or isinstance(value, bool):
             allowed = ", ".join(map(repr, CHOICES[name]))
+            torch_words = {
+                "adjust_lr_fn": f"Adjust learning rate function {value} is not supported"
+            }
             raise OptionError(
                 f"{shown} must be one of {allowed}, got {value!r}",
-                f"Adjust learning rate function {value} is not supported",
+                torch_words.get(name),
                 option=shown,
             )
     else:

@@ -46,6 +46,8 @@ class RMSprop(Optimizer):
         decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)
@@ -120,6 +122,8 @@ class RMSProp(RMSprop):
         decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(
@@ -136,6 +140,8 @@ class RMSProp(RMSprop):
             decoupled_weight_decay=decoupled_weight_decay,
             l1=l1,
             l2=l2,
+            state_dtype=state_dtype,
+            param_update=param_update,
             flat=flat,
         )
 

@@ -189,6 +189,8 @@ class ScheduleFreeSGD(_ScheduleFree):
         maximize: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, self._defaults(locals()), flat=flat)
@@ -252,6 +254,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
         maximize: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, self._defaults(locals()), flat=flat)

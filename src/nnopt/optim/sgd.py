@@ -57,6 +57,8 @@ class SGD(Optimizer):
         decoupled_weight_decay: bool = False,
         l1: float = 0.0,
         l2: float = 0.0,
+        state_dtype: str | None = None,
+        param_update: str = "plain",
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)

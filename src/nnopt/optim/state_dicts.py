@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from nnopt.optim import registry
+from nnopt.optim.lowbit import forms as lowbit_forms
 from nnopt.optim.options import check_options, step_dtype
 
 # nnopt's own options: a torch.optim state dict never has them, so loading one keeps ours.
@@ -62,7 +63,7 @@ class StateDicts:
         # only then runs the user's post-hooks: nnopt's fix-ups run inside __setstate__, so a
         # post-hook sees a fully loaded optimizer.
         self._loading = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
-        self._loading_scalars = _saved_scalars(state_dict, self.scalar_state)
+        self._loading_scalars = _saved_as_is(state_dict, self.scalar_state, self._loading)
         try:
             super().load_state_dict(state_dict)
         finally:
@@ -105,19 +106,42 @@ class StateDicts:
         if self._loading_scalars is not None:
             # torch casts every state tensor but "step" to its parameter's dtype (NAdam's
             # mu_product to bfloat16 with a bfloat16 parameter); a scalar is a running count
-            # like "step", kept as saved, so a resumed run continues bit for bit.
+            # like "step", kept as saved, so a resumed run continues bit for bit. So is compact
+            # state (8-bit codes, their float32 scales, a float32 residual or state next to a
+            # bfloat16 weight): torch's cast would destroy it.
             order, saved = self._loading_scalars
             params = [p for g in self.param_groups for p in g["params"]]
             for index, p in zip(order, params, strict=False):
-                self.state[p].update(saved.get(index, {}))
+                kept = saved.get(index, {})
+                self.state[p].update({k: v.to(p.device) for k, v in kept.items()})
+        for group, before in zip(self.param_groups, previous, strict=True):
+            # How the state is stored is the receiving optimizer's choice, as ``flat`` is.
+            for name in lowbit_forms.STORAGE_OPTIONS:
+                if name in before:
+                    group[name] = before[name]
+            lowbit_forms.settle_loaded(self, group)
         for layout in self._flat_layouts:
             layout.unbind_state()  # the loaded tensors are copied in at the next step
 
 
-def _saved_scalars(state_dict: dict[str, Any], names: Any) -> tuple[list, dict] | None:
-    """The saved order of parameter ids and each one's scalar state tensors (None if none)."""
+def _saved_as_is(
+    state_dict: dict[str, Any], names: Any, receiving: list[dict[str, Any]]
+) -> tuple[list, dict] | None:
+    """The saved order of parameter ids and each one's state tensors that load as saved: its
+    scalars, and all of a compact state or of one a compact group receives (None if none)."""
+    compact_ids = {
+        i
+        for g, options in zip(state_dict["param_groups"], receiving, strict=False)
+        if lowbit_forms.active(options)
+        for i in g["params"]
+    }
     saved = {
-        index: {k: v for k, v in state.items() if k in names and isinstance(v, Tensor)}
+        index: {
+            k: v
+            for k, v in state.items()
+            if isinstance(v, Tensor)
+            and (k in names or index in compact_ids or lowbit_forms.is_compact(state))
+        }
         for index, state in state_dict["state"].items()
         if isinstance(state, dict)
     }

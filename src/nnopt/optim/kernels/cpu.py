@@ -40,6 +40,7 @@ class Native:
 
     one: Any
     many: Any
+    compact: Any  # bfloat16 weights, 8-bit state (cpu_compact.h; kernels/compact.py)
     block: type[ctypes.Structure]
 
 
@@ -68,7 +69,10 @@ def _library() -> dict[str, Native] | None:
             ctypes.c_int,
         ]
         many.restype = ctypes.c_int
-        natives[rule] = Native(one, many, block)
+        compact = getattr(lib, f"nnopt_{rule}_compact")
+        compact.argtypes = [ctypes.c_int64, ctypes.c_int, ctypes.POINTER(block), ctypes.c_void_p]
+        compact.restype = ctypes.c_int
+        natives[rule] = Native(one, many, compact, block)
     return natives
 
 

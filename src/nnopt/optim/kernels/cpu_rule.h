@@ -13,6 +13,8 @@
 //   int nnopt_<rule>_many(dtype, count, nthreads, block, sizes, table, step_dtype)
 //   const char* nnopt_<rule>_args_layout()   "p:ptr,g:ptr,exp_avg:ptr,...,beta2:f64"
 //   size_t nnopt_<rule>_args_size()          sizeof the block
+//   int nnopt_<rule>_compact(n, nthreads, block, compact)   bfloat16 weights, 8-bit state
+//                                             (cpu_compact.h)
 //
 // and registers <rule> in nnopt_rules(). The Python side (kernels/blocks.py) builds each
 // block's ctypes structure from its layout string and fills it by field name, every field
@@ -322,6 +324,11 @@ inline int register_rule(const char* name) {
 #define NNOPT_FLAG_INDEX_scalar(name)
 #define NNOPT_FLAG_INDEX_flag(name) k_##name,
 #define NNOPT_FLAG_INDEX_f64(name)
+#define NNOPT_PTR_STATE(field) NNOPT_PTR_STATE_##field
+#define NNOPT_PTR_STATE_ptr(name) true,
+#define NNOPT_PTR_STATE_scalar(name) false,
+#define NNOPT_PTR_STATE_flag(name)
+#define NNOPT_PTR_STATE_f64(name)
 #define NNOPT_FLAG_VALUE(field) NNOPT_FLAG_VALUE_##field
 #define NNOPT_FLAG_VALUE_ptr(name)
 #define NNOPT_FLAG_VALUE_scalar(name)
@@ -342,6 +349,9 @@ inline int register_rule(const char* name) {
     double lr, step, l2, decay, l1lr;                                                          \
     NNOPT_EACH(NNOPT_F64_MEMBER, __VA_ARGS__)                                                  \
     static constexpr int kPointers = 2 NNOPT_EACH(NNOPT_PTR_COUNT, __VA_ARGS__);               \
+    /* which pointers are element-wise state (not p, g, or a scalar): compact storage */       \
+    static constexpr bool kIsState[kPointers] = {false, false,                                 \
+                                                 NNOPT_EACH(NNOPT_PTR_STATE, __VA_ARGS__)};    \
     enum : int { NNOPT_EACH(NNOPT_FLAG_INDEX, __VA_ARGS__) k_l2_on, k_l1_on, kFlags };         \
     std::array<int32_t, kFlags> flags() const {                                                \
       return {{NNOPT_EACH(NNOPT_FLAG_VALUE, __VA_ARGS__) l2_on, l1_on}};                       \
@@ -363,6 +373,10 @@ inline int register_rule(const char* name) {
                                      const rule##_args* block, const int64_t* sizes,           \
                                      void* const* table, int step_dtype) {                     \
     return nnopt::run_many(dtype, count, nthreads, block, sizes, table, step_dtype);           \
+  }                                                                                            \
+  extern "C" int nnopt_##rule##_compact(int64_t n, int nthreads, const rule##_args* a,         \
+                                        const nnopt::Compact* c) {                            \
+    return nnopt::run_compact(n, nthreads, a, c);                                              \
   }                                                                                            \
   static const int rule##_registered = nnopt::register_rule(#rule);                            \
   template <typename A, typename T, typename K>                                                 \

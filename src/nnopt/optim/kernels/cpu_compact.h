@@ -1,0 +1,323 @@
+// Compact storage for every rule's kernel: bfloat16 weights that still learn (Kahan
+// compensation or stochastic rounding) and optimizer state in bfloat16 or 8 bits.
+//
+//   int nnopt_<rule>_compact(int64_t n, int nthreads, const <rule>_args*, const Compact*)
+//
+// runs the rule's own float element (the float32 instantiation of its NNOPT_RULE body) over
+// blocks of kQuantBlock elements: each block is unpacked into float registers-and-L1 buffers
+// (the weight, plus its Kahan residual: the float master; the gradient; every state), stepped
+// exactly as run_typed steps a float32 tensor, and packed back (the weight rounded as
+// `update` says, the state requantized). A rule needs nothing of its own for this.
+//
+// 8-bit state (state_code 2), block-wise as Dettmers et al. 2022 (arXiv 2110.02861): one
+// float32 absmax s per block of 256, and a non-linear code per element. The code here is a
+// power compander, not their dynamic-tree map: it is arithmetic (vectorizes, no table search)
+// and keeps the small values a moment needs:
+//   signed (first moments):   q = round(127 sqrt(|x| / s)) sign(x),  x = q|q| (s / 127^2)
+//   unsigned (second moments): q = round(255 (x / s)^(1/4)),          x = q^4 (s / 255^4)
+// with a nonzero second moment never stored as 0 (q >= 1: a smaller step, never m / eps).
+//
+// The weight in bfloat16 (update): 0 plain, rounded to nearest even; 1 stochastic, rounded up
+// with probability equal to the distance to the value below (unbiased: E[round(x)] = x), from
+// 16 hashed bits of (seed, index); 2 Kahan: the weight w and a residual c (comp) stand for the
+// master w + c; the rule steps the master x, then w <- round(x), c <- x - w. The residual is
+// stored float32, bfloat16 (optimi's Kahan buffer), or as 8 bits in 1/256 of the weight's ulp
+// (|c| <= ulp/2, so 1 byte holds it: FlashOptim's "ECC" residual, arXiv 2602.23349).
+
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu_rule.h"
+
+namespace nnopt {
+
+constexpr int64_t kQuantBlock = 256;
+constexpr int kMaxPointers = 8;
+
+struct Compact {
+  int32_t param_dtype;  // 0 float32, 2 bfloat16 (the gradient's too)
+  int32_t state_code;   // 0 float32, 1 bfloat16, 2 8-bit block-wise
+  int32_t update;       // 0 plain, 1 stochastic, 2 Kahan (bfloat16 weights only)
+  int32_t comp_code;    // Kahan residual: 0 float32, 1 bfloat16, 2 int8 in ulp/256
+  int32_t is_signed[kMaxPointers];  // per block pointer: 8-bit code signed (int8) or unsigned
+  uint32_t seed;                    // stochastic rounding of this tensor at this step
+  void* comp;                       // the Kahan residual, laid out as the weight
+  void* scales[kMaxPointers];       // per block pointer: float32 absmax of each block (8-bit)
+};
+
+// --- bits ------------------------------------------------------------------------------------
+
+inline uint32_t bits_of(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+inline float float_of(uint32_t u) {
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// A 32-bit integer hash (Wellons' "lowbias32" constants); lowbit/codes.py computes the same.
+inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// float -> bfloat16 bits, to nearest even (as store() and c10::BFloat16); NaN stays quiet NaN.
+inline uint16_t bf16_nearest(float v) {
+  const uint32_t u = bits_of(v);
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>(v != v ? 0x7fc0u : rounded);
+}
+inline float bf16_value(uint16_t w) { return float_of(static_cast<uint32_t>(w) << 16); }
+
+// x to bfloat16, rounded up in magnitude with probability (x - below) / ulp.
+inline uint16_t round_stochastic(float x, uint32_t random) {
+  const uint32_t r = (bits_of(x) + (random & 0xffffu)) >> 16;
+  return static_cast<uint16_t>(x != x ? 0x7fc0u : r);
+}
+
+// The spacing of bfloat16 numbers at w, 2^(e - 134) for biased exponent e, taken at e >= 8
+// below (|w| < 2^-119: a residual there is held at 2^-134, and the float stays normal), and
+// its inverse 2^(134 - e) (normal for every e >= 8: multiplying by it is dividing exactly).
+inline float ulp_bf16(uint16_t w) {
+  const uint32_t e = (w >> 7) & 0xffu;
+  return float_of((std::max<uint32_t>(e, 8u) - 7u) << 23);
+}
+inline float inverse_ulp_bf16(uint16_t w) {
+  const uint32_t e = (w >> 7) & 0xffu;
+  return float_of((261u - std::max<uint32_t>(e, 8u)) << 23);
+}
+
+inline float round_half_away(float y) { return std::copysign(std::floor(std::abs(y) + 0.5f), y); }
+
+// --- 8-bit codes -----------------------------------------------------------------------------
+// A block whose absmax is not a finite positive number (all zero, or a NaN or inf in it)
+// stores codes 0: its scale alone says what it holds (0 -> zeros, NaN -> NaNs).
+
+inline bool usable(float scale) { return scale > 0.f && scale <= 3.4028235e38f; }
+
+// The largest |x| of a block, NaN if any is NaN: the maximum of the bits of |x|, since the
+// order of non-negative floats is their bits' and NaNs sort above inf.
+inline float absmax(const float* x, int64_t len) {
+  uint32_t m = 0;
+  for (int64_t j = 0; j < len; ++j) {
+    const uint32_t a = bits_of(x[j]) & 0x7fffffffu;
+    m = a > m ? a : m;
+  }
+  return float_of(m);
+}
+
+// --- unpack and pack one block -----------------------------------------------------------------
+// Copies are plain loops, kept from becoming memcpy calls: glibc's memcpy of a 1 KB block
+// (rep movsb) streamed from memory took 3x the whole float32 step here.
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define NNOPT_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NNOPT_NO_MEMCPY
+#endif
+
+NNOPT_NO_MEMCPY inline void copy_floats(float* out, const float* in, int64_t len) {
+  for (int64_t j = 0; j < len; ++j) out[j] = in[j];
+}
+
+inline void unpack_floats(const void* src, int code, int64_t at, int64_t len, float* out) {
+  if (code == 0) {
+    copy_floats(out, static_cast<const float*>(src) + at, len);
+  } else {
+    const uint16_t* s = static_cast<const uint16_t*>(src) + at;
+    for (int64_t j = 0; j < len; ++j) out[j] = bf16_value(s[j]);
+  }
+}
+
+inline void pack_floats(void* dst, int code, int64_t at, int64_t len, const float* in) {
+  if (code == 0) {
+    copy_floats(static_cast<float*>(dst) + at, in, len);
+  } else {
+    uint16_t* d = static_cast<uint16_t*>(dst) + at;
+    for (int64_t j = 0; j < len; ++j) d[j] = bf16_nearest(in[j]);
+  }
+}
+
+inline void unpack_state(void* src, int code, bool is_signed, const float* scales, int64_t block,
+                         int64_t len, float* out) {
+  const int64_t at = block * kQuantBlock;
+  if (code != 2) return unpack_floats(src, code, at, len, out);
+  // x = s (q/127)|q/127| = (q|q|) (s / 127^2), and s (q/255)^4 = (q^2 q^2) (s / 255^4):
+  // one multiplication per element, the division once per block.
+  if (is_signed) {
+    const float k = scales[block] / 16129.f;
+    const int8_t* q = static_cast<const int8_t*>(src) + at;
+    for (int64_t j = 0; j < len; ++j) {
+      const float t = static_cast<float>(q[j]);
+      out[j] = t * std::abs(t) * k;
+    }
+  } else {
+    const float k = scales[block] / 4228250625.f;
+    const uint8_t* q = static_cast<const uint8_t*>(src) + at;
+    for (int64_t j = 0; j < len; ++j) {
+      const float t = static_cast<float>(q[j]);
+      out[j] = (t * t) * (t * t) * k;
+    }
+  }
+}
+
+inline void pack_state(void* dst, int code, bool is_signed, float* scales, int64_t block,
+                       int64_t len, const float* in) {
+  const int64_t at = block * kQuantBlock;
+  if (code != 2) return pack_floats(dst, code, at, len, in);
+  const float s = scales[block] = absmax(in, len);
+  if (!usable(s)) {
+    std::memset(static_cast<int8_t*>(dst) + at, 0, len);
+    return;
+  }
+  const float inv = 1.f / s;
+  int32_t codes[kQuantBlock];
+  if (is_signed) {
+    for (int64_t j = 0; j < len; ++j) {
+      const float y = std::min(std::floor(std::sqrt(std::abs(in[j]) * inv) * 127.f + 0.5f), 127.f);
+      codes[j] = static_cast<int32_t>(std::copysign(y, in[j]));
+    }
+    int8_t* q = static_cast<int8_t*>(dst) + at;
+    for (int64_t j = 0; j < len; ++j) q[j] = static_cast<int8_t>(codes[j]);
+  } else {
+    for (int64_t j = 0; j < len; ++j) {
+      const float x = std::max(in[j], 0.f);
+      const float y = std::min(std::floor(std::sqrt(std::sqrt(x * inv)) * 255.f + 0.5f), 255.f);
+      codes[j] = static_cast<int32_t>(std::max(y, x > 0.f ? 1.f : 0.f));  // nonzero stays > 0
+    }
+    uint8_t* q = static_cast<uint8_t*>(dst) + at;
+    for (int64_t j = 0; j < len; ++j) q[j] = static_cast<uint8_t>(codes[j]);
+  }
+}
+
+// The master weight: w, plus the Kahan residual when there is one.
+inline void unpack_weight(const Compact& c, const void* w, int64_t at, int64_t len, float* out) {
+  unpack_floats(w, c.param_dtype, at, len, out);
+  if (c.param_dtype != 2 || c.update != 2) return;
+  const uint16_t* weight = static_cast<const uint16_t*>(w) + at;
+  if (c.comp_code == 2) {
+    const int8_t* r = static_cast<const int8_t*>(c.comp) + at;
+    for (int64_t j = 0; j < len; ++j)
+      out[j] += static_cast<float>(r[j]) * (ulp_bf16(weight[j]) * (1.f / 256.f));
+  } else {
+    float residual[kQuantBlock];
+    unpack_floats(c.comp, c.comp_code, at, len, residual);
+    for (int64_t j = 0; j < len; ++j) out[j] += residual[j];
+  }
+}
+
+inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, const float* x) {
+  if (c.param_dtype == 0) {
+    copy_floats(static_cast<float*>(w) + at, x, len);
+    return;
+  }
+  uint16_t* weight = static_cast<uint16_t*>(w) + at;
+  if (c.update == 1) {
+    const uint32_t key = hash32(c.seed);
+    for (int64_t j = 0; j < len; ++j)
+      weight[j] = round_stochastic(x[j], hash32(key ^ static_cast<uint32_t>(at + j)));
+    return;
+  }
+  for (int64_t j = 0; j < len; ++j) weight[j] = bf16_nearest(x[j]);
+  if (c.update != 2) return;
+  float residual[kQuantBlock];
+  for (int64_t j = 0; j < len; ++j) residual[j] = x[j] - bf16_value(weight[j]);  // exact
+  if (c.comp_code == 2) {
+    int32_t codes[kQuantBlock];
+    for (int64_t j = 0; j < len; ++j) {
+      const float y = round_half_away(residual[j] * inverse_ulp_bf16(weight[j]) * 256.f);
+      codes[j] = static_cast<int32_t>(y == y ? std::max(-127.f, std::min(127.f, y)) : 0.f);
+    }
+    int8_t* r = static_cast<int8_t*>(c.comp) + at;
+    for (int64_t j = 0; j < len; ++j) r[j] = static_cast<int8_t>(codes[j]);
+  } else {
+    pack_floats(c.comp, c.comp_code, at, len, residual);
+  }
+}
+
+// --- the driver ----------------------------------------------------------------------------------
+
+template <typename Args, typename K>
+void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c) {
+  constexpr int kPtrs = Args::kPointers;
+  static_assert(kPtrs <= kMaxPointers, "raise kMaxPointers");
+  // The rule's setup once, on the real block (it may advance a scalar: NAdam's mu_product);
+  // each chunk below rebuilds the element from the scalars as they were before it.
+  float before[kMaxPointers] = {};
+  void* const* real = reinterpret_cast<void* const*>(&a);
+  for (int k = 2; k < kPtrs; ++k)
+    if (!Args::kIsState[k] && real[k] != nullptr) before[k] = *static_cast<float*>(real[k]);
+  (void)Args::template make<float, float, K>(a);
+  const float l2 = float(a.l2), decay = float(a.decay), l1lr = float(a.l1lr);
+  const int64_t blocks = (n + kQuantBlock - 1) / kQuantBlock;
+  parallel_chunks(blocks, 64, nthreads, [&](int64_t first, int64_t last) {
+    float buffers[kMaxPointers][kQuantBlock];
+    float scalars[kMaxPointers];
+    Args local = a;
+    void** slots = reinterpret_cast<void**>(&local);
+    for (int k = 2; k < kPtrs; ++k) {
+      if (slots[k] == nullptr) continue;
+      if (Args::kIsState[k]) {
+        slots[k] = buffers[k];
+      } else {
+        scalars[k] = before[k];
+        slots[k] = &scalars[k];
+      }
+    }
+    const auto element = Args::template make<float, float, K>(local);
+    float* P = buffers[0];
+    float* G = buffers[1];
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t at = b * kQuantBlock, len = std::min(kQuantBlock, n - at);
+      unpack_weight(c, a.p, at, len, P);
+      unpack_floats(a.g, c.param_dtype, at, len, G);
+      for (int k = 2; k < kPtrs; ++k)
+        if (Args::kIsState[k] && real[k] != nullptr)
+          unpack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]),
+                       b, len, buffers[k]);
+#pragma GCC ivdep
+      for (int64_t j = 0; j < len; ++j) {
+        float p = P[j], g = G[j];
+        if constexpr (K::on(Args::k_l2_on)) g = g + l2 * p;
+        p = p * decay;
+        const float d = element(p, g, j);
+        if constexpr (K::on(Args::k_l1_on)) p = soft_threshold(p, 1.f / d * l1lr);
+        P[j] = p;
+      }
+      pack_weight(c, a.p, at, len, P);
+      for (int k = 2; k < kPtrs; ++k)
+        if (Args::kIsState[k] && real[k] != nullptr)
+          pack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]), b,
+                     len, buffers[k]);
+    }
+  });
+}
+
+// 0 on success, 1 for codes out of range.
+template <typename Args>
+int run_compact(int64_t n, int nthreads, const Args* args, const Compact* compact) {
+  const Compact& c = *compact;
+  if ((c.param_dtype != 0 && c.param_dtype != 2) || c.state_code < 0 || c.state_code > 2 ||
+      c.update < 0 || c.update > 2 || c.comp_code < 0 || c.comp_code > 2)
+    return 1;
+  if (c.param_dtype == 2 && c.update == 2 && c.comp == nullptr) return 1;
+  const Args& a = *args;
+  const auto flags = a.flags();
+  with_flags<Args::kFlags>(flags.data(), [&](auto known) {
+    run_compact_typed<Args, decltype(known)>(a, n, nthreads, c);
+  });
+  return 0;
+}
+
+}  // namespace nnopt

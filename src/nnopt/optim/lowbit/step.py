@@ -1,0 +1,139 @@
+"""One step of a param group held in compact storage (``state_dtype``, ``param_update``).
+
+Each parameter is stepped alone: by its rule's compact native kernel on the CPU
+(``kernels/compact.py``: unpack a block of 256 into float, the rule's float element, pack it
+back, one pass over memory), else by the eager path, which computes the same thing in PyTorch
+ops on float copies (CUDA, float64 or float16 weights, rules without a native kernel)::
+
+    x = w (+ c: the Kahan residual)          the master weight, float32
+    state32 = decode(state)                   8-bit codes, bfloat16 or float32 -> float32
+    x, state32 <- the group's whole update    (dispatch.apply: L2, decay, rule, L1)
+    w <- round(x) (nearest, stochastic, or Kahan: c <- x - w);  state <- encode(state32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nnopt.optim import dispatch
+from nnopt.optim.contract import PLAIN, Plan
+from nnopt.optim.contract import Stepped as Optimizer
+from nnopt.optim.kernels import compact
+from nnopt.optim.lazy_state import COPY_OF_PARAM
+from nnopt.optim.lowbit import forms
+from nnopt.optim.options import Hyper, step_dtype
+
+
+def step_group(opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan) -> None:
+    """One step of every parameter of ``group`` that has a gradient."""
+    keys = opt.state_keys(group)
+    eager = Plan(how.options, native=None, fused=False)
+    for param in group["params"]:
+        grad = param.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            grad = grad.to_dense()
+        if h.maximize:
+            grad = -grad
+        state = opt.state[param]
+        form = forms.form_of(group, param)
+        if not forms.held_in(form, state, keys):
+            start = {k: _start(opt, group, k, param, form) for k in keys if k not in state}
+            fresh = forms.conform(state, param, keys, form, start)
+        else:
+            fresh = False
+        fresh = _counters(opt, state) or fresh
+        step = _step(opt, state, fresh)
+        if not _native(opt, how, param, grad, state, keys, form, step):
+            _eager(opt, h, eager, param, grad, state, keys, form, step)
+
+
+def _start(opt: Optimizer, group: dict[str, Any], key: str, param: Tensor, form: forms.Form) -> Any:
+    start = opt.initial_state(group, key)
+    return forms.master(param, {}, form.compute) if start == COPY_OF_PARAM else start
+
+
+def _counters(opt: Optimizer, state: dict[str, Any]) -> bool:
+    """The step counter and the rule's scalars, as ``lazy_state.init_state`` makes them."""
+    fresh = False
+    if opt.uses_step and "step" not in state:
+        state["step"] = torch.tensor(0.0, dtype=step_dtype())
+        fresh = True
+    for name, start in opt.scalar_state.items():
+        if name not in state:
+            state[name] = torch.tensor(start, dtype=step_dtype())
+            fresh = True
+    return fresh
+
+
+def _step(opt: Optimizer, state: dict[str, Any], fresh: bool) -> int:
+    if not opt.uses_step:
+        return 1 if fresh else 2
+    state["step"] += 1
+    return int(state["step"].item()) if opt.rule_reads_step else 1
+
+
+def _native(
+    opt: Optimizer,
+    how: Plan,
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    keys: tuple[str, ...],
+    form: forms.Form,
+    step: int,
+) -> bool:
+    """The compact native kernel, where it runs these tensors (False: nothing touched)."""
+    prepared = how.native
+    if prepared is None or form.state == "float64" or type(param) not in PLAIN:
+        return False
+    tensors = [param, grad, *(state[k] for k in keys)]
+    comp = state.get(forms.COMP)
+    if comp is not None:
+        tensors.append(comp)
+    n = param.numel()
+    if not all(t.is_cpu and t.is_contiguous() and t.numel() == n for t in tensors):
+        return False
+    held = {k: state[k] for k in keys}
+    for name in opt.scalar_state:
+        held[name] = state[name]
+    scales = {k: state[k + forms.ABSMAX] for k in keys if k + forms.ABSMAX in state}
+    signed = {k: forms.SIGNED[k] for k in scales}
+    seed = int(state[forms.SEED]) if forms.SEED in state else 0
+    done = compact.run(
+        prepared, param, grad, held, scales, signed, step=step, state_dtype=form.state,
+        update=form.update, comp=comp, seed=seed,
+    )  # fmt: skip
+    if done and forms.SEED in state:
+        state[forms.SEED] = torch.tensor(seed + 1, dtype=torch.int64)
+    return done
+
+
+def _eager(
+    opt: Optimizer,
+    h: Hyper,
+    how: Plan,
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    keys: tuple[str, ...],
+    form: forms.Form,
+    step: int,
+) -> None:
+    """The same step in PyTorch ops on float copies (any device)."""
+    dtype = form.compute
+    x = forms.master(param, state, dtype)
+    tensors = {k: forms.read(state, k, dtype) for k in keys}
+    for name in opt.scalar_state:
+        tensors[name] = state[name]
+    plain = dataclasses.replace(h, maximize=False)  # (the gradient is negated already)
+    dispatch.apply(opt, plain, x, grad.to(dtype), tensors, step, how)
+    with torch.no_grad():
+        forms.store_weight(param, x, state, form)
+    for k in keys:
+        forms.write(state, k, tensors[k], form, param)
