@@ -94,7 +94,8 @@ class ModelSpec(Section):
     args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the factory
     # The weights' dtype: built and initialized in float32, then converted (built-in or factory
     # model alike). "bfloat16": pure bf16 weights (no autocast, no float32 master copy), inputs
-    # cast to it, the loss and metrics computed in float32 (training/build.py).
+    # cast to it, the loss and metrics computed in float32 (training/build.py). "float32"
+    # converts nothing: the model keeps the dtype it was built in.
     dtype: Literal[*MODEL_DTYPES] = "float32"  # type: ignore[valid-type]
 
     # What only the built-in models read: a factory takes its options in model.args.
