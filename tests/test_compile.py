@@ -103,6 +103,22 @@ def test_compiled_run_equals_the_eager_run_and_resumes(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # torch.compile, as above
+def test_a_compiled_bf16_run_is_the_eager_one_and_resumes(tmp_path):
+    """model.dtype = "bfloat16" compiled: bf16 weights, the float32 loss of the bf16 output
+    traced with the forward (the cast is part of the loss), the eager run's numbers."""
+    eager = train(tiny("model.dtype=bfloat16"))
+    recipe = tiny("model.dtype=bfloat16", "train.compile=true")
+    done = train(recipe, tmp_path / "compiled")
+    assert {p.dtype for p in done.model.parameters()} == {torch.bfloat16}
+    for e, c in zip(eager.history, done.history, strict=True):
+        assert c["val_loss"] == pytest.approx(e["val_loss"], rel=1e-2)
+    train(recipe, tmp_path / "cut", stop_after=15)
+    resumed = train(recipe, tmp_path / "cut", resume=True)
+    for a, b in zip(done.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_a_streamed_run_compiles_on_its_first_batch(tmp_path, monkeypatch):
     # (stubbed warm-up, as above) A Dataset read by a DataLoader has no tensors to slice: the
     # warm-up gets the run's first batch, and the run then draws the same batches as without.

@@ -137,6 +137,20 @@ def test_a_factory_recipe_trains_and_resumes_bitwise(project, module, data):
         assert torch.equal(a, b)
 
 
+def test_a_factory_model_trains_in_bfloat16_and_resumes_bitwise(project):
+    """model.dtype converts the model the factory returned (its weights tied or not); a
+    Dataset's examples are fed in bf16 (streamed: test_streamed.py)."""
+    text = recipe_text(**{":blobs": ":dataset"})
+    recipe = Recipe.loads(text).with_overrides(["model.dtype=bfloat16"])
+    whole = train(recipe, project / "whole")
+    assert {p.dtype for p in whole.model.parameters()} == {torch.bfloat16}
+    assert whole.history[-1]["val_accuracy"] > 0.7
+    train(recipe, project / "cut", stop_after=15)
+    resumed = train(recipe, project / "cut", resume=True)
+    for a, b in zip(params_of(whole.model), params_of(resumed.model), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_train_compare_and_lr_find_take_a_factory_recipe(project, capsys):
     (project / "r.toml").write_text(recipe_text())
     assert main(["train", "r.toml", "--out", "run", "--quiet"]) == 0

@@ -79,13 +79,16 @@ def test_charlm_reads_local_text_and_cuts_it_once(tmp_path):
     assert len(default.x_train) == (4000 - 1) // 16  # 80% of 5,000 characters
 
 
-def test_a_char_lm_learns_reports_perplexity_and_resumes_bitwise(tmp_path):
-    recipe = Recipe.loads(RECIPE)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_char_lm_learns_reports_perplexity_and_resumes_bitwise(tmp_path, dtype):
+    # (bfloat16: the token ids are fed as they are, the weights and activations bf16)
+    recipe = Recipe.loads(RECIPE).with_overrides([f"model.dtype={dtype}"])
     whole = train(recipe, tmp_path / "whole")
     rows = whole.history
     assert rows[-1]["val_loss"] < rows[0]["val_loss"] < math.log(whole.model.tokens.num_embeddings)
     assert rows[-1]["val_perplexity"] == pytest.approx(math.exp(rows[-1]["val_loss"]))
     assert whole.summary["metric"] == "val_loss"
+    assert {p.dtype for p in whole.model.parameters()} == {getattr(torch, dtype)}
     train(recipe, tmp_path / "cut", stop_after=25)
     resumed = train(recipe, tmp_path / "cut", resume=True)
     for a, b in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):

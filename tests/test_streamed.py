@@ -142,6 +142,20 @@ def test_a_streamed_run_resumes_bitwise_with_augmentation_and_any_workers(projec
     assert payload["data"] == {"epoch": 3, "position": 6, "batches_per_epoch": 8, "examples": 240}
 
 
+def test_a_streamed_bf16_run_is_the_in_memory_one_and_resumes_bitwise(project):
+    """model.dtype = "bfloat16": the DataLoader's batches are cast to bf16 as the memory
+    feed's are, so both train the same numbers; a resume is bitwise the whole run."""
+    bf16 = {"[model]": '[model]\ndtype = "bfloat16"'}
+    streamed = train(recipe(**bf16))
+    assert {p.dtype for p in streamed.model.parameters()} == {torch.bfloat16}
+    assert streamed.history[-1]["val_accuracy"] > 0.8
+    assert_same(streamed, train(recipe(**bf16, **{'loader = "stream"': 'loader = "memory"'})))
+    jitter = "[data.args]\njitter = 0.5"
+    whole = train(recipe(jitter, **bf16), project / "whole")
+    train(recipe(jitter, **bf16), project / "cut", stop_after=13)
+    assert_same(whole, train(recipe(jitter, **bf16), project / "cut", resume=True))
+
+
 def test_a_cut_resumed_on_changed_data_is_refused(project, monkeypatch):
     train(recipe(), project / "cut", stop_after=13)
     payload = torch.load(project / "cut" / "checkpoint.pt", weights_only=True)

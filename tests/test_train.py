@@ -120,13 +120,15 @@ def test_the_three_seed_modes(mode, per_step, steps, monkeypatch):
     assert epochs[-1] == pytest.approx(steps / per_epoch)
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
-    recipe = digits_recipe("train.checkpoint_every=7")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, dtype):
+    recipe = digits_recipe("train.checkpoint_every=7", f"model.dtype={dtype}")
     full = train(recipe, tmp_path / "full")
     # Interrupted at step 33 (between checkpoints 28 and 35), then resumed from step 28.
     train(recipe, tmp_path / "cut", stop_after=33)
     payload = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     assert payload["run"]["step"] == 33
+    assert {t.dtype for t in payload["model"].values()} == {getattr(torch, dtype)}
     resumed = train(recipe, tmp_path / "cut", resume=True)
     for a, b in zip(params_of(full), params_of(resumed), strict=True):
         assert torch.equal(a, b)

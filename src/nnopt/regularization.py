@@ -157,10 +157,14 @@ class Penalty:
         decay, l1, l2 = self.params, self.l1, self.l2
         if not decay:
             return torch.zeros(())
-        total = torch.zeros((), dtype=decay[0].dtype, device=decay[0].device)
+        # Summed in float32 at least: bfloat16 weights (model.dtype) would round the sum to 8 bits.
+        dtype = torch.promote_types(decay[0].dtype, torch.float32)
+        total = torch.zeros((), dtype=dtype, device=decay[0].device)
         # Skip zero strengths: no work, and no zero-valued nodes in the autograd graph.
         if l1:
-            total = total + l1 * torch.stack([p.abs().sum() for p in decay]).sum()
+            total = total + l1 * torch.stack([p.to(dtype).abs().sum() for p in decay]).sum()
         if l2:
-            total = total + (l2 / 2) * torch.stack([p.square().sum() for p in decay]).sum()
+            total = (
+                total + (l2 / 2) * torch.stack([p.to(dtype).square().sum() for p in decay]).sum()
+            )
         return total

@@ -62,14 +62,23 @@ def local_slice(index: Tensor, world: int, rank: int) -> tuple[Tensor, float]:
     return local, world * len(local) / len(index)
 
 
+def as_input(x: Tensor, device: torch.device, dtype: torch.dtype | None) -> Tensor:
+    """``x`` on ``device``, floating inputs in ``dtype`` (the model's: model.dtype; None: as
+    loaded); integer inputs (token ids) as they are."""
+    if dtype is not None and x.is_floating_point():
+        return x.to(device=device, dtype=dtype)
+    return x.to(device)
+
+
 class MemoryFeed:
     """Tensors on the run's device, sliced by each index batch (airbench's way)."""
 
     def __init__(self, dataset: Dataset, device: torch.device, batches: Batches, world: int = 1,
-                 rank: int = 0):  # fmt: skip
+                 rank: int = 0, dtype: torch.dtype | None = None):  # fmt: skip
         self.batches, self.world, self.rank = batches, world, rank
-        self.x_train, self.y_train = dataset.x_train.to(device), dataset.y_train.to(device)
-        self.x_val = dataset.x_test.to(device).tensor_split(world)[rank]
+        self.x_train = as_input(dataset.x_train, device, dtype)
+        self.y_train = dataset.y_train.to(device)
+        self.x_val = as_input(dataset.x_test, device, dtype).tensor_split(world)[rank]
         self.y_val = dataset.y_test.to(device).tensor_split(world)[rank]
 
     def batches_from(self, step: int) -> Iterator[Batch]:
@@ -95,11 +104,12 @@ class StreamFeed:
     """A DataLoader over a Dataset, reading each index batch with ``data.workers`` processes."""
 
     def __init__(self, data: StreamedData, device: torch.device, batches: Batches, seed: int,
-                 world: int = 1, rank: int = 0):  # fmt: skip
+                 world: int = 1, rank: int = 0, dtype: torch.dtype | None = None):  # fmt: skip
         self.data, self.device, self.batches = data, device, batches
         self.seed, self.world, self.rank = seed, world, rank
         self.label_dtype = torch.float32 if data.task == "regression" else torch.int64
-        self.input_dtype = torch.int64 if data.task == "language_model" else torch.float32
+        floating = dtype if dtype is not None else torch.float32  # (the model's: model.dtype)
+        self.input_dtype = torch.int64 if data.task == "language_model" else floating
 
     def _loader(self, dataset: Any, keys: Any) -> Iterator[Any]:
         reader = _BatchReader(dataset, self.input_dtype, self.label_dtype)
@@ -207,11 +217,13 @@ def feed_for(
     seed: int,
     world: int = 1,
     rank: int = 0,
+    dtype: torch.dtype | None = None,
 ) -> MemoryFeed | StreamFeed:
-    """The feed of a run's data: streamed Datasets get a DataLoader, tensors are sliced."""
+    """The feed of a run's data: streamed Datasets get a DataLoader, tensors are sliced.
+    ``dtype``: the model's (model.dtype), what floating inputs are fed in; None: as loaded."""
     if isinstance(dataset, StreamedData):
-        return StreamFeed(dataset, device, batches, seed, world, rank)
-    return MemoryFeed(dataset, device, batches, world, rank)
+        return StreamFeed(dataset, device, batches, seed, world, rank, dtype)
+    return MemoryFeed(dataset, device, batches, world, rank, dtype)
 
 
 @contextlib.contextmanager

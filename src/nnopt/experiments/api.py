@@ -186,7 +186,7 @@ def lr_find(
         raise UsageError(f"steps must be >= 2, got {steps}")
     recipe = as_recipe(recipe, model_passed=model is not None, data_passed=data is not None)
     parts = build_run(recipe, model=model, data=data)
-    feed = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed)
+    feed = feed_for(parts.dataset, parts.device, parts.batches, recipe.seed, dtype=parts.dtype)
 
     def first_batch() -> tuple[Any, Any]:
         batch = next(feed.batches_from(0))

@@ -19,6 +19,8 @@ from nnopt.optim import registry, table
 from nnopt.recipe.errors import unknown_key
 from nnopt.recipe.fields import Section, problem
 
+# model.dtype's values (training/build.py maps them to torch dtypes).
+MODEL_DTYPES = ("float32", "bfloat16")
 # The metrics a run can follow (a metrics row's columns; "val_": the held-out split).
 METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss")
 Metric = Literal[*METRICS]  # type: ignore[valid-type]
@@ -90,6 +92,11 @@ class ModelSpec(Section):
     init_distribution: Literal["uniform", "normal"] = "uniform"
     factory: str | None = Field(None, min_length=1)  # the user's: "module:function"
     args: dict[str, Any] = Field(default_factory=dict)  # keyword arguments of the factory
+    # The weights' dtype: built and initialized in float32, then converted (built-in or factory
+    # model alike). "bfloat16": pure bf16 weights (no autocast, no float32 master copy), inputs
+    # cast to it, the loss and metrics computed in float32 (training/build.py). "float32"
+    # converts nothing: the model keeps the dtype it was built in.
+    dtype: Literal[*MODEL_DTYPES] = "float32"  # type: ignore[valid-type]
 
     # What only the built-in models read: a factory takes its options in model.args.
     BUILT_IN_ONLY: ClassVar[tuple[str, ...]] = (

@@ -37,6 +37,25 @@ class NextTokenLoss(nn.Module):
         return nn.functional.cross_entropy(logits.flatten(0, -2), targets.flatten())
 
 
+class Float32Loss(nn.Module):
+    """``loss(out.float(), y)``: a bfloat16 model's output scored in float32, so the loss (and
+    every metric made of it) is not rounded to bf16's 8 bits. Its gradient flows back to the
+    bf16 output through the cast."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = self.loss(out.float() if out.is_floating_point() else out, target)
+        return result
+
+
+# model.dtype: what the model is converted to after it is built and initialized in float32.
+# "float32" converts nothing: the model keeps the dtype it was built in.
+MODEL_DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+
 @dataclass
 class RunParts:
     """Everything a training run is made of, built from one recipe."""
@@ -51,6 +70,9 @@ class RunParts:
     device: torch.device
     init_decisions: list[InitDecision]  # saved as the run directory's init.txt
     threads: int  # torch's intra-op threads for this run (train.threads, or chosen by size)
+    # model.dtype: what the model was converted to (floating inputs are fed in it); None: the
+    # model as built, inputs as loaded
+    dtype: torch.dtype | None = None
     metric: str = "val_loss"  # what the run is judged by (train.metric resolved)
     plateau_metric: str | None = None  # what [plateau] follows (its metric, else the run's)
 
@@ -232,7 +254,13 @@ def build_run(
         model = build_network(m, dataset)
         decisions = initialize(model, scheme=m.init, distribution=m.init_distribution)
     threads = apply_threads(recipe.train.threads, count_parameters(model))
-    model.to(device)
+    # Converted after the float32 init (the same initial weights as a float32 run) and before
+    # the optimizer is built over its parameters.
+    dtype = MODEL_DTYPES[m.dtype]
+    if dtype is None:
+        model.to(device)
+    else:
+        model.to(device=device, dtype=dtype)
     batches = recipe.batches(dataset.n_train)
     total_steps = recipe.steps_over(batches)
     optimizer = build_optimizer(recipe, model, total_steps, user_model=user_made)
@@ -247,6 +275,8 @@ def build_run(
     loss_fn: nn.Module = nn.CrossEntropyLoss() if loss_name == "cross_entropy" else nn.MSELoss()
     if dataset.task == "language_model":
         loss_fn = NextTokenLoss()
+    if dtype is not None:
+        loss_fn = Float32Loss(loss_fn)
     return RunParts(
         dataset=dataset,
         model=model,
@@ -258,6 +288,7 @@ def build_run(
         device=device,
         init_decisions=decisions,
         threads=threads,
+        dtype=dtype,
         metric=metric,
         plateau_metric=plateau_follows,
     )

@@ -126,7 +126,7 @@ class Trainer:
         # Each rank trains on its slice of every batch and evaluates its slice of the
         # held-out split; the sums are reduced.
         self.feed = feed_for(dataset, self.parts.device, self.parts.batches, recipe.seed,
-                             self.ctx.world, self.ctx.rank)  # fmt: skip
+                             self.ctx.world, self.ctx.rank, self.parts.dtype)  # fmt: skip
         # What val_* are measured on, by the one rule (nnopt.names): "test" or "validation".
         self.held_out = held_out_split(dataset.test_is_validation)
         self.classification = dataset.task == "classification"

@@ -55,6 +55,6 @@ def as_recipe(
 
 # What a recipe's [data] / [model] no longer mean when the object itself was passed: where
 # the data comes from (every other [data] field still applies to the data passed), and all
-# of [model] but nothing (a passed model is neither built nor initialized).
+# of [model] but its dtype (a passed model is neither built nor initialized, but converted).
 DATA_SOURCE = ("name", "factory", "args", "options")
-_MODEL_KEPT = ()
+_MODEL_KEPT = ("dtype",)
