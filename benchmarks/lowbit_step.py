@@ -1,7 +1,7 @@
 """One AdamW step in low precision: nnopt's ``state_dtype`` / ``param_update`` options against
 torch.optim's fp32 AdamW and the 8-bit AdamW of bitsandbytes and torchao, side by side.
 
-    python benchmarks/lowbit_step.py [--rounds 21] [--shapes 8x2.5M 2000x1000]
+    python benchmarks/lowbit_step.py [--rounds 21] [--shapes 8x2.5M 2000x1000] [--threads N]
 
 (``make setup-lowbit`` installs bitsandbytes and torchao; without them their rows are skipped.)
 
@@ -291,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shapes", nargs="+", default=["8x2.5M"], choices=list(SHAPES), help="default 8x2.5M"
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's own, every core)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:  # on a loaded machine, 1 thread spares OpenMP's barrier waits
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()  # torch's default: every core, as a training run has
     print(
         f"torch {torch.__version__}, {threads} threads (torch.get_num_threads()), "
