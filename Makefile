@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-ray test test-slow test-clients test-ray test-torch-suite demo bench lint \
+.PHONY: setup setup-ray setup-lowbit lowbit-bench test test-slow test-clients test-ray test-torch-suite demo bench lint \
         format clean readme-check startup-bench test-torch-versions
 
 $(BIN)/python:
@@ -55,6 +55,20 @@ $(RAY_STAMP): pyproject.toml $(STAMP)
 	touch $@
 
 setup-ray: $(RAY_STAMP)
+
+# The 8-bit optimizers of bitsandbytes and torchao (the `lowbit` extra) that
+# benchmarks/lowbit_step.py times beside nnopt's state_dtype / param_update options.
+LOWBIT_STAMP := $(VENV)/.lowbit-installed
+
+$(LOWBIT_STAMP): pyproject.toml $(STAMP)
+	@echo "setup-lowbit: installing nnopt[lowbit] (bitsandbytes==0.50.2, torchao==0.18.0) beside torch==2.13.0"
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev,lowbit]'
+	touch $@
+
+setup-lowbit: $(LOWBIT_STAMP)
+
+lowbit-bench: $(LOWBIT_STAMP)
+	$(BIN)/python benchmarks/lowbit_step.py
 
 test-ray: $(RAY_STAMP)
 	$(BIN)/python -m pytest -q tests/ray
