@@ -114,6 +114,7 @@ BAD: dict[str, list[tuple]] = {
     "adamw_eps": [(0.0, "adamw_eps")],
     "state_dtype": [("int4", "state_dtype"), ("float16", "state_dtype")],
     "param_update": [("round", "param_update"), (True, "param_update")],
+    "min_8bit_size": [(0, "min_8bit_size"), (2.5, "min_8bit_size")],
 }
 for _flag in (
     "nesterov",

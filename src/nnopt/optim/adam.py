@@ -57,6 +57,7 @@ class Adam(Optimizer):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)
@@ -160,6 +161,7 @@ class AdamW(Adam):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(
@@ -179,5 +181,6 @@ class AdamW(Adam):
             l2=l2,
             state_dtype=state_dtype,
             param_update=param_update,
+            min_8bit_size=min_8bit_size,
             flat=flat,
         )

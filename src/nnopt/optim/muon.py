@@ -53,6 +53,7 @@ class Muon(Optimizer):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)

@@ -75,6 +75,7 @@ class MuonAdamW(Optimizer):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         self.choices: list[Choice] = []  # set by muon_for

@@ -64,7 +64,7 @@ def check_options(group: dict[str, Any]) -> None:
     registry.check("lr", group["lr"])
     for name in ("weight_decay", "l1", "l2"):
         registry.check(name, group.get(name, 0.0))
-    for name in ("state_dtype", "param_update"):
+    for name in ("state_dtype", "param_update", "min_8bit_size"):
         registry.check(name, group.get(name, registry.ABSENT[name]))
 
 

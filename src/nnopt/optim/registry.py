@@ -80,6 +80,7 @@ OPTIONS: dict[str, Option] = {
         Option("flat", "bool", "nnopt", False, "flat buffers (storage, not math)"),
         Option("state_dtype", "choice", "nnopt", True, "state storage: None (the weight's)"),
         Option("param_update", "choice", "nnopt", True, "bfloat16 weights: how they round"),
+        Option("min_8bit_size", "count", "nnopt", True, "int8 state from this many elements"),
         Option("t_alpha_beta3", "positive_or_none", "paper", True, "AdEMAMix: warmup steps"),
         Option("shampoo_beta", "below_one", "paper", True, "SOAP: decay of L, R (< 0: beta2)"),
         Option("precondition_frequency", "count", "paper", True, "SOAP: steps between bases"),
@@ -116,6 +117,7 @@ ABSENT = {
     "decoupled_weight_decay": False,
     "state_dtype": None,
     "param_update": "plain",
+    "min_8bit_size": 4096,
 }
 RECIPE_OPTIONS = tuple(name for name, o in OPTIONS.items() if o.recipe)
 NNOPT_OWN = frozenset(name for name, o in OPTIONS.items() if o.origin == "nnopt")

@@ -48,6 +48,7 @@ class RMSprop(Optimizer):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(params, constructor_options(locals()), flat=flat)
@@ -124,6 +125,7 @@ class RMSProp(RMSprop):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(
@@ -142,6 +144,7 @@ class RMSProp(RMSprop):
             l2=l2,
             state_dtype=state_dtype,
             param_update=param_update,
+            min_8bit_size=min_8bit_size,
             flat=flat,
         )
 

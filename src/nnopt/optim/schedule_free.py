@@ -191,6 +191,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(params, self._defaults(locals()), flat=flat)
@@ -256,6 +257,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         l2: float = 0.0,
         state_dtype: str | None = None,
         param_update: str = "plain",
+        min_8bit_size: int = 4096,
         flat: bool = False,
     ) -> None:
         super().__init__(params, self._defaults(locals()), flat=flat)

@@ -13,7 +13,7 @@ A parameter's state in each form (``key``: each of the rule's ``state_keys``)::
     param_update="stochastic"      state["rounding_seed"]: an int64 counter, drawn from torch's
                                    generator at the first step and advanced by one per step
 
-Tensors under ``SMALL`` elements keep float32 state (and a float32 residual), as bitsandbytes
+Tensors under ``min_8bit_size`` elements (default ``SMALL``) keep float32 state (and a float32 residual), as bitsandbytes
 does: their bytes do not matter and 8 bits would cost them accuracy. Only moments are ever 8
 bits (``SIGNED``): a state that holds weights (schedule-free's z) is refused in 8 bits.
 """
@@ -28,8 +28,13 @@ from torch import Tensor
 
 from nnopt.optim.lowbit import codes
 
-STORAGE_OPTIONS = ("state_dtype", "param_update")  # the receiving optimizer's, at a load
-SMALL = 4096  # elements: smaller tensors keep float32 state (bitsandbytes' min_8bit_size)
+STORAGE_OPTIONS = (
+    "state_dtype",
+    "param_update",
+    "min_8bit_size",
+)  # the receiving optimizer's, at a load
+SMALL = 4096  # elements (min_8bit_size's default): smaller tensors keep float32 state, as in
+# bitsandbytes (its min_8bit_size): their bytes hardly count and 8 bits would cost accuracy
 ABSMAX = "_absmax"
 COMP = "kahan_comp"
 SEED = "rounding_seed"
@@ -79,7 +84,7 @@ class Form:
 def form_of(group: dict[str, Any], param: Tensor) -> Form:
     """The storage ``group``'s options give ``param``."""
     state = group.get("state_dtype") or _NAMES.get(param.dtype, "float32")
-    if state == "int8" and param.numel() < SMALL:
+    if state == "int8" and param.numel() < group.get("min_8bit_size", SMALL):
         state = "float32"
     update = group.get("param_update", "plain") if param.dtype == torch.bfloat16 else "plain"
     return Form(state, update)
