@@ -10,40 +10,50 @@ from torch import Tensor
 BLOCK = 256
 
 
+def code_values(signed: bool) -> torch.Tensor:
+    """The value in [0, 1] of each code magnitude (0..127 signed, 0..255 unsigned), float64,
+    from the definition: 2^(e - bias) (1 + m/8), or m 2^(1 - bias - 3) for e = 0."""
+    bias = 15 if signed else 31
+    c = torch.arange(128 if signed else 256, dtype=torch.int64)
+    e, m = c >> 3, (c & 7).double()
+    return torch.where(e == 0, m * 2.0 ** (1 - bias - 3), 2.0 ** (e - bias).double() * (1 + m / 8))
+
+
 def decode64(codes: Tensor, scales: Tensor, signed: bool) -> Tensor:
-    """x = s (q/127)|q/127| (signed) or s (q/255)^4 (unsigned), in float64."""
-    q = codes.reshape(-1).double()
+    """x = s value(|q|) sign(q), in float64."""
+    q = codes.reshape(-1).to(torch.int64)
     s = scales.double().repeat_interleave(BLOCK)[: q.numel()]
-    t = q / (127 if signed else 255)
-    value = t * t.abs() * s if signed else t**4 * s
+    value = code_values(signed)[q.abs()] * s * torch.where(q < 0, -1.0, 1.0).double()
     return value.view(codes.shape)
 
 
 def encode64(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
-    """(codes, absmax per block) of float64 ``x``: q = round(127 sqrt(|x|/s)) sign(x), or
-    round(255 (x/s)^(1/4)) with a nonzero x never 0; ties away from zero."""
+    """(codes, absmax per block) of float64 ``x``: the nearest code value to |x| / s (ties to
+    the larger; n <= 1 so never above 1.0's code), a nonzero unsigned x never 0."""
     flat = x.reshape(-1).double()
     n = flat.numel()
     pad = -n % BLOCK
     blocked = torch.cat([flat, flat.new_zeros(pad)]).view(-1, BLOCK)
     s = blocked.abs().amax(dim=1)
     safe = torch.where(s > 0, s, torch.ones_like(s)).view(-1, 1)
-    if signed:
-        q = torch.floor((blocked.abs() / safe).sqrt() * 127 + 0.5).clamp(max=127) * blocked.sign()
-    else:
-        q = torch.floor((blocked.clamp(min=0) / safe) ** 0.25 * 255 + 0.5).clamp(max=255)
-        q = torch.where((blocked > 0) & (q < 1), 1.0, q)
+    table = code_values(signed)
+    table = table[table <= 1.0]
+    target = (blocked.abs() if signed else blocked.clamp(min=0)) / safe
+    distance = (target.unsqueeze(-1) - table).abs()
+    # the nearest; of two equally near, the larger (the last minimum)
+    flipped = distance.flip(-1).argmin(dim=-1)
+    q = (table.numel() - 1 - flipped).double()
+    q = q * blocked.sign() if signed else torch.where((blocked > 0) & (q < 1), 1.0, q)
     return q.reshape(-1)[:n].view(x.shape), s
 
 
 def code_step(q: Tensor, signed: bool) -> Tensor:
     """The larger distance from each code's value to a neighbour code's, relative to the
     scale (a value next to a rounding tie may take either code)."""
-    t = q.double().abs()
-    top = 127 if signed else 255
-    power = 2 if signed else 4
-    up, down = (t + 1).clamp(max=top), (t - 1).clamp(min=0)
-    return torch.maximum(up**power - t**power, t**power - down**power) / top**power
+    table = code_values(signed)
+    t = q.to(torch.int64).abs()
+    up, down = (t + 1).clamp(max=table.numel() - 1), (t - 1).clamp(min=0)
+    return torch.maximum(table[up] - table[t], table[t] - table[down])
 
 
 def ulp_bf16(w: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 from nnopt import atomic
 from nnopt.bench.choices import DEFAULT, SHAPES
 from nnopt.bench.floor import add_bandwidth, floor_seconds
+from nnopt.optim import lowbit
 from nnopt.optim import table as optimizers_table
 
 Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
@@ -43,7 +44,11 @@ Factory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 # defaults); choices.DEFAULT are the ones timed unless others are asked.
 OPTIMIZERS = tuple(row.name for row in optimizers_table.ROWS)
 
-NNOPT = ("nnopt", "nnopt flat=True")
+NNOPT = ("nnopt", "nnopt flat=True", "nnopt bf16+int8")
+# The compact variant: bfloat16 weights and gradients, Kahan residual, 8-bit moments
+# (nnopt.optim.lowbit); timed where the optimizer takes those options.
+COMPACT = "nnopt bf16+int8"
+COMPACT_OPTIONS = {"state_dtype": "int8", "param_update": "kahan"}
 OTHERS = ("torch for-loop", "torch foreach", "torch fused", "reference")
 VARIANTS = NNOPT + OTHERS
 
@@ -57,6 +62,12 @@ def _variants(name: str) -> dict[str, Factory]:
         "nnopt": lambda ps: row.cls(ps, **kwargs),
         "nnopt flat=True": lambda ps: row.cls(ps, flat=True, **kwargs),
     }
+    try:
+        row.cls([torch.zeros(1, 1, requires_grad=True)], **COMPACT_OPTIONS, **kwargs)
+    except ValueError:
+        pass  # (it reads whole weights: no compact storage)
+    else:
+        out[COMPACT] = lambda ps: row.cls(_bfloat16(ps), **COMPACT_OPTIONS, **kwargs)
     if row.twin is not None:
         twin = getattr(torch.optim, row.twin)
         modes = inspect.signature(twin).parameters
@@ -71,6 +82,15 @@ def _variants(name: str) -> dict[str, Factory]:
     if reference is not None:
         out["reference"] = lambda ps: _training(reference(ps, foreach=True, **kwargs))
     return out
+
+
+def _bfloat16(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """The parameters and their gradients turned bfloat16, in place."""
+    for p in params:
+        grad, p.grad = p.grad, None
+        p.data = p.data.to(torch.bfloat16)
+        p.grad = None if grad is None else grad.to(torch.bfloat16)
+    return params
 
 
 def _training(opt: Any) -> Any:
@@ -120,6 +140,17 @@ class StepResult:
     numel: int
     floor: float
     times: dict[str, float] = field(default_factory=dict)
+    # bytes held per parameter (weights, gradients, state) of nnopt's variants, and the
+    # memory floor of the compact one (it moves 2 x held - gradient bytes per parameter)
+    held: dict[str, float] = field(default_factory=dict)
+    compact_floor: float | None = None
+
+    @property
+    def compact_vs_floor(self) -> float | None:
+        """The compact variant's time over its own memory floor."""
+        if self.compact_floor is None or COMPACT not in self.times:
+            return None
+        return self.times[COMPACT] / self.compact_floor
 
     @property
     def fastest_other(self) -> float | None:
@@ -156,10 +187,14 @@ def attached_params(values: torch.Tensor, grads: torch.Tensor) -> list[torch.nn.
 
 
 def time_steps(
-    makes: dict[str, Factory], values: torch.Tensor, grads: torch.Tensor, repeats: int
+    makes: dict[str, Factory],
+    values: torch.Tensor,
+    grads: torch.Tensor,
+    repeats: int,
+    held: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Median seconds of ``opt.step()`` for each variant, over fresh copies of ``values``
-    with ``grads`` attached.
+    with ``grads`` attached; ``held`` (if given) gets nnopt's variants' bytes per parameter.
 
     The variants are timed side by side: each round times one step of every variant, in an
     order that rotates from round to round, so a burst of load on this shared machine lands
@@ -169,6 +204,10 @@ def time_steps(
     for opt in opts.values():
         for _ in range(2):  # warm-up: state allocated, kernels loaded
             opt.step()
+    if held is not None:
+        for name in NNOPT:
+            if name in opts:
+                held[name] = lowbit.bytes_per_param(opts[name])
     medians = interleaved_medians({name: opt.step for name, opt in opts.items()}, repeats)
     del opts
     gc.collect()
@@ -220,8 +259,11 @@ def run(
             if progress is not None:
                 progress(f"{name} {shape}")
             result.times = time_steps(
-                _variants(name), shaped(name, values), shaped(name, grads), reps
+                _variants(name), shaped(name, values), shaped(name, grads), reps, result.held
             )
+            if COMPACT in result.held:
+                moved = 2 * result.held[COMPACT] - 2  # (the bfloat16 gradient is only read)
+                result.compact_floor = moved * numel / bandwidth
             results.append(result)
     return results
 
@@ -260,6 +302,7 @@ def save_json(results: list[StepResult], path: str | Path) -> None:
     for r in results:
         row = asdict(r)
         row.update(fastest_other=r.fastest_other, vs_other=r.vs_other, vs_floor=r.vs_floor)
+        row.update(compact_vs_floor=r.compact_vs_floor)
         rows.append(row)
     atomic.write_text(path, json.dumps({"meta": metadata(), "results": rows}, indent=2) + "\n")
 
@@ -276,6 +319,8 @@ def table(results: list[StepResult]):
     out.add_column("floor", justify="right")
     out.add_column("nnopt / fastest other", justify="right")
     out.add_column("nnopt / floor", justify="right")
+    for name in _EXTRA:
+        out.add_column(name, justify="right")
     for r in results:
         cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
         out.add_row(
@@ -285,18 +330,35 @@ def table(results: list[StepResult]):
             f"{r.floor * 1e3:.2f}",
             _ratio(r.vs_other),
             _ratio(r.vs_floor),
+            *_extra(r),
         )
     return out
+
+
+# Bytes held per parameter (weights, gradients, state) by nnopt, and by its compact variant,
+# with that variant's time over its own floor and over nnopt's float32 time.
+_EXTRA = ("B/param", "B/param bf16+int8", "bf16+int8 / its floor", "bf16+int8 / nnopt")
+
+
+def _extra(r: StepResult) -> list[str]:
+    compact = r.times.get(COMPACT)
+    return [
+        f"{r.held['nnopt']:.2f}" if "nnopt" in r.held else "-",
+        f"{r.held[COMPACT]:.2f}" if COMPACT in r.held else "-",
+        _ratio(r.compact_vs_floor),
+        _ratio(None if compact is None else compact / r.times["nnopt"]),
+    ]
 
 
 def markdown(results: list[StepResult]) -> str:
     """The same table in Markdown (for RESULTS.md)."""
     head = ["optimizer", "shape", *VARIANTS, "floor", "nnopt / fastest other", "nnopt / floor"]
+    head += list(_EXTRA)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [f"{r.times[v] * 1e3:.2f}" if v in r.times else "-" for v in VARIANTS]
         row = [r.optimizer, r.shape, *cells, f"{r.floor * 1e3:.2f}"]
-        row += [_ratio(r.vs_other), _ratio(r.vs_floor)]
+        row += [_ratio(r.vs_other), _ratio(r.vs_floor), *_extra(r)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

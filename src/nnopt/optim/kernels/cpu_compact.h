@@ -10,12 +10,14 @@
 // `update` says, the state requantized). A rule needs nothing of its own for this.
 //
 // 8-bit state (state_code 2), block-wise as Dettmers et al. 2022 (arXiv 2110.02861): one
-// float32 absmax s per block of 256, and a non-linear code per element. The code here is a
-// power compander, not their dynamic-tree map: it is arithmetic (vectorizes, no table search)
-// and keeps the small values a moment needs:
-//   signed (first moments):   q = round(127 sqrt(|x| / s)) sign(x),  x = q|q| (s / 127^2)
-//   unsigned (second moments): q = round(255 (x / s)^(1/4)),          x = q^4 (s / 255^4)
-// with a nonzero second moment never stored as 0 (q >= 1: a smaller step, never m / eps).
+// float32 absmax s per block of 256 and a non-linear code per element: a small float of the
+// element relative to its block, n = |x| / s in [0, 1] (their dynamic quantization gives each
+// code an exponent too; here the exponent is read off the float's bits, so encoding is a few
+// integer operations, no table search and no root):
+//   signed (first moments):    sign, 4 exponent bits, 3 mantissa bits (n down to 2^-17)
+//   unsigned (second moments): 5 exponent bits, 3 mantissa bits      (n down to 2^-33)
+// each rounded to nearest (ties up), with a nonzero second moment never stored as 0 (a
+// smaller step, never m / eps). The relative error of a stored value is at most 1/16.
 //
 // The weight in bfloat16 (update): 0 plain, rounded to nearest even; 1 stochastic, rounded up
 // with probability equal to the distance to the value below (unbiased: E[round(x)] = x), from
@@ -149,26 +151,46 @@ inline void pack_floats(void* dst, int code, int64_t at, int64_t len, const floa
   }
 }
 
+// The 8-bit small float: kMantissa bits of mantissa, an exponent bias such that 1.0 is the
+// largest normal binade's first value (codes above it are never produced: n <= 1).
+constexpr int kMantissa = 3;
+constexpr int kBiasSigned = 15, kBiasUnsigned = 31;
+
+// floor(n 2^(bias - 1 + M) + 0.5) below the smallest normal code, else the float's exponent
+// and its top M mantissa bits rounded half up (the carry moves into the exponent).
+template <int Bias>
+inline int32_t small_float_code(float n) {
+  const uint32_t u = bits_of(n);
+  const int32_t normal = static_cast<int32_t>((u + (1u << (22 - kMantissa))) >> (23 - kMantissa)) -
+                         ((127 - Bias) << kMantissa);
+  const float sub = std::floor(n * float_of(static_cast<uint32_t>(Bias - 1 + kMantissa + 127) << 23) + 0.5f);
+  return u < (static_cast<uint32_t>(128 - Bias) << 23) ? static_cast<int32_t>(sub) : normal;
+}
+
+template <int Bias>
+inline float small_float_value(int32_t code) {
+  const int32_t e = code >> kMantissa, m = code & ((1 << kMantissa) - 1);
+  const float normal = float_of((static_cast<uint32_t>(e + 127 - Bias) << 23) |
+                                (static_cast<uint32_t>(m) << (23 - kMantissa)));
+  const float sub = static_cast<float>(m) * float_of(static_cast<uint32_t>(128 - Bias - kMantissa) << 23);
+  return e == 0 ? sub : normal;
+}
+
 inline void unpack_state(void* src, int code, bool is_signed, const float* scales, int64_t block,
                          int64_t len, float* out) {
   const int64_t at = block * kQuantBlock;
   if (code != 2) return unpack_floats(src, code, at, len, out);
-  // x = s (q/127)|q/127| = (q|q|) (s / 127^2), and s (q/255)^4 = (q^2 q^2) (s / 255^4):
-  // one multiplication per element, the division once per block.
+  const float s = scales[block];
   if (is_signed) {
-    const float k = scales[block] / 16129.f;
     const int8_t* q = static_cast<const int8_t*>(src) + at;
     for (int64_t j = 0; j < len; ++j) {
-      const float t = static_cast<float>(q[j]);
-      out[j] = t * std::abs(t) * k;
+      const int32_t c = q[j];
+      const float v = small_float_value<kBiasSigned>(c < 0 ? -c : c) * s;
+      out[j] = c < 0 ? -v : v;
     }
   } else {
-    const float k = scales[block] / 4228250625.f;
     const uint8_t* q = static_cast<const uint8_t*>(src) + at;
-    for (int64_t j = 0; j < len; ++j) {
-      const float t = static_cast<float>(q[j]);
-      out[j] = (t * t) * (t * t) * k;
-    }
+    for (int64_t j = 0; j < len; ++j) out[j] = small_float_value<kBiasUnsigned>(q[j]) * s;
   }
 }
 
@@ -185,16 +207,16 @@ inline void pack_state(void* dst, int code, bool is_signed, float* scales, int64
   int32_t codes[kQuantBlock];
   if (is_signed) {
     for (int64_t j = 0; j < len; ++j) {
-      const float y = std::min(std::floor(std::sqrt(std::abs(in[j]) * inv) * 127.f + 0.5f), 127.f);
-      codes[j] = static_cast<int32_t>(std::copysign(y, in[j]));
+      const int32_t c = std::min(small_float_code<kBiasSigned>(std::abs(in[j]) * inv), 127);
+      codes[j] = in[j] < 0.f ? -c : c;
     }
     int8_t* q = static_cast<int8_t*>(dst) + at;
     for (int64_t j = 0; j < len; ++j) q[j] = static_cast<int8_t>(codes[j]);
   } else {
     for (int64_t j = 0; j < len; ++j) {
       const float x = std::max(in[j], 0.f);
-      const float y = std::min(std::floor(std::sqrt(std::sqrt(x * inv)) * 255.f + 0.5f), 255.f);
-      codes[j] = static_cast<int32_t>(std::max(y, x > 0.f ? 1.f : 0.f));  // nonzero stays > 0
+      const int32_t c = std::min(small_float_code<kBiasUnsigned>(x * inv), 255);
+      codes[j] = x > 0.f && c < 1 ? 1 : c;  // a nonzero second moment stays nonzero
     }
     uint8_t* q = static_cast<uint8_t*>(dst) + at;
     for (int64_t j = 0; j < len; ++j) q[j] = static_cast<uint8_t>(codes[j]);

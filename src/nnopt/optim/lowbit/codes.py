@@ -1,12 +1,15 @@
 """The compact number formats, in PyTorch ops: the eager (and CUDA) twin of ``cpu_compact.h``.
 
 8-bit block-wise state (Dettmers et al. 2022, arXiv 2110.02861: one float32 absmax ``s`` per
-block of ``BLOCK`` elements of the flattened tensor) with a power compander as the non-linear
-code (arithmetic, so it vectorizes; it keeps the small values a moment needs)::
+block of ``BLOCK`` elements of the flattened tensor); each element's code is a small float of
+n = |x| / s in [0, 1] (an exponent and a mantissa: their dynamic quantization's idea, read off
+the float's bits, so it vectorizes with no table search)::
 
-    signed (first moments)    q = round(127 sqrt(|x| / s)) sign(x)    x = q |q| (s / 127^2)
-    unsigned (second moments) q = round(255 (x / s)^(1/4)), q >= 1 if x > 0
-                                                                        x = q^4 (s / 255^4)
+    signed (first moments)     sign, 4 exponent bits (bias 15), 3 mantissa bits: n >= 2^-17
+    unsigned (second moments)  5 exponent bits (bias 31), 3 mantissa bits: n >= 2^-33,
+                               and a nonzero x never stored as 0
+    value = s 2^(e - bias) (1 + m / 8), or s m 2^(1 - bias - 3) when e = 0; rounded to
+    nearest, ties up: a stored value is within 1/16 of x relative
 
 A bfloat16 weight that still learns::
 
@@ -51,6 +54,26 @@ def absmax(x: Tensor) -> Tensor:
     return blocked.abs().amax(dim=1) if blocked.numel() else blocked.new_zeros(0)
 
 
+MANTISSA = 3  # bits of the 8-bit small float's mantissa
+BIAS = {True: 15, False: 31}  # its exponent bias: signed (4 exponent bits), unsigned (5)
+
+
+def _code(n: Tensor, bias: int) -> Tensor:
+    """The small-float code of n in [0, 1] (float32): rounded half up (cpu_compact.h)."""
+    u = n.view(torch.int32)
+    normal = ((u + (1 << (22 - MANTISSA))) >> (23 - MANTISSA)) - ((127 - bias) << MANTISSA)
+    sub = torch.floor(n * 2.0 ** (bias - 1 + MANTISSA) + 0.5).to(torch.int32)
+    return torch.where(u < ((128 - bias) << 23), sub, normal)
+
+
+def _value(code: Tensor, bias: int) -> Tensor:
+    """The float32 value in [0, 1] of small-float codes (int32, >= 0)."""
+    e, m = code >> MANTISSA, code & ((1 << MANTISSA) - 1)
+    normal = (((e + 127 - bias) << 23) | (m << (23 - MANTISSA))).view(torch.float32)
+    sub = m.float() * 2.0 ** (1 - bias - MANTISSA)
+    return torch.where(e == 0, sub, normal)
+
+
 def encode(x: Tensor, scales: Tensor, signed: bool) -> Tensor:
     """``x``'s 8-bit codes given each block's absmax (int8 signed, uint8 unsigned); a block
     whose absmax is not a finite positive number stores zeros (its scale says the rest)."""
@@ -59,25 +82,27 @@ def encode(x: Tensor, scales: Tensor, signed: bool) -> Tensor:
     live = (s > 0) & torch.isfinite(s)
     inv = torch.where(live, 1.0 / s, torch.zeros_like(s))
     if signed:
-        y = torch.floor(torch.sqrt(blocked.abs() * inv) * 127.0 + 0.5).clamp(max=127.0)
-        codes = torch.copysign(y, blocked).to(torch.int8)
+        c = _code(blocked.abs() * inv, BIAS[True]).clamp(max=127)
+        codes = torch.where(blocked < 0, -c, c).to(torch.int8)
     else:
         x0 = blocked.clamp(min=0)
-        y = torch.floor(torch.sqrt(torch.sqrt(x0 * inv)) * 255.0 + 0.5).clamp(max=255.0)
-        codes = torch.maximum(y, (x0 > 0).float()).to(torch.uint8)  # nonzero stays > 0
+        c = _code(x0 * inv, BIAS[False]).clamp(max=255)
+        codes = torch.where((x0 > 0) & (c < 1), 1, c).to(torch.uint8)  # nonzero stays > 0
     codes = torch.where(live, codes, torch.zeros_like(codes))
     return codes.reshape(-1)[:n].view(x.shape)
 
 
 def decode(codes: Tensor, scales: Tensor, signed: bool) -> Tensor:
     """The float32 values of 8-bit ``codes`` with each block's absmax ``scales``."""
-    blocked, n = _blocked(codes)  # (codes are integers: exact in float32)
+    flat = codes.reshape(-1).to(torch.int32)
+    n = flat.numel()
+    pad = blocks_of(n) * BLOCK - n
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    blocked = flat.view(-1, BLOCK)
+    values = _value(blocked.abs(), BIAS[signed]) * scales.float().view(-1, 1)
     if signed:
-        values = blocked * blocked.abs() * (scales.float() / 16129.0).view(-1, 1)
-    else:
-        values = (
-            (blocked * blocked) * (blocked * blocked) * (scales.float() / 4228250625.0).view(-1, 1)
-        )
+        values = torch.where(blocked < 0, -values, values)
     return values.reshape(-1)[:n].view(codes.shape)
 
 
