@@ -209,3 +209,38 @@ def test_refusals_name_the_option(make, match):
     params = [torch.nn.Parameter(torch.zeros(8, 8))]
     with pytest.raises((OptionError, ValueError), match=match):
         make(params)
+
+
+def test_a_recipe_trains_bfloat16_weights_with_8bit_state(tmp_path):
+    from nnopt.recipe import Recipe, RecipeError
+    from nnopt.training import train
+
+    text = """
+name = "digits-compact"
+seed = 3
+[data]
+name = "digits"
+[model]
+kind = "mlp"
+hidden = [64]
+dtype = "bfloat16"
+[optimizer]
+name = "adamw"
+lr = 0.01
+state_dtype = "int8"
+param_update = "kahan"
+[train]
+batch_size = 64
+steps = 60
+eval_every = 20
+"""
+    recipe = Recipe.loads(text)
+    assert recipe.optimizer.state_dtype == "int8" and recipe.optimizer.param_update == "kahan"
+    result = train(recipe, tmp_path)
+    opt_state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["optimizer"]
+    first = opt_state["state"][0]  # the 64 x 64 weight: 8 bits, with its residual
+    assert first["exp_avg"].dtype == torch.int8 and first[forms.COMP].dtype == torch.int8
+    rows = result.history
+    assert rows[-1]["val_accuracy"] > 0.9 and rows[-1]["train_loss"] < 0.3 * rows[0]["train_loss"]
+    with pytest.raises(RecipeError, match="state_dtype"):
+        train(Recipe.loads(text.replace('"int8"', '"int4"')), tmp_path / "bad")

@@ -120,9 +120,19 @@ def test_the_three_seed_modes(mode, per_step, steps, monkeypatch):
     assert epochs[-1] == pytest.approx(steps / per_epoch)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, dtype):
-    recipe = digits_recipe("train.checkpoint_every=7", f"model.dtype={dtype}")
+@pytest.mark.parametrize(
+    "dtype,storage",
+    [
+        ("float32", ()),
+        ("bfloat16", ()),
+        # bfloat16 weights with 8-bit state in every tensor, Kahan or stochastic rounding
+        ("bfloat16", ("state_dtype=int8", "min_8bit_size=1", "param_update=kahan")),
+        ("bfloat16", ("state_dtype=int8", "min_8bit_size=1", "param_update=stochastic")),
+    ],
+)
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, dtype, storage):
+    options = [f"optimizer.{o}" for o in storage]
+    recipe = digits_recipe("train.checkpoint_every=7", f"model.dtype={dtype}", *options)
     full = train(recipe, tmp_path / "full")
     # Interrupted at step 33 (between checkpoints 28 and 35), then resumed from step 28.
     train(recipe, tmp_path / "cut", stop_after=33)

@@ -18,7 +18,7 @@ from nnopt.data.streamed import StreamedData
 from nnopt.errors import RecipeError
 from nnopt.init import InitDecision, initialize
 from nnopt.models import build_model, count_parameters
-from nnopt.optim import kernels
+from nnopt.optim import kernels, lowbit
 from nnopt.optim.muon_for import assign as muon_split
 from nnopt.regularization import Penalty, param_groups
 from nnopt.schedules import ReduceOnPlateau
@@ -137,8 +137,10 @@ def build_optimizer(
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
     # flat layout's storage change is invisible there; it is the fastest for many tensors. A
-    # user's model may tie or share parameters: it keeps torch's layout.
-    options.setdefault("flat", recipe.model.factory is None and not user_model)
+    # user's model may tie or share parameters: it keeps torch's layout. Compact storage
+    # (state_dtype, param_update) steps tensor by tensor, never flat.
+    compact = lowbit.active(options)
+    options.setdefault("flat", recipe.model.factory is None and not user_model and not compact)
     reg = recipe.regularization
     if reg.in_loss:  # the penalty goes into the loss instead; decoupled decay stays here
         groups = param_groups(model, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude))
