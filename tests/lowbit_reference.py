@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import optim_references as ref
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,6 +61,14 @@ def ulp_bf16(w: Tensor) -> Tensor:
     """The spacing of bfloat16 numbers at w (bfloat16), in float64."""
     exponent = ((w.view(torch.int16).to(torch.int32) >> 7) & 0xFF).clamp(min=1)
     return torch.ldexp(torch.ones_like(w, dtype=torch.float64), exponent - 134)
+
+
+def with_residual64(w: Tensor, code: Tensor) -> Tensor:
+    """The master weight of bfloat16 ``w`` and its 8-bit residual, from the definition: the
+    float32 whose bits are w's shifted up 16 plus 256 code (in float64)."""
+    bits = ((w.view(torch.int16).to(torch.int64) & 0xFFFF) << 16) + code.to(torch.int64) * 256
+    values = (bits.numpy() & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    return torch.from_numpy(values.astype(np.float64)).view(w.shape)
 
 
 # nnopt's state names -> the float64 reference rules' names, per rule.

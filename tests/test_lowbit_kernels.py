@@ -57,7 +57,7 @@ def _master64(w: torch.Tensor, state: dict) -> torch.Tensor:
     if comp is None:
         return w.double()
     if comp.dtype == torch.int8:
-        return w.double() + comp.double() * ref.ulp_bf16(w) / 256
+        return ref.with_residual64(w, comp)
     return w.double() + comp.double()
 
 

@@ -23,8 +23,9 @@
 // with probability equal to the distance to the value below (unbiased: E[round(x)] = x), from
 // 16 hashed bits of (seed, index); 2 Kahan: the weight w and a residual c (comp) stand for the
 // master w + c; the rule steps the master x, then w <- round(x), c <- x - w. The residual is
-// stored float32, bfloat16 (optimi's Kahan buffer), or as 8 bits in 1/256 of the weight's ulp
-// (|c| <= ulp/2, so 1 byte holds it: FlashOptim's "ECC" residual, arXiv 2602.23349).
+// stored float32, bfloat16 (optimi's Kahan buffer), or as 8 bits: the difference of the float32
+// bits of x and of w, in units of 256 (1/256 of w's ulp; |c| <= ulp/2, so 1 byte holds it:
+// FlashOptim's "ECC" residual, arXiv 2602.23349).
 
 #pragma once
 
@@ -87,20 +88,6 @@ inline uint16_t round_stochastic(float x, uint32_t random) {
   const uint32_t r = (bits_of(x) + (random & 0xffffu)) >> 16;
   return static_cast<uint16_t>(x != x ? 0x7fc0u : r);
 }
-
-// The spacing of bfloat16 numbers at w, 2^(e - 134) for biased exponent e, taken at e >= 8
-// below (|w| < 2^-119: a residual there is held at 2^-134, and the float stays normal), and
-// its inverse 2^(134 - e) (normal for every e >= 8: multiplying by it is dividing exactly).
-inline float ulp_bf16(uint16_t w) {
-  const uint32_t e = (w >> 7) & 0xffu;
-  return float_of((std::max<uint32_t>(e, 8u) - 7u) << 23);
-}
-inline float inverse_ulp_bf16(uint16_t w) {
-  const uint32_t e = (w >> 7) & 0xffu;
-  return float_of((261u - std::max<uint32_t>(e, 8u)) << 23);
-}
-
-inline float round_half_away(float y) { return std::copysign(std::floor(std::abs(y) + 0.5f), y); }
 
 // --- 8-bit codes -----------------------------------------------------------------------------
 // A block whose absmax is not a finite positive number (all zero, or a NaN or inf in it)
@@ -229,9 +216,10 @@ inline void unpack_weight(const Compact& c, const void* w, int64_t at, int64_t l
   if (c.param_dtype != 2 || c.update != 2) return;
   const uint16_t* weight = static_cast<const uint16_t*>(w) + at;
   if (c.comp_code == 2) {
+    // x's bits = w's bits << 16 plus the residual in units of 256 (w and x share a sign)
     const int8_t* r = static_cast<const int8_t*>(c.comp) + at;
     for (int64_t j = 0; j < len; ++j)
-      out[j] += static_cast<float>(r[j]) * (ulp_bf16(weight[j]) * (1.f / 256.f));
+      out[j] = float_of((static_cast<uint32_t>(weight[j]) << 16) + static_cast<uint32_t>(r[j] * 256));
   } else {
     float residual[kQuantBlock];
     unpack_floats(c.comp, c.comp_code, at, len, residual);
@@ -253,19 +241,22 @@ inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, cons
   }
   for (int64_t j = 0; j < len; ++j) weight[j] = bf16_nearest(x[j]);
   if (c.update != 2) return;
-  float residual[kQuantBlock];
-  for (int64_t j = 0; j < len; ++j) residual[j] = x[j] - bf16_value(weight[j]);  // exact
   if (c.comp_code == 2) {
+    // The residual as the difference of the float32 bits of x and of w (x - w in units of
+    // 2^-16 of w's ulp), rounded to a multiple of 256 (1/256 of the ulp) half up: |x - w| is at
+    // most half an ulp, so the code fits in [-128, 128], clamped to 127.
     int32_t codes[kQuantBlock];
     for (int64_t j = 0; j < len; ++j) {
-      const float y = round_half_away(residual[j] * inverse_ulp_bf16(weight[j]) * 256.f);
-      codes[j] = static_cast<int32_t>(y == y ? std::max(-127.f, std::min(127.f, y)) : 0.f);
+      const int32_t d = static_cast<int32_t>(bits_of(x[j]) - (static_cast<uint32_t>(weight[j]) << 16));
+      codes[j] = std::max(-127, std::min(127, (d + 128) >> 8));
     }
     int8_t* r = static_cast<int8_t*>(c.comp) + at;
     for (int64_t j = 0; j < len; ++j) r[j] = static_cast<int8_t>(codes[j]);
-  } else {
-    pack_floats(c.comp, c.comp_code, at, len, residual);
+    return;
   }
+  float residual[kQuantBlock];
+  for (int64_t j = 0; j < len; ++j) residual[j] = x[j] - bf16_value(weight[j]);  // exact
+  pack_floats(c.comp, c.comp_code, at, len, residual);
 }
 
 // --- the driver ----------------------------------------------------------------------------------

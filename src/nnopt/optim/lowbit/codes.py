@@ -15,7 +15,8 @@ A bfloat16 weight that still learns::
 
     stochastic   w = round(x) up with probability (x - below(x)) / ulp, so E[w] = x
     Kahan        (w, c) stands for the master x = w + c;  w <- round(x), c <- x - w,
-                 c kept float32, bfloat16, or in 8 bits as round(256 c / ulp(w)) (|c| <= ulp/2)
+                 c kept float32, bfloat16, or in 8 bits: the difference of the float32 bits
+                 of x and of w in units of 256, i.e. c in 1/256 of w's ulp (|c| <= ulp/2)
 
 Each function computes exactly what the native kernel computes (the same float32 operations
 in the same order), so the two agree bit for bit on the same inputs.
@@ -160,25 +161,25 @@ def round_stochastic(x: Tensor, seed: int) -> Tensor:
 
 
 def ulp(w: Tensor) -> Tensor:
-    """The float32 spacing of bfloat16 numbers at each element of ``w`` (bfloat16),
-    2^(e - 134) for biased exponent e, taken at e >= 8 below (|w| < 2^-119)."""
-    exponent = ((w.view(torch.int16).to(torch.int32) >> 7) & 0xFF).clamp(min=8)
-    return ((exponent - 7) << 23).view(torch.float32)
+    """The float32 spacing of bfloat16 numbers at each element of ``w`` (bfloat16):
+    2^(e - 134) for biased exponent e (zero and subnormals: e = 1's)."""
+    exponent = ((w.view(torch.int16).to(torch.int32) >> 7) & 0xFF).clamp(min=1)
+    return torch.ldexp(torch.ones_like(w, dtype=torch.float32), exponent - 134)
 
 
-def inverse_ulp(w: Tensor) -> Tensor:
-    """1 / :func:`ulp` (a power of two, so exact)."""
-    exponent = ((w.view(torch.int16).to(torch.int32) >> 7) & 0xFF).clamp(min=8)
-    return ((261 - exponent) << 23).view(torch.float32)
+def residual_code(x: Tensor, weight: Tensor) -> Tensor:
+    """The Kahan residual x - w of float32 ``x`` next to w = round(x) (bfloat16) in 8 bits:
+    the difference of their float32 bits (w's shifted up 16) in units of 256, that is 1/256 of
+    w's ulp, rounded half up; |x - w| <= ulp / 2, so it fits (clamped to +-127)."""
+    x_bits = x.float().contiguous().view(torch.int32).to(torch.int64)
+    w_bits = (weight.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF) << 16
+    d = ((x_bits & _MASK32) - w_bits + 2**31) % 2**32 - 2**31  # (as an int32 difference)
+    return ((d + 128) >> 8).clamp(-127, 127).to(torch.int8)
 
 
-def encode_residual(residual: Tensor, weight: Tensor) -> Tensor:
-    """A Kahan residual (float32, |c| <= ulp/2) in 8 bits: round(256 c / ulp(w)), half away."""
-    y = residual * inverse_ulp(weight) * 256.0
-    y = torch.copysign(torch.floor(y.abs() + 0.5), y)
-    return torch.nan_to_num(y, nan=0.0).clamp(-127, 127).to(torch.int8)
-
-
-def decode_residual(codes: Tensor, weight: Tensor) -> Tensor:
-    """The float32 residual of 8-bit ``codes`` next to bfloat16 ``weight``."""
-    return codes.float() * (ulp(weight) * (1.0 / 256.0))
+def with_residual(weight: Tensor, code: Tensor) -> Tensor:
+    """The float32 master: w's bits shifted up 16 plus the 8-bit residual times 256."""
+    w_bits = (weight.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF) << 16
+    bits = (w_bits + code.to(torch.int64) * 256) & _MASK32
+    as32 = torch.where(bits >= 2**31, bits - 2**32, bits).to(torch.int32)
+    return as32.view(torch.float32).view(weight.shape)

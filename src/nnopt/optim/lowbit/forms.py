@@ -9,7 +9,7 @@ A parameter's state in each form (``key``: each of the rule's ``state_keys``)::
                                    state[key + "_absmax"]: float32, one per block of 256
     param_update="kahan"           state["kahan_comp"]: the residual w_master - w, float32 with
                                    float32 state, bfloat16 with bfloat16 state, int8 (in 1/256
-                                   of the weight's ulp) with 8-bit state
+                                   of the weight's ulp: codes.residual_code) with 8-bit state
     param_update="stochastic"      state["rounding_seed"]: an int64 counter, drawn from torch's
                                    generator at the first step and advanced by one per step
 
@@ -129,11 +129,12 @@ def write(state: dict[str, Any], key: str, value: Tensor, form: Form, like: Tens
 
 def master(param: Tensor, state: dict[str, Any], dtype: torch.dtype) -> Tensor:
     """The weight as ``dtype``, its Kahan residual (if the state holds one) added."""
-    value = param.detach().to(dtype, copy=True)
     comp = state.get(COMP)
+    if comp is not None and param.dtype == torch.bfloat16 and comp.dtype == torch.int8:
+        return codes.with_residual(param.detach(), comp).to(dtype)
+    value = param.detach().to(dtype, copy=True)
     if comp is not None and param.dtype == torch.bfloat16:
-        residual = codes.decode_residual(comp, param) if comp.dtype == torch.int8 else comp
-        value += residual.to(dtype)
+        value += comp.to(dtype)
     return value
 
 
@@ -147,10 +148,10 @@ def store_weight(param: Tensor, value: Tensor, state: dict[str, Any], form: Form
         return
     param.copy_(value)
     if form.update == "kahan":
-        residual = value.float() - param.float()  # exact: both float32, |r| <= ulp / 2
         if form.comp == "int8":
-            state[COMP] = codes.encode_residual(residual, param)
+            state[COMP] = codes.residual_code(value, param)
         else:
+            residual = value.float() - param.float()  # exact: both float32, |r| <= ulp / 2
             state[COMP] = residual.to(DTYPES[form.comp or "float32"])
 
 
