@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-import optim_references as ref
 import numpy as np
+import optim_references as ref
 import torch
 from torch import Tensor
 

@@ -68,3 +68,26 @@ def test_a_recipe_trains_on_cuda(tmp_path):
     )
     result = train(recipe, tmp_path, quiet=True)
     assert result.summary["final"]["val_accuracy"] > 0.85
+
+
+@pytest.mark.parametrize("update", ["kahan", "stochastic"])
+def test_compact_storage_on_cuda_matches_the_cpu_kernel(update):
+    # bfloat16 weights, 8-bit moments: the eager path (PyTorch ops) on the GPU against the
+    # native kernel on the CPU, same seeds (stochastic rounding draws the same bits).
+    torch.manual_seed(0)
+    start = torch.randn(3, 5000).to(torch.bfloat16)
+    results = []
+    for device in ("cuda", "cpu"):
+        torch.manual_seed(1)
+        params = [torch.nn.Parameter(row.clone().to(device)) for row in start]
+        opt = nnopt.AdamW(params, lr=1e-2, state_dtype="int8", param_update=update)
+        gen = torch.Generator().manual_seed(2)
+        for _ in range(10):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).to(torch.bfloat16).to(device)
+            opt.step()
+        assert opt.state[params[0]]["exp_avg"].dtype == torch.int8
+        results.append(torch.stack([p.detach().float().cpu() for p in params]))
+    gpu, cpu = results
+    close = (gpu - cpu).abs() <= 2.0**-7 * cpu.abs() + 1e-6  # one bfloat16 ulp
+    assert close.float().mean() > 0.99
