@@ -137,8 +137,13 @@ def build_optimizer(
     row, options = recipe.optimizer.resolved()
     # The built-in models own their parameters outright (no tying, sharing or views), so the
     # flat layout's storage change is invisible there; it is the fastest for many tensors. A
-    # user's model may tie or share parameters: it keeps torch's layout.
-    options.setdefault("flat", recipe.model.factory is None and not user_model)
+    # user's model may tie or share parameters: it keeps torch's layout. Compact storage
+    # (state_dtype, or a param_update other than plain) is stepped tensor by tensor and
+    # refuses flat=True, so it keeps torch's layout too.
+    compact = (
+        options.get("state_dtype") is not None or options.get("param_update", "plain") != "plain"
+    )
+    options.setdefault("flat", recipe.model.factory is None and not user_model and not compact)
     reg = recipe.regularization
     if reg.in_loss:  # the penalty goes into the loss instead; decoupled decay stays here
         groups = param_groups(model, weight_decay=reg.weight_decay, exclude=tuple(reg.exclude))

@@ -13,9 +13,10 @@ A parameter's state in each form (``key``: each of the rule's ``state_keys``)::
     param_update="stochastic"      state["rounding_seed"]: an int64 counter, drawn from torch's
                                    generator at the first step and advanced by one per step
 
-Tensors under ``min_8bit_size`` elements (default ``SMALL``) keep float32 state (and a float32 residual), as bitsandbytes
-does: their bytes do not matter and 8 bits would cost them accuracy. Only moments are ever 8
-bits (``SIGNED``): a state that holds weights (schedule-free's z) is refused in 8 bits.
+Tensors under ``min_8bit_size`` elements (default ``SMALL``) keep float32 state (and a float32
+residual), as bitsandbytes does: their bytes do not matter and 8 bits would cost them accuracy.
+Only moments are ever 8 bits (``SIGNED``): a state that holds weights (schedule-free's z) is
+refused in 8 bits.
 """
 
 from __future__ import annotations
