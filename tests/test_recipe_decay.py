@@ -70,10 +70,11 @@ def test_a_did_you_mean_offers_only_the_chosen_optimizers_keys():
     # weight_decay used to be unknown, with "did you mean 'lr_decay'?" (adagrad's option)
     assert Recipe.loads(adamw + "weight_decay = 0.05\n").optimizer.weight_decay == 0.05
     assert problems(adamw + "weight_dekay = 0.05\n") == (
-        "optimizer: unknown key 'weight_dekay'; allowed: amsgrad, betas, eps, flat, lr, name, "
-        "weight_decay; did you mean 'weight_decay'?"
+        "optimizer: unknown key 'weight_dekay'; allowed: amsgrad, betas, eps, flat, lr, "
+        "min_8bit_size, name, param_update, state_dtype, weight_decay; did you mean "
+        "'weight_decay'?"
     )
-    assert problems(adamw + "momentun = 0.9\n").endswith("lr, name, weight_decay")
+    assert problems(adamw + "momentun = 0.9\n").endswith("state_dtype, weight_decay")
     with pytest.raises(RecipeError) as info:
         Recipe.loads(adamw).with_overrides(["optimizer.momentun=0.9"])
     assert "did you mean" not in str(info.value) and "momentum" not in str(info.value)
