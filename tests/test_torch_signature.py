@@ -85,9 +85,10 @@ def test_twins_have_the_installed_torchs_defaults(name):
 
 
 def test_extras_are_what_this_torch_lacks():
-    assert set(extras(nnopt.SGD, "SGD")) == {"decoupled_weight_decay", "l1", "l2", "flat"}
+    compact = {"state_dtype", "param_update", "min_8bit_size"}  # compact storage (issue 26)
+    assert set(extras(nnopt.SGD, "SGD")) == {"decoupled_weight_decay", "l1", "l2", "flat"} | compact
     adam = set(extras(nnopt.Adam, "Adam"))
     if torch_has("Adam", "decoupled_weight_decay"):
-        assert adam == {"l1", "l2", "flat"}
+        assert adam == {"l1", "l2", "flat"} | compact
     else:  # torch 2.4: nnopt's, with the newer torch's meaning
-        assert adam == {"decoupled_weight_decay", "l1", "l2", "flat"}
+        assert adam == {"decoupled_weight_decay", "l1", "l2", "flat"} | compact
