@@ -243,3 +243,22 @@ def test_mnist1d_examples_differ_only_in_optimizer():
         )
     digits = Recipe.load(EXAMPLES / "digits_mlp.toml")
     assert (digits.optimizer.name, digits.optimizer.lr, digits.train.epochs) == ("adam", 1e-3, 20)
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "lowbit").glob("*.toml")), ids=lambda p: p.name)
+def test_lowbit_examples_are_their_base_recipe_with_only_precision_changed(path):
+    # examples/lowbit: the issue-26 quality study's variants (benchmarks/RESULTS.md); each is
+    # mnist1d_best or charlm_adam with model.dtype and the optimizer's storage options alone.
+    r = Recipe.load(path)
+    assert r.name == path.stem
+    assert path.read_text().startswith("#")
+    base = Recipe.load(
+        EXAMPLES / ("mnist1d_best.toml" if r.name.startswith("mnist1d") else "charlm_adam.toml")
+    )
+    precision = {"state_dtype", "param_update", "min_8bit_size"}
+    assert r.model_dump(exclude={"name", "model", "optimizer"}) == base.model_dump(
+        exclude={"name", "model", "optimizer"}
+    )
+    assert r.model.model_dump(exclude={"dtype"}) == base.model.model_dump(exclude={"dtype"})
+    assert r.model.dtype == ("bfloat16" if "bf16" in r.name else "float32")
+    assert r.optimizer.model_dump(exclude=precision) == base.optimizer.model_dump(exclude=precision)

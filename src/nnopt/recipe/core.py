@@ -65,8 +65,10 @@ class Recipe(Section):
         }
         if reg.weight_decay is not None:
             group |= {"weight_decay": reg.weight_decay, "decoupled_weight_decay": True}
-        try:  # flat=False: one tensor needs no packing, only the hyperparameters are asked
-            row.build([group], self.optimizer.lr, **{**options, "flat": False})
+        # flat=False unless the recipe sets it: one tensor needs no packing, only the
+        # hyperparameters are asked (and flat=True with compact storage, refused here)
+        try:
+            row.build([group], self.optimizer.lr, **{"flat": False, **options})
         except ValueError as exc:
             # nnopt's sentence alone: torch's words for the same mistake add nothing here
             plain = getattr(exc, "plain", str(exc))
