@@ -212,19 +212,20 @@ inline void pack_state(void* dst, int code, bool is_signed, float* scales, int64
 
 // The master weight: w, plus the Kahan residual when there is one.
 inline void unpack_weight(const Compact& c, const void* w, int64_t at, int64_t len, float* out) {
-  unpack_floats(w, c.param_dtype, at, len, out);
-  if (c.param_dtype != 2 || c.update != 2) return;
-  const uint16_t* weight = static_cast<const uint16_t*>(w) + at;
-  if (c.comp_code == 2) {
+  const bool kahan = c.param_dtype == 2 && c.update == 2;
+  if (kahan && c.comp_code == 2) {
     // x's bits = w's bits << 16 plus the residual in units of 256 (w and x share a sign)
+    const uint16_t* weight = static_cast<const uint16_t*>(w) + at;
     const int8_t* r = static_cast<const int8_t*>(c.comp) + at;
     for (int64_t j = 0; j < len; ++j)
       out[j] = float_of((static_cast<uint32_t>(weight[j]) << 16) + static_cast<uint32_t>(r[j] * 256));
-  } else {
-    float residual[kQuantBlock];
-    unpack_floats(c.comp, c.comp_code, at, len, residual);
-    for (int64_t j = 0; j < len; ++j) out[j] += residual[j];
+    return;
   }
+  unpack_floats(w, c.param_dtype, at, len, out);
+  if (!kahan) return;
+  float residual[kQuantBlock];
+  unpack_floats(c.comp, c.comp_code, at, len, residual);
+  for (int64_t j = 0; j < len; ++j) out[j] += residual[j];
 }
 
 inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, const float* x) {
@@ -239,21 +240,23 @@ inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, cons
       weight[j] = round_stochastic(x[j], hash32(key ^ static_cast<uint32_t>(at + j)));
     return;
   }
-  for (int64_t j = 0; j < len; ++j) weight[j] = bf16_nearest(x[j]);
-  if (c.update != 2) return;
-  if (c.comp_code == 2) {
+  if (c.update == 2 && c.comp_code == 2) {
     // The residual as the difference of the float32 bits of x and of w (x - w in units of
     // 2^-16 of w's ulp), rounded to a multiple of 256 (1/256 of the ulp) half up: |x - w| is at
     // most half an ulp, so the code fits in [-128, 128], clamped to 127.
     int32_t codes[kQuantBlock];
     for (int64_t j = 0; j < len; ++j) {
-      const int32_t d = static_cast<int32_t>(bits_of(x[j]) - (static_cast<uint32_t>(weight[j]) << 16));
+      const uint16_t rounded = bf16_nearest(x[j]);
+      weight[j] = rounded;
+      const int32_t d = static_cast<int32_t>(bits_of(x[j]) - (static_cast<uint32_t>(rounded) << 16));
       codes[j] = std::max(-127, std::min(127, (d + 128) >> 8));
     }
     int8_t* r = static_cast<int8_t*>(c.comp) + at;
     for (int64_t j = 0; j < len; ++j) r[j] = static_cast<int8_t>(codes[j]);
     return;
   }
+  for (int64_t j = 0; j < len; ++j) weight[j] = bf16_nearest(x[j]);
+  if (c.update != 2) return;
   float residual[kQuantBlock];
   for (int64_t j = 0; j < len; ++j) residual[j] = x[j] - bf16_value(weight[j]);  // exact
   pack_floats(c.comp, c.comp_code, at, len, residual);
