@@ -40,10 +40,11 @@ def encode64(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
     table = code_values(signed)
     table = table[table <= 1.0]
     target = (blocked.abs() if signed else blocked.clamp(min=0)) / safe
-    distance = (target.unsqueeze(-1) - table).abs()
-    # the nearest; of two equally near, the larger (the last minimum)
-    flipped = distance.flip(-1).argmin(dim=-1)
-    q = (table.numel() - 1 - flipped).double()
+    # the nearest of the two codes around the target; of two equally near, the larger
+    above = torch.searchsorted(table, target).clamp(max=table.numel() - 1)
+    below = (above - 1).clamp(min=0)
+    nearer_below = (target - table[below]) < (table[above] - target)
+    q = torch.where(nearer_below, below, above).double()
     q = q * blocked.sign() if signed else torch.where((blocked > 0) & (q < 1), 1.0, q)
     return q.reshape(-1)[:n].view(x.shape), s
 
