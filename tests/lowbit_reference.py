@@ -82,12 +82,20 @@ RULES = {
 
 
 def step64(rule: str, theta: Tensor, g: Tensor, state: dict[str, Tensor], o: dict, t: int):
-    """One float64 step of ``rule`` (decoupled decay first, as AdamW): the new master weight
-    and the new state, by nnopt's names."""
+    """One float64 step of ``rule`` with nnopt's regularization around it (maximize, coupled
+    L2, decoupled decay, the rule, the L1 proximal step at threshold l1 lr / d): the new master
+    weight and the new state, by nnopt's names."""
     fn, names = RULES[rule]
+    if o.get("maximize"):
+        g = -g
+    if o.get("l2"):
+        g = g + o["l2"] * theta
     if o.get("decoupled_weight_decay") and o.get("weight_decay"):
         theta = theta * (1 - o["lr"] * o["weight_decay"])
     s = {names[k]: v for k, v in state.items()}
-    new_theta, _ = fn(theta, g, s, o, t)
+    new_theta, d = fn(theta, g, s, o, t)
+    if o.get("l1"):
+        tau = o["l1"] * o["lr"] / d
+        new_theta = new_theta.sign() * (new_theta.abs() - tau).clamp(min=0)
     back = {v: k for k, v in names.items()}
     return new_theta, {back[k]: v for k, v in s.items()}

@@ -18,6 +18,11 @@ OPTIMIZERS = {
     "adagrad": (optim.Adagrad, {"lr": 0.05, "lr_decay": 0.01}),
     "rmsprop": (optim.RMSprop, {"lr": 0.01, "momentum": 0.5}),
     "adam": (optim.AdamW, {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    # nnopt's regularization around the rule, and maximize, in compact storage too
+    "adam_regularized": (
+        optim.AdamW,
+        {"lr": 0.01, "weight_decay": 0.1, "l1": 0.1, "l2": 0.05, "maximize": True},
+    ),
 }
 # (weight dtype, state_dtype, param_update)
 FORMS = [
@@ -83,7 +88,7 @@ def test_step_matches_float64_definition(rule, dtype, state_dtype, update, n, pa
     state64 = {k: _decoded(state, k) for k in keys}
     t = int(state["step"]) + 1 if "step" in state else 2
     o = {**group, "eps_inside_sqrt": False, "dampening": 0.0}
-    theta64, new64 = ref.step64(rule, theta0, g.double(), state64, o, t)
+    theta64, new64 = ref.step64(rule.split("_")[0], theta0, g.double(), state64, o, t)
     w.grad = g.clone()
     opt.step()
 
