@@ -244,3 +244,22 @@ eval_every = 20
     assert rows[-1]["val_accuracy"] > 0.9 and rows[-1]["train_loss"] < 0.3 * rows[0]["train_loss"]
     with pytest.raises(RecipeError, match="state_dtype"):
         train(Recipe.loads(text.replace('"int8"', '"int4"')), tmp_path / "bad")
+
+
+def test_a_compiled_step_is_the_eager_step_bit_for_bit():
+    # torch.compile breaks the graph at the compact step (inductor cannot compile its bit
+    # operations) and runs it eagerly, with the native kernel: the same bits as without.
+    runs = []
+    for compiled in (True, False):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(5000).to(torch.bfloat16))
+        opt = optim.AdamW([w], lr=torch.tensor(1e-2), state_dtype="int8", param_update="stochastic")
+        step = torch.compile(opt.step) if compiled else opt.step
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            w.grad = torch.randn(5000, generator=gen).to(torch.bfloat16)
+            step()
+        runs.append((w.detach().clone(), dict(opt.state[w])))
+    (w1, s1), (w2, s2) = runs
+    assert torch.equal(w1, w2)
+    assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)

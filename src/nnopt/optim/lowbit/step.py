@@ -28,8 +28,19 @@ from nnopt.optim.lowbit import forms
 from nnopt.optim.options import Hyper, step_dtype
 
 
-def step_group(opt: Optimizer, group: dict[str, Any], h: Hyper, how: Plan) -> None:
-    """One step of every parameter of ``group`` that has a gradient."""
+@torch.compiler.disable
+def step_group(opt: Any, group: dict[str, Any], h: Hyper, how: Plan) -> None:
+    """One step of every parameter of ``group`` that has a gradient.
+
+    Under torch.compile this step runs eagerly, a graph break: inductor cannot compile the
+    codes' bit operations (torch 2.13: a C++ compile error on float bitcasts), and the native
+    kernel is the faster path anyway.
+    """
+    if how.native is None and opt.kernels != "eager":
+        # Planned while torch.compile traced (no kernels there): plan again for this eager
+        # step, with the lr as a number (the plan is memoized: a few us).
+        h = opt.hyper(group, opt.current_lr(group))
+        how = dispatch.plan(opt, group, h)
     keys = opt.state_keys(group)
     eager = Plan(how.options, native=None, fused=False)
     for param in group["params"]:
