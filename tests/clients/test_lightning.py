@@ -199,3 +199,35 @@ def test_add_param_group_mid_training(name, record):
     assert len(got.trainer.optimizers[0].param_groups) == 2
     record.close("final params (extra included)", ref, got)
     assert not torch.equal(ref.extra.weight, Net("torch", name).extra.weight)
+
+
+COMPACT = dict(state_dtype="int8", min_8bit_size=1, param_update="kahan")
+
+
+def test_bf16_true_with_8bit_state_resumes_bit_for_bit_and_learns(record, tmp_path):
+    """Issue 26 through Lightning: precision="bf16-true" (bfloat16 weights), nnopt's AdamW
+    with 8-bit state in every tensor and a Kahan residual. Lightning's checkpoint holds the
+    compact state as nnopt gives it; resuming from it equals the uninterrupted run bit for bit;
+    and it learns as torch's float32 AdamW does (final loss within 10% of it)."""
+    callback = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    kwargs = dict(module_kwargs=COMPACT, precision="bf16-true")
+    _fit("nnopt", "AdamW", max_epochs=1, enable_checkpointing=True, callbacks=[callback], **kwargs)
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    first = saved["optimizer_states"][0]["state"][0]
+    assert first["exp_avg"].dtype == torch.int8 and first["kahan_comp"].dtype == torch.int8
+    L.seed_everything(0, verbose=False)
+    resumed = Net("nnopt", "AdamW", **COMPACT)
+    again = _trainer(
+        max_epochs=2, precision="bf16-true", enable_checkpointing=True, default_root_dir=tmp_path
+    )
+    again.fit(resumed, ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    whole = _fit("nnopt", "AdamW", max_epochs=2, **kwargs)
+    assert all(p.dtype == torch.bfloat16 for p in whole.parameters())
+    record.bitwise("resumed vs uninterrupted", whole, resumed)
+    fp32 = _fit("torch", "AdamW", max_epochs=2)
+    final = sum(whole.losses[-4:]) / 4
+    reference = sum(fp32.losses[-4:]) / 4
+    record.note(
+        "final loss (mean of last 4)", f"torch fp32 {reference:.4f} nnopt bf16+int8 {final:.4f}"
+    )
+    assert abs(final - reference) <= 0.1 * reference
