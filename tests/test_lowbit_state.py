@@ -263,3 +263,11 @@ def test_a_compiled_step_is_the_eager_step_bit_for_bit():
     (w1, s1), (w2, s2) = runs
     assert torch.equal(w1, w2)
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_sharded_state_refuses_compact_storage():
+    from nnopt.distributed.sharded import ShardedOptimizer
+
+    opt = _compact(_model())
+    with pytest.raises(ValueError, match="compact state is not sharded yet"):
+        ShardedOptimizer(opt)

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from nnopt.optim import lowbit
 from nnopt.optim.base import Optimizer
 from nnopt.optim.flat import FlatBucket
 from nnopt.optim.lazy_state import new_state
@@ -67,6 +68,13 @@ class ShardedOptimizer(torch.optim.Optimizer):
                 f"ShardedOptimizer cannot wrap {type(optimizer).__name__}: its rule reads each "
                 "parameter whole (matrix products, row and column statistics), and a shard "
                 "holds a slice of the flat buffer; use it unsharded (DDP)"
+            )
+        if any(map(lowbit.active, optimizer.param_groups)):
+            # Compact state is stepped tensor by tensor (8-bit blocks, a residual beside each
+            # bfloat16 weight); a shard holds a slice of a flat buffer.
+            raise ValueError(
+                f"ShardedOptimizer cannot wrap {type(optimizer).__name__} with state_dtype or "
+                "param_update set: compact state is not sharded yet; use it unsharded (DDP)"
             )
         if not (dist.is_available() and dist.is_initialized()):
             raise ValueError(
