@@ -148,24 +148,21 @@ inline void pack_floats(void* dst, int code, int64_t at, int64_t len, const floa
 constexpr int kMantissa = 3;
 constexpr int kBiasSigned = 15, kBiasUnsigned = 31;
 
-// floor(n 2^(bias - 1 + M) + 0.5) below the smallest normal code, else the float's exponent
-// and its top M mantissa bits rounded half up (the carry moves into the exponent).
+// The code is the float32 n 2^(bias - 127) rounded to its top 12 bits (sign aside): scaled
+// so that n = 1 lands on exponent field `bias`, its exponent field is the code's and its top 3
+// mantissa bits the code's mantissa; below 2^(1 - bias) the float is subnormal, whose linear
+// spacing is the code's own there. Rounded half up on the bits (a carry moves into the
+// exponent). Decoding puts the code back into those bits and scales by 2^(127 - bias).
 template <int Bias>
 inline int32_t small_float_code(float n) {
-  const uint32_t u = bits_of(n);
-  const int32_t normal = static_cast<int32_t>((u + (1u << (22 - kMantissa))) >> (23 - kMantissa)) -
-                         ((127 - Bias) << kMantissa);
-  const float sub = std::floor(n * float_of(static_cast<uint32_t>(Bias - 1 + kMantissa + 127) << 23) + 0.5f);
-  return u < (static_cast<uint32_t>(128 - Bias) << 23) ? static_cast<int32_t>(sub) : normal;
+  const float scaled = n * float_of(static_cast<uint32_t>(Bias) << 23);  // 2^(Bias - 127)
+  return static_cast<int32_t>((bits_of(scaled) + (1u << (22 - kMantissa))) >> (23 - kMantissa));
 }
 
 template <int Bias>
 inline float small_float_value(int32_t code) {
-  const int32_t e = code >> kMantissa, m = code & ((1 << kMantissa) - 1);
-  const float normal = float_of((static_cast<uint32_t>(e + 127 - Bias) << 23) |
-                                (static_cast<uint32_t>(m) << (23 - kMantissa)));
-  const float sub = static_cast<float>(m) * float_of(static_cast<uint32_t>(128 - Bias - kMantissa) << 23);
-  return e == 0 ? sub : normal;
+  const float scaled = float_of(static_cast<uint32_t>(code) << (23 - kMantissa));
+  return scaled * float_of(static_cast<uint32_t>(254 - Bias) << 23);  // 2^(127 - Bias)
 }
 
 inline void unpack_state(void* src, int code, bool is_signed, const float* scales, int64_t block,

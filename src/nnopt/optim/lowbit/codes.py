@@ -60,19 +60,16 @@ BIAS = {True: 15, False: 31}  # its exponent bias: signed (4 exponent bits), uns
 
 
 def _code(n: Tensor, bias: int) -> Tensor:
-    """The small-float code of n in [0, 1] (float32): rounded half up (cpu_compact.h)."""
-    u = n.view(torch.int32)
-    normal = ((u + (1 << (22 - MANTISSA))) >> (23 - MANTISSA)) - ((127 - bias) << MANTISSA)
-    sub = torch.floor(n * 2.0 ** (bias - 1 + MANTISSA) + 0.5).to(torch.int32)
-    return torch.where(u < ((128 - bias) << 23), sub, normal)
+    """The small-float code of n in [0, 1] (float32): the float n 2^(bias - 127) rounded half
+    up to its top 12 bits (its exponent field is the code's; below 2^(1 - bias) the float is
+    subnormal, with the code's linear spacing there), as cpu_compact.h computes it."""
+    scaled = (n * 2.0 ** (bias - 127)).view(torch.int32)
+    return (scaled + (1 << (22 - MANTISSA))) >> (23 - MANTISSA)
 
 
 def _value(code: Tensor, bias: int) -> Tensor:
     """The float32 value in [0, 1] of small-float codes (int32, >= 0)."""
-    e, m = code >> MANTISSA, code & ((1 << MANTISSA) - 1)
-    normal = (((e + 127 - bias) << 23) | (m << (23 - MANTISSA))).view(torch.float32)
-    sub = m.float() * 2.0 ** (1 - bias - MANTISSA)
-    return torch.where(e == 0, sub, normal)
+    return (code << (23 - MANTISSA)).view(torch.float32) * 2.0 ** (127 - bias)
 
 
 def encode(x: Tensor, scales: Tensor, signed: bool) -> Tensor:
