@@ -193,22 +193,19 @@ inline void pack_state(void* dst, int code, bool is_signed, float* scales, int64
     return;
   }
   const float inv = 1.f / s;
-  int32_t codes[kQuantBlock];
   if (is_signed) {
+    int8_t* q = static_cast<int8_t*>(dst) + at;
     for (int64_t j = 0; j < len; ++j) {
       const int32_t c = std::min(small_float_code<kBiasSigned>(std::abs(in[j]) * inv), 127);
-      codes[j] = in[j] < 0.f ? -c : c;
+      q[j] = static_cast<int8_t>(in[j] < 0.f ? -c : c);
     }
-    int8_t* q = static_cast<int8_t*>(dst) + at;
-    for (int64_t j = 0; j < len; ++j) q[j] = static_cast<int8_t>(codes[j]);
   } else {
+    uint8_t* q = static_cast<uint8_t*>(dst) + at;
     for (int64_t j = 0; j < len; ++j) {
       const float x = std::max(in[j], 0.f);
       const int32_t c = std::min(small_float_code<kBiasUnsigned>(x * inv), 255);
-      codes[j] = x > 0.f && c < 1 ? 1 : c;  // a nonzero second moment stays nonzero
+      q[j] = static_cast<uint8_t>(x > 0.f && c < 1 ? 1 : c);  // nonzero stays nonzero
     }
-    uint8_t* q = static_cast<uint8_t*>(dst) + at;
-    for (int64_t j = 0; j < len; ++j) q[j] = static_cast<uint8_t>(codes[j]);
   }
 }
 
