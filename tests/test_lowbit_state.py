@@ -202,6 +202,10 @@ def test_small_updates_move_a_bfloat16_weight_only_with_kahan_or_stochastic(upda
         (lambda ps: optim.ScheduleFreeAdamW(ps, state_dtype="int8"), "z holds weights"),
         (lambda ps: optim.RMSprop(ps, state_dtype="int8", centered=True), "centered"),
         (lambda ps: optim.AdamW(ps, state_dtype="int4"), "state_dtype must be one of"),
+        (
+            lambda ps: optim.AdamW([torch.zeros(3, dtype=torch.complex64)], state_dtype="int8"),
+            "real parameters",
+        ),
         (lambda ps: optim.SGD(ps, lr=0.1, param_update="round"), "param_update must be one of"),
     ],
 )

@@ -23,6 +23,12 @@ def check_group(opt: Optimizer, group: dict[str, Any], *, flat: bool) -> None:
             "(SGD, AdaGrad, RMSprop, Adam/AdamW, NAdam, RAdam, Lion, AdEMAMix, Schedule-Free)",
             option=asked.split("=")[0],
         )
+    if any(p.is_complex() for p in group["params"]):
+        raise OptionError(
+            f"{asked}: compact storage takes real parameters; a complex parameter keeps the "
+            "default storage (put it in a param group of its own without these options)",
+            option=asked.split("=")[0],
+        )
     if flat:
         raise OptionError(
             f"{asked} with flat=True: compact state is stepped tensor by tensor; drop flat=True",
