@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import warnings
 
@@ -72,3 +74,45 @@ def test_a_cache_dir_that_is_a_file_gives_one_warning_and_eager_steps(unbuilt, t
         p.grad = torch.ones(3)
         RMSProp([p], lr=0.1).step()
     assert p.detach().lt(1).all()
+
+
+def test_a_failed_build_in_parts_falls_back_to_one_unit(monkeypatch, tmp_path):
+    """The two translation units failing (a compiler without -c, a full /tmp), the library
+    is built as one unit with both parts, and nothing else changes."""
+    commands = []
+    monkeypatch.setattr(build, "_compile_in_parts", lambda *args: "part 2 failed")
+    monkeypatch.setattr(build, "_run", lambda command: commands.append(command) or None)
+    target = tmp_path / "lib.so"
+    assert build._compile("c++", ["-O3"], target) is None
+    assert len(commands) == 1 and commands[0][0] == "c++"
+    assert not any(arg.startswith("-DNNOPT_PART") for arg in commands[0])
+    assert target.exists()
+    monkeypatch.setattr(build, "_run", lambda command: "no compiler today")
+    assert build._compile("c++", ["-O3"], tmp_path / "other.so") == "no compiler today"
+    assert not (tmp_path / "other.so").exists()
+
+
+@pytest.mark.slow
+def test_the_one_unit_build_holds_every_entry(tmp_path):
+    """The fallback's library (NNOPT_PART unset: both parts in one unit) exports what the
+    parallel build's does (~25 s: slow)."""
+    compiler = build.find_compiler()
+    if compiler is None:
+        pytest.skip("no C++ compiler")
+    library = tmp_path / "one.so"
+    assert (
+        build._run([compiler, *build.FLAG_SETS[-1], str(build.SOURCE), "-o", str(library)]) is None
+    )
+    # In a process of its own: two nnopt libraries in one process share their inline
+    # functions' statics (the rule list among them), as any two C++ libraries would.
+    probe = (
+        "import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); "
+        "lib.nnopt_rules.restype = ctypes.c_char_p; print(lib.nnopt_rules().decode()); "
+        "print(all(hasattr(lib, f'nnopt_{r}{e}') for r in lib.nnopt_rules().decode().split(',') "
+        "for e in ('', '_many', '_compact', '_args_layout', '_args_size')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(library)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0].split(",") == list(cpu.rules())
+    assert out[1] == "True"

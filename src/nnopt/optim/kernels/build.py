@@ -111,7 +111,12 @@ def library_path(compiler: str, flags: list[str]) -> Path:
 
 
 def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
-    """Compile into ``target`` atomically; return the error text on failure."""
+    """Compile into ``target`` atomically; return the error text on failure.
+
+    The source builds as two translation units in parallel (``NNOPT_PART`` 1: the rules'
+    plain entries; 2: their compact entries, ``cpu_compact.h``), linked into one library: on
+    two cores that halves the wait (11 s against 25 here). If that fails, one unit with both.
+    """
     try:
         # Inside the try: an unwritable cache is a failed build, not a crash.
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
@@ -119,22 +124,54 @@ def _compile(compiler: str, flags: list[str], target: Path) -> str | None:
     except OSError as exc:
         return f"cannot write the kernel cache {target.parent}: {exc.strerror or exc}"
     try:
-        proc = subprocess.run(
-            [compiler, *flags, str(SOURCE), "-o", tmp],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if proc.returncode != 0:
-            return proc.stderr.strip()[-2000:] or f"exit status {proc.returncode}"
-        os.replace(tmp, target)
-        return None
+        error = _compile_in_parts(compiler, flags, tmp)
+        if error is not None:
+            error = _run([compiler, *flags, str(SOURCE), "-o", tmp])
+        if error is None:
+            os.replace(tmp, target)
+        return error
     except (OSError, subprocess.SubprocessError) as exc:
         return str(exc)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _compile_in_parts(compiler: str, flags: list[str], library: str) -> str | None:
+    """The two translation units compiled side by side, then linked into ``library``."""
+    with tempfile.TemporaryDirectory(dir=Path(library).parent) as work:
+        objects = [str(Path(work) / f"part{part}.o") for part in (1, 2)]
+        procs = [
+            subprocess.Popen(
+                [compiler, *flags, "-c", f"-DNNOPT_PART={part}", str(SOURCE), "-o", obj],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for part, obj in zip((1, 2), objects, strict=True)
+        ]
+        errors = []
+        for proc in procs:
+            try:
+                _, err = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                errors.append("timed out after 600 s")
+                continue
+            if proc.returncode != 0:
+                errors.append(err.strip()[-2000:] or f"exit status {proc.returncode}")
+        if errors:
+            return "\n".join(errors)
+        return _run([compiler, *flags, *objects, "-o", library])
+
+
+def _run(command: list[str]) -> str | None:
+    """Run a compiler command; the error text if it fails."""
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        return proc.stderr.strip()[-2000:] or f"exit status {proc.returncode}"
+    return None
 
 
 def _announced_compile(compiler: str, flags: list[str], target: Path) -> str | None:

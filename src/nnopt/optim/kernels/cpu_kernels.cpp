@@ -247,8 +247,10 @@ NNOPT_RULE(schedule_free_adamw, ptr(z), ptr(exp_avg_sq), f64(beta1), f64(beta2),
   };
 }
 
+#if NNOPT_PART != 2
 // The rules this library holds, comma-separated (each NNOPT_RULE registered its name).
 extern "C" const char* nnopt_rules() { return nnopt::rule_names().c_str(); }
 
 // sizeof(nnopt::Compact), which kernels/compact.py holds its mirror to.
 extern "C" size_t nnopt_compact_size() { return sizeof(nnopt::Compact); }
+#endif

@@ -338,6 +338,43 @@ inline int register_rule(const char* name) {
 // A flag of the block as a compile-time constant, inside a rule's body.
 #define NNOPT_ON(flag) (K::on(k_##flag))
 
+// The library builds as two translation units compiled in parallel (build.py): part 1 holds
+// every rule's plain entries, its layout and its registration, part 2 its compact entry
+// (cpu_compact.h); part 0, one unit with everything, is the fallback.
+#ifndef NNOPT_PART
+#define NNOPT_PART 0
+#endif
+#if NNOPT_PART == 2
+#define NNOPT_PLAIN_ENTRIES(rule, ...)
+#else
+#define NNOPT_PLAIN_ENTRIES(rule, ...)                                                         \
+  extern "C" const char* nnopt_##rule##_args_layout() {                                        \
+    return "p:ptr,g:ptr" NNOPT_EACH(NNOPT_PTR_LAYOUT, __VA_ARGS__) NNOPT_EACH(                 \
+        NNOPT_FLAG_LAYOUT, __VA_ARGS__) ",l2_on:i32,l1_on:i32,lr:f64,step:f64,l2:f64,"         \
+                                        "decay:f64,l1lr:f64" NNOPT_EACH(NNOPT_F64_LAYOUT,      \
+                                                                        __VA_ARGS__);          \
+  }                                                                                            \
+  extern "C" size_t nnopt_##rule##_args_size() { return sizeof(rule##_args); }                 \
+  extern "C" int nnopt_##rule(int dtype, int64_t n, int nthreads, const rule##_args* a) {      \
+    return nnopt::run_rule(dtype, n, nthreads, a);                                             \
+  }                                                                                            \
+  extern "C" int nnopt_##rule##_many(int dtype, int64_t count, int nthreads,                   \
+                                     const rule##_args* block, const int64_t* sizes,           \
+                                     void* const* table, int step_dtype) {                     \
+    return nnopt::run_many(dtype, count, nthreads, block, sizes, table, step_dtype);           \
+  }                                                                                            \
+  static const int rule##_registered = nnopt::register_rule(#rule);
+#endif
+#if NNOPT_PART == 1
+#define NNOPT_COMPACT_ENTRY(rule)
+#else
+#define NNOPT_COMPACT_ENTRY(rule)                                                              \
+  extern "C" int nnopt_##rule##_compact(int64_t n, int nthreads, const rule##_args* a,         \
+                                        const nnopt::Compact* c) {                            \
+    return nnopt::run_compact(n, nthreads, a, c);                                              \
+  }
+#endif
+
 #define NNOPT_RULE(rule, ...)                                                                  \
   struct rule##_args {                                                                         \
     void* p;                                                                                   \
@@ -359,25 +396,7 @@ inline int register_rule(const char* name) {
     template <typename A, typename T, typename K>                                              \
     static auto make(const rule##_args& a);                                                    \
   };                                                                                           \
-  extern "C" const char* nnopt_##rule##_args_layout() {                                        \
-    return "p:ptr,g:ptr" NNOPT_EACH(NNOPT_PTR_LAYOUT, __VA_ARGS__) NNOPT_EACH(                 \
-        NNOPT_FLAG_LAYOUT, __VA_ARGS__) ",l2_on:i32,l1_on:i32,lr:f64,step:f64,l2:f64,"         \
-                                        "decay:f64,l1lr:f64" NNOPT_EACH(NNOPT_F64_LAYOUT,      \
-                                                                        __VA_ARGS__);          \
-  }                                                                                            \
-  extern "C" size_t nnopt_##rule##_args_size() { return sizeof(rule##_args); }                 \
-  extern "C" int nnopt_##rule(int dtype, int64_t n, int nthreads, const rule##_args* a) {      \
-    return nnopt::run_rule(dtype, n, nthreads, a);                                             \
-  }                                                                                            \
-  extern "C" int nnopt_##rule##_many(int dtype, int64_t count, int nthreads,                   \
-                                     const rule##_args* block, const int64_t* sizes,           \
-                                     void* const* table, int step_dtype) {                     \
-    return nnopt::run_many(dtype, count, nthreads, block, sizes, table, step_dtype);           \
-  }                                                                                            \
-  extern "C" int nnopt_##rule##_compact(int64_t n, int nthreads, const rule##_args* a,         \
-                                        const nnopt::Compact* c) {                            \
-    return nnopt::run_compact(n, nthreads, a, c);                                              \
-  }                                                                                            \
-  static const int rule##_registered = nnopt::register_rule(#rule);                            \
+  NNOPT_PLAIN_ENTRIES(rule, __VA_ARGS__)                                                       \
+  NNOPT_COMPACT_ENTRY(rule)                                                                    \
   template <typename A, typename T, typename K>                                                 \
   auto rule##_args::make(const rule##_args& a)
