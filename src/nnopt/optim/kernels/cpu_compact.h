@@ -39,11 +39,6 @@
 namespace nnopt {
 
 constexpr int64_t kQuantBlock = 256;
-// Quantization blocks stepped per pass. Longer passes let the rule's loop (a chain of sqrt and
-// divisions) overlap more iterations, but 2 and 4 measured slower here (AdamW, bf16 + Kahan +
-// 8-bit, 1 thread: 15.7 ms with 1, 16.3 with 2, 20.4 with 4): the buffers leave L1.
-constexpr int64_t kTileBlocks = 1;
-constexpr int64_t kTile = kQuantBlock * kTileBlocks;
 constexpr int kMaxPointers = 8;
 
 struct Compact {
@@ -222,7 +217,7 @@ inline void unpack_weight(const Compact& c, const void* w, int64_t at, int64_t l
   }
   unpack_floats(w, c.param_dtype, at, len, out);
   if (!kahan) return;
-  float residual[kTile];
+  float residual[kQuantBlock];
   unpack_floats(c.comp, c.comp_code, at, len, residual);
   for (int64_t j = 0; j < len; ++j) out[j] += residual[j];
 }
@@ -243,7 +238,7 @@ inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, cons
     // The residual as the difference of the float32 bits of x and of w (x - w in units of
     // 2^-16 of w's ulp), rounded to a multiple of 256 (1/256 of the ulp) half up: |x - w| is at
     // most half an ulp, so the code fits in [-128, 128], clamped to 127.
-    int32_t codes[kTile];
+    int32_t codes[kQuantBlock];
     for (int64_t j = 0; j < len; ++j) {
       const uint16_t rounded = bf16_nearest(x[j]);
       weight[j] = rounded;
@@ -256,7 +251,7 @@ inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, cons
   }
   for (int64_t j = 0; j < len; ++j) weight[j] = bf16_nearest(x[j]);
   if (c.update != 2) return;
-  float residual[kTile];
+  float residual[kQuantBlock];
   for (int64_t j = 0; j < len; ++j) residual[j] = x[j] - bf16_value(weight[j]);  // exact
   pack_floats(c.comp, c.comp_code, at, len, residual);
 }
@@ -281,9 +276,11 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
     if (!Args::kIsState[k] && real[k] != nullptr) before[k] = *static_cast<float*>(real[k]);
   (void)Args::template make<float, float, K>(a);
   const float l2 = float(a.l2), decay = float(a.decay), l1lr = float(a.l1lr);
-  const int64_t tiles = (n + kTile - 1) / kTile;
-  parallel_chunks(tiles, 64 / kTileBlocks, nthreads, [&](int64_t first, int64_t last) {
-    float buffers[kMaxPointers][kTile];
+  // One pass per block of 256: longer passes (2 or 4 blocks) measured slower (AdamW, bf16 +
+  // Kahan + 8-bit, 1 thread: 15.7 ms, 16.3, 20.4): the buffers leave L1.
+  const int64_t blocks = (n + kQuantBlock - 1) / kQuantBlock;
+  parallel_chunks(blocks, 64, nthreads, [&](int64_t first, int64_t last) {
+    float buffers[kMaxPointers][kQuantBlock];
     float scalars[kMaxPointers];
     Args local = a;
     void** slots = reinterpret_cast<void**>(&local);
@@ -299,17 +296,15 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
     const auto element = Args::template make<float, float, K>(local);
     float* P = buffers[0];
     float* G = buffers[1];
-    float D[kTile];  // each element's preconditioner, for the L1 step
-    for (int64_t tile = first; tile < last; ++tile) {
-      const int64_t at = tile * kTile, len = std::min(kTile, n - at);
+    float D[kQuantBlock];  // each element's preconditioner, for the L1 step
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t at = b * kQuantBlock, len = std::min(kQuantBlock, n - at);
       unpack_weight(c, a.p, at, len, P);
       unpack_floats(a.g, c.param_dtype, at, len, G);
-      for (int64_t b = at / kQuantBlock, o = 0; o < len; ++b, o += kQuantBlock)
-        for (int k = 2; k < kPtrs; ++k)
-          if (Args::kIsState[k] && real[k] != nullptr)
-            unpack_state(real[k], c.state_code, c.is_signed[k],
-                         static_cast<float*>(c.scales[k]), b, std::min(kQuantBlock, len - o),
-                         buffers[k] + o);
+      for (int k = 2; k < kPtrs; ++k)
+        if (Args::kIsState[k] && real[k] != nullptr)
+          unpack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]),
+                       b, len, buffers[k]);
       // L2 and L1 as passes of their own around the rule (the same operations in the same
       // order as run_typed's loop), so that they are not template flags here: 4x fewer
       // instantiations of this driver (the library builds in a third of the time).
@@ -324,11 +319,10 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
       if (a.l1_on)
         for (int64_t j = 0; j < len; ++j) P[j] = soft_threshold(P[j], 1.f / D[j] * l1lr);
       pack_weight(c, a.p, at, len, P);
-      for (int64_t b = at / kQuantBlock, o = 0; o < len; ++b, o += kQuantBlock)
-        for (int k = 2; k < kPtrs; ++k)
-          if (Args::kIsState[k] && real[k] != nullptr)
-            pack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]),
-                       b, std::min(kQuantBlock, len - o), buffers[k] + o);
+      for (int k = 2; k < kPtrs; ++k)
+        if (Args::kIsState[k] && real[k] != nullptr)
+          pack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]), b,
+                     len, buffers[k]);
     }
   });
 }

@@ -157,13 +157,6 @@ def round_stochastic(x: Tensor, seed: int) -> Tensor:
     return as16.view(torch.bfloat16).view(x.shape)
 
 
-def ulp(w: Tensor) -> Tensor:
-    """The float32 spacing of bfloat16 numbers at each element of ``w`` (bfloat16):
-    2^(e - 134) for biased exponent e (zero and subnormals: e = 1's)."""
-    exponent = ((w.view(torch.int16).to(torch.int32) >> 7) & 0xFF).clamp(min=1)
-    return torch.ldexp(torch.ones_like(w, dtype=torch.float32), exponent - 134)
-
-
 def residual_code(x: Tensor, weight: Tensor) -> Tensor:
     """The Kahan residual x - w of float32 ``x`` next to w = round(x) (bfloat16) in 8 bits:
     the difference of their float32 bits (w's shifted up 16) in units of 256, that is 1/256 of

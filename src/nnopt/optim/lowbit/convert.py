@@ -121,14 +121,7 @@ def _order(state_dict: dict[str, Any]) -> list[Any]:
 
 
 def _shaped_keys(state: dict[str, Any], param: Tensor) -> list[str]:
-    """The state entries shaped like ``param`` (moments, sums; not counters or scales)."""
+    """The entries of a full-precision state shaped like ``param`` (moments, sums)."""
     return [
-        k
-        for k, v in state.items()
-        if isinstance(v, Tensor)
-        and k != "step"
-        and not k.endswith(forms.ABSMAX)
-        and k not in (forms.COMP, forms.SEED)
-        and v.shape == param.shape
-        and (v.dim() > 0 or k in forms.SIGNED)  # (a 0-d weight's moments, not a counter)
+        k for k, v in state.items() if forms.shaped_like_weight(k, v) and v.shape == param.shape
     ]

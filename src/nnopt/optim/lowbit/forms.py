@@ -93,16 +93,11 @@ def form_of(group: dict[str, Any], param: Tensor) -> Form:
 
 def held_in(form: Form, state: dict[str, Any], keys: tuple[str, ...]) -> bool:
     """Whether ``state`` holds exactly ``form`` (checked cheaply, on every step)."""
-    if not keys:
-        held_state = True
-    else:
-        first = state.get(keys[0])
-        if first is None or (keys[0] + ABSMAX in state) != (form.state == "int8"):
-            return False
-        held_state = form.state == "int8" or first.dtype == DTYPES[form.state]
+    if keys and (keys[0] not in state or not _key_held(state, keys[0], form)):
+        return False
     comp = state.get(COMP)
     held_comp = comp is None if form.comp is None else comp is not None and _comp_ok(form, comp)
-    return held_state and held_comp and ((SEED in state) == (form.update == "stochastic"))
+    return held_comp and ((SEED in state) == (form.update == "stochastic"))
 
 
 def _comp_ok(form: Form, comp: Tensor) -> bool:
@@ -223,15 +218,16 @@ def expanded(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
             continue
         if isinstance(value, Tensor) and key + ABSMAX in state:
             out[key] = read(state, key, dtype)
-        elif _shaped(key, value):
+        elif shaped_like_weight(key, value):
             out[key] = value.to(dtype)  # (float32 state next to a bfloat16 weight)
         else:
             out[key] = value
     return out
 
 
-def _shaped(key: str, value: Any) -> bool:
-    """Whether a state entry is shaped like its weight (not "step" or a per-tensor scalar)."""
+def shaped_like_weight(key: str, value: Any) -> bool:
+    """Whether a full-precision state entry is one shaped like its weight (a moment, a sum),
+    not "step" or a per-tensor scalar."""
     return (
         isinstance(value, Tensor)
         and value.is_floating_point()
