@@ -41,35 +41,40 @@ class Table:
         self.rows, self.calls = rows, calls
 
     def reuse(self, params: list[Tensor], all_state: dict) -> bool:
-        """Whether every tensor behind the table is still what it was (same objects, same
-        storage, contiguous, same dtype and size, the same state tensors), writing each
-        gradient's pointer in as it goes; False at the first difference (``p.data =``,
-        ``p.grad.data =``, a state dict or tensor replaced, a gradient missing)."""
-        rows = self.rows
-        if len(params) != len(rows):
-            return False
-        for p, (held, pointer, dtype, n, state, tensors, table, slot) in zip(
-            params, rows, strict=True
+        """Whether every tensor behind the table is still what it was (:func:`still_held`),
+        writing each gradient's pointer in as it goes."""
+        return still_held(params, self.rows, all_state)
+
+
+def still_held(params: list[Tensor], rows: list, all_state: dict) -> bool:
+    """Whether each row (the parameter, its pointer, dtype and size, its state dict, the
+    tensors behind the row with their pointers, its table and its gradient's slot there) still
+    holds: same objects, same storage, contiguous, same dtype and size, the same state
+    tensors. Writes each gradient's pointer into its table as it goes; False at the first
+    difference (``p.data =``, ``p.grad.data =``, a state dict or tensor replaced, a gradient
+    missing or sparse)."""
+    if len(params) != len(rows):
+        return False
+    for p, (held, pointer, dtype, n, state, tensors, table, slot) in zip(params, rows, strict=True):
+        grad = p.grad
+        if (
+            p is not held
+            or grad is None
+            or grad.dtype is not dtype
+            or not grad.is_contiguous()  # (False for sparse gradients)
+            or grad.numel() != n
+            or p.data_ptr() != pointer
+            or p.dtype is not dtype
+            or not p.is_contiguous()
+            or not p.is_cpu
+            or all_state.get(p) is not state
         ):
-            grad = p.grad
-            if (
-                p is not held
-                or grad is None
-                or grad.dtype is not dtype
-                or not grad.is_contiguous()
-                or grad.numel() != n
-                or p.data_ptr() != pointer
-                or p.dtype is not dtype
-                or not p.is_contiguous()
-                or not p.is_cpu
-                or all_state.get(p) is not state
-            ):
+            return False
+        for key, tensor, address in tensors:
+            if state.get(key) is not tensor or tensor.data_ptr() != address:
                 return False
-            for key, tensor, address in tensors:
-                if state.get(key) is not tensor or tensor.data_ptr() != address:
-                    return False
-            table[slot] = grad.data_ptr()
-        return True
+        table[slot] = grad.data_ptr()
+    return True
 
 
 def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Tensor]) -> list:

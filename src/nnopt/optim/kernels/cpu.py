@@ -41,6 +41,7 @@ class Native:
     one: Any
     many: Any
     compact: Any  # bfloat16 weights, 8-bit state (cpu_compact.h; kernels/compact.py)
+    compact_many: Any
     block: type[ctypes.Structure]
 
 
@@ -72,7 +73,10 @@ def _library() -> dict[str, Native] | None:
         compact = getattr(lib, f"nnopt_{rule}_compact")
         compact.argtypes = [ctypes.c_int64, ctypes.c_int, ctypes.POINTER(block), ctypes.c_void_p]
         compact.restype = ctypes.c_int
-        natives[rule] = Native(one, many, compact, block)
+        compact_many = getattr(lib, f"nnopt_{rule}_compact_many")
+        compact_many.argtypes = [*many.argtypes[1:], ctypes.c_void_p]  # + Compact[count]
+        compact_many.restype = ctypes.c_int
+        natives[rule] = Native(one, many, compact, compact_many, block)
     return natives
 
 

@@ -50,6 +50,9 @@ struct Compact {
   uint32_t seed;                    // stochastic rounding of this tensor at this step
   void* comp;                       // the Kahan residual, laid out as the weight
   void* scales[kMaxPointers];       // per block pointer: float32 absmax of each block (8-bit)
+  // Stochastic rounding's int64 counter (the state's rounding_seed), or null: when set, the
+  // seed is its value (low 32 bits) and the step increments it (the many-tensor entry).
+  void* seed_state;
 };
 
 // --- bits ------------------------------------------------------------------------------------
@@ -327,20 +330,48 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
   });
 }
 
-// 0 on success, 1 for codes out of range.
-template <typename Args>
-int run_compact(int64_t n, int nthreads, const Args* args, const Compact* compact) {
-  const Compact& c = *compact;
+inline bool valid(const Compact& c) {
   if ((c.param_dtype != 0 && c.param_dtype != 2) || c.state_code < 0 || c.state_code > 2 ||
       c.update < 0 || c.update > 2 || c.comp_code < 0 || c.comp_code > 2)
-    return 1;
-  if (c.param_dtype == 2 && c.update == 2 && c.comp == nullptr) return 1;
-  const Args& a = *args;
+    return false;
+  return !(c.param_dtype == 2 && c.update == 2 && c.comp == nullptr);
+}
+
+// One tensor, its storage valid (checked by the callers).
+template <typename Args>
+void run_compact_checked(int64_t n, int nthreads, const Args& a, const Compact& given) {
+  Compact c = given;
+  int64_t* counter = static_cast<int64_t*>(c.seed_state);
+  if (counter != nullptr) c.seed = static_cast<uint32_t>(*counter);
   const auto flags = a.flags();
   // The rule's flags as template arguments; l2_on and l1_on (the last two) are read at run
   // time by the driver.
   with_flags<Args::kFlags - 2>(flags.data(), [&](auto known) {
     run_compact_typed<Args, decltype(regularization_off(known))>(a, n, nthreads, c);
+  });
+  if (counter != nullptr) ++*counter;
+}
+
+// 0 on success, 1 for codes out of range.
+template <typename Args>
+int run_compact(int64_t n, int nthreads, const Args* args, const Compact* compact) {
+  if (!valid(*compact)) return 1;
+  run_compact_checked(n, nthreads, *args, *compact);
+  return 0;
+}
+
+// Many tensors per call, as run_many: row i of `table` holds tensor i's kPointers pointers
+// then its step counter (or null; dtype step_dtype), compacts[i] its storage. Per tensor the
+// Python side of the one-tensor entry costs ~15 us; a group of 500 small tensors paid that
+// rather than its memory traffic. Nothing is touched (1) if any storage code is out of range.
+template <typename Args>
+int run_compact_many(int64_t count, int nthreads, const Args* block, const int64_t* sizes,
+                     void* const* table, int step_dtype, const Compact* compacts) {
+  if (step_dtype < 0 || step_dtype > 1) return 1;
+  for (int64_t i = 0; i < count; ++i)
+    if (sizes[i] > 0 && !valid(compacts[i])) return 1;  // (an empty tensor has no storage)
+  each_tensor(count, sizes, nthreads, [=](int64_t i, int threads) {
+    run_compact_checked(sizes[i], threads, row_block(*block, table, i, step_dtype), compacts[i]);
   });
   return 0;
 }

@@ -14,7 +14,8 @@
 //   const char* nnopt_<rule>_args_layout()   "p:ptr,g:ptr,exp_avg:ptr,...,beta2:f64"
 //   size_t nnopt_<rule>_args_size()          sizeof the block
 //   int nnopt_<rule>_compact(n, nthreads, block, compact)   bfloat16 weights, 8-bit state
-//                                             (cpu_compact.h)
+//   int nnopt_<rule>_compact_many(count, nthreads, block, sizes, table, step_dtype, compacts)
+//                                             (both in cpu_compact.h)
 //
 // and registers <rule> in nnopt_rules(). The Python side (kernels/blocks.py) builds each
 // block's ctypes structure from its layout string and fills it by field name, every field
@@ -204,18 +205,21 @@ inline double advance_step(void* counter, int step_dtype) {
   return static_cast<double>(*static_cast<float*>(counter) += 1.0f);
 }
 
+// Row i's block: the shared block with the row's pointers, its step counter advanced.
 template <typename Args>
-int run_many(int dtype, int64_t count, int nthreads, const Args* block, const int64_t* sizes,
-             void* const* table, int step_dtype) {
-  if (dtype < 0 || dtype > 2 || step_dtype < 0 || step_dtype > 1) return 1;
-  constexpr int64_t width = Args::kPointers + 1;
-  auto row = [=](int64_t i, int threads) {
-    Args a = *block;
-    void* const* r = table + i * width;
-    std::memcpy(static_cast<void*>(&a), r, sizeof(void*) * Args::kPointers);
-    if (r[Args::kPointers] != nullptr) a.step = advance_step(r[Args::kPointers], step_dtype);
-    run_rule(dtype, sizes[i], threads, &a);
-  };
+Args row_block(const Args& block, void* const* table, int64_t i, int step_dtype) {
+  Args a = block;
+  void* const* r = table + i * (Args::kPointers + 1);
+  std::memcpy(static_cast<void*>(&a), r, sizeof(void*) * Args::kPointers);
+  if (r[Args::kPointers] != nullptr) a.step = advance_step(r[Args::kPointers], step_dtype);
+  return a;
+}
+
+// row(i, threads) for every tensor i: the large ones split over the threads one after
+// another, the small ones whole, spread over the threads (about 16K elements per chunk, as
+// in parallel()).
+template <typename Row>
+void each_tensor(int64_t count, const int64_t* sizes, int nthreads, Row row) {
   std::vector<int64_t> small;
   int64_t small_elements = 0;
   for (int64_t i = 0; i < count; ++i) {
@@ -226,13 +230,22 @@ int run_many(int dtype, int64_t count, int nthreads, const Args* block, const in
       small_elements += sizes[i];
     }
   }
-  if (small.empty()) return 0;
-  // About 16K elements per chunk, as in parallel(): whole tensors, one thread each.
+  if (small.empty()) return;
   const int64_t rows = static_cast<int64_t>(small.size());
   const int64_t per = std::max<int64_t>(1, (rows << 14) / std::max<int64_t>(1, small_elements));
   const int64_t* index = small.data();
   parallel_chunks(rows, per, nthreads, [=](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) row(index[k], 1);
+  });
+}
+
+template <typename Args>
+int run_many(int dtype, int64_t count, int nthreads, const Args* block, const int64_t* sizes,
+             void* const* table, int step_dtype) {
+  if (dtype < 0 || dtype > 2 || step_dtype < 0 || step_dtype > 1) return 1;
+  each_tensor(count, sizes, nthreads, [=](int64_t i, int threads) {
+    const Args a = row_block(*block, table, i, step_dtype);
+    run_rule(dtype, sizes[i], threads, &a);
   });
   return 0;
 }
@@ -372,6 +385,13 @@ inline int register_rule(const char* name) {
   extern "C" int nnopt_##rule##_compact(int64_t n, int nthreads, const rule##_args* a,         \
                                         const nnopt::Compact* c) {                            \
     return nnopt::run_compact(n, nthreads, a, c);                                              \
+  }                                                                                            \
+  extern "C" int nnopt_##rule##_compact_many(int64_t count, int nthreads,                      \
+                                             const rule##_args* block, const int64_t* sizes,   \
+                                             void* const* table, int step_dtype,               \
+                                             const nnopt::Compact* compacts) {                 \
+    return nnopt::run_compact_many(count, nthreads, block, sizes, table, step_dtype,           \
+                                   compacts);                                                  \
   }
 #endif
 

@@ -100,6 +100,18 @@ def held_in(form: Form, state: dict[str, Any], keys: tuple[str, ...]) -> bool:
     return held_comp and ((SEED in state) == (form.update == "stochastic"))
 
 
+def is_counter(seed: Any) -> bool:
+    """Whether ``seed`` is a rounding seed the native kernel can read and increment in place
+    (a one-element int64 CPU tensor, as :func:`conform` makes it)."""
+    return (
+        isinstance(seed, Tensor)
+        and seed.dtype == torch.int64
+        and seed.is_cpu
+        and seed.numel() == 1
+        and seed.is_contiguous()
+    )
+
+
 def _comp_ok(form: Form, comp: Tensor) -> bool:
     return comp.dtype == (torch.int8 if form.comp == "int8" else DTYPES[form.comp or "float32"])
 

@@ -1,8 +1,10 @@
 """One step of a param group held in compact storage (``state_dtype``, ``param_update``).
 
-Each parameter is stepped alone: by its rule's compact native kernel on the CPU
-(``kernels/compact.py``: unpack a block of 256 into float, the rule's float element, pack it
-back, one pass over memory), else by the eager path, which computes the same thing in PyTorch
+The group's tensors go to its rule's compact native kernel on the CPU in one call, where
+their state exists and is laid out for it (``group.py``); each other parameter is stepped
+alone: by the same kernel, one tensor per call (``kernels/compact.py``: unpack a block of 256
+into float, the rule's float element, pack it back, one pass over memory), else by the eager
+path, which computes the same thing in PyTorch
 ops on float copies (CUDA, float64 or float16 weights, rules without a native kernel)::
 
     x = w (+ c: the Kahan residual)          the master weight, float32
@@ -25,6 +27,7 @@ from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.kernels import compact
 from nnopt.optim.lazy_state import COPY_OF_PARAM
 from nnopt.optim.lowbit import forms
+from nnopt.optim.lowbit import group as group_table
 from nnopt.optim.options import Hyper, step_dtype
 
 
@@ -43,7 +46,10 @@ def step_group(opt: Any, group: dict[str, Any], h: Hyper, how: Plan) -> None:
         how = dispatch.plan(opt, group, h)
     keys = opt.state_keys(group)
     eager = Plan(how.options, native=None, fused=False)
-    for param in group["params"]:
+    params = group["params"]
+    if not h.maximize:  # (maximizing negates each gradient: a tensor per step, below)
+        params = group_table.step_many(opt, group, how, params)
+    for param in params:
         grad = param.grad
         if grad is None:
             continue
@@ -115,14 +121,13 @@ def _native(
         held[name] = state[name]
     scales = {k: state[k + forms.ABSMAX] for k in keys if k + forms.ABSMAX in state}
     signed = {k: forms.SIGNED[k] for k in scales}
-    seed = int(state[forms.SEED]) if forms.SEED in state else 0
-    done = compact.run(
+    seed = state.get(forms.SEED)
+    if seed is not None and not forms.is_counter(seed):
+        return False
+    return compact.run(
         prepared, param, grad, held, scales, signed, step=step, state_dtype=form.state,
         update=form.update, comp=comp, seed=seed,
     )  # fmt: skip
-    if done and forms.SEED in state:
-        state[forms.SEED] = torch.tensor(seed + 1, dtype=torch.int64)
-    return done
 
 
 def _eager(
