@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup setup-ray setup-lowbit lowbit-bench test test-slow test-clients test-ray test-torch-suite demo bench lint \
+.PHONY: setup setup-ray setup-lowbit lowbit-bench lowbit-arithmetic test test-slow test-clients test-ray test-torch-suite demo bench lint \
         format clean readme-check startup-bench test-torch-versions
 
 $(BIN)/python:
@@ -69,6 +69,14 @@ setup-lowbit: $(LOWBIT_STAMP)
 
 lowbit-bench: $(LOWBIT_STAMP)
 	$(BIN)/python benchmarks/lowbit_step.py
+
+# The compact kernel's arithmetic against the float32 one's, arrays in L2, L3 and memory (no
+# Python, no other package; the flags of kernels/build.py).
+lowbit-arithmetic:
+	$${CXX:-c++} -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -pthread \
+		-march=native -Isrc/nnopt/optim/kernels benchmarks/compact_arithmetic.cpp \
+		-o $${TMPDIR:-/tmp}/nnopt_compact_arithmetic
+	$${TMPDIR:-/tmp}/nnopt_compact_arithmetic
 
 test-ray: $(RAY_STAMP)
 	$(BIN)/python -m pytest -q tests/ray
