@@ -109,7 +109,7 @@ def test_the_one_unit_build_holds_every_entry(tmp_path):
         "import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); "
         "lib.nnopt_rules.restype = ctypes.c_char_p; print(lib.nnopt_rules().decode()); "
         "print(all(hasattr(lib, f'nnopt_{r}{e}') for r in lib.nnopt_rules().decode().split(',') "
-        "for e in ('', '_many', '_compact', '_args_layout', '_args_size')))"
+        "for e in ('', '_many', '_compact', '_compact_many', '_args_layout', '_args_size')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe, str(library)], capture_output=True, text=True, check=True
