@@ -5,6 +5,7 @@ kept table (state loaded, ``p.data`` replaced, a gradient missing, the group's o
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
@@ -149,3 +150,17 @@ def test_a_kept_table_notices_every_change(monkeypatch):
             _step(a, opt_a, step)
             _step(b, opt_b, step, monkeypatch)
         _assert_same(a, b, opt_a, opt_b)
+
+
+def test_a_deep_copy_steps_its_own_tensors():
+    params = _params()
+    opt = optim.AdamW(params, lr=3e-3, state_dtype="int8", param_update="kahan")
+    for step in range(3):
+        _step(params, opt, step)
+    twin = copy.deepcopy(opt)
+    assert "_compact_tables" not in twin.__dict__
+    twin_params = twin.param_groups[0]["params"]
+    for step in range(3, 6):
+        _step(params, opt, step)
+        _step(twin_params, twin, step)
+    _assert_same(params, twin_params, opt, twin)

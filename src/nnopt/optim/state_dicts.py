@@ -77,7 +77,8 @@ class StateDicts:
         if "kernels" in state:  # pickled by nnopt before ``kernels`` became a property
             state["_kernels"] = state.pop("kernels")
         super().__setstate__(state)
-        self.__dict__.pop("_group_tables", None)  # (checked before use; dropped to free them)
+        for tables in ("_group_tables", "_compact_tables"):  # (checked before use; freed)
+            self.__dict__.pop(tables, None)
         previous = self.__dict__.get("_loading")
         if previous is not None:
             self._finish_loading(previous)
