@@ -282,7 +282,13 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
   // One pass per block of 256: longer passes (2 or 4 blocks) measured slower (AdamW, bf16 +
   // Kahan + 8-bit, 1 thread: 15.7 ms, 16.3, 20.4): the buffers leave L1.
   const int64_t blocks = (n + kQuantBlock - 1) / kQuantBlock;
-  parallel_chunks(blocks, 64, nthreads, [&](int64_t first, int64_t last) {
+  // Chunks of half a thread's share (at least 64 blocks), so that each thread streams long
+  // runs: AdamW, bf16 + Kahan + 8-bit, 8 x 2.5M, 2 threads (benchmarks/compact_arithmetic.cpp):
+  // 0.46-0.50 ns per element with chunks of 64 blocks, 0.43-0.46 with 1/8 of a share,
+  // 0.37-0.39 with 1/2 (on one thread, 0.70-0.74). Two processes of one thread each ran at
+  // 0.77 ns apiece (0.385 together): the short chunks, not the machine, lost the difference.
+  const int64_t chunk = std::max<int64_t>(64, blocks / std::max(1, nthreads) / 2);
+  parallel_chunks(blocks, chunk, nthreads, [&](int64_t first, int64_t last) {
     float buffers[kMaxPointers][kQuantBlock];
     float scalars[kMaxPointers];
     Args local = a;
