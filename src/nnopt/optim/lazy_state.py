@@ -54,6 +54,13 @@ def init_state(
             fresh = True
         elif held.dtype != param.dtype or held.device != param.device:
             state[key] = held.to(param)
+    return init_counters(opt, state) or fresh
+
+
+def init_counters(opt: Optimizer, state: dict[str, Any]) -> bool:
+    """The step counter and the rule's scalars (NAdam's mu_product) where ``state`` lacks
+    them; True if any was made."""
+    fresh = False
     if opt.uses_step and "step" not in state:
         state["step"] = torch.tensor(0.0, dtype=step_dtype())
         fresh = True

@@ -25,10 +25,10 @@ from nnopt.optim import dispatch
 from nnopt.optim.contract import PLAIN, Plan
 from nnopt.optim.contract import Stepped as Optimizer
 from nnopt.optim.kernels import compact
-from nnopt.optim.lazy_state import COPY_OF_PARAM
+from nnopt.optim.lazy_state import COPY_OF_PARAM, init_counters
 from nnopt.optim.lowbit import forms
 from nnopt.optim.lowbit import group as group_table
-from nnopt.optim.options import Hyper, step_dtype
+from nnopt.optim.options import Hyper
 
 
 @torch.compiler.disable
@@ -64,7 +64,7 @@ def step_group(opt: Any, group: dict[str, Any], h: Hyper, how: Plan) -> None:
             fresh = forms.conform(state, param, keys, form, start)
         else:
             fresh = False
-        fresh = _counters(opt, state) or fresh
+        fresh = init_counters(opt, state) or fresh
         step = _step(opt, state, fresh)
         if not _native(opt, how, param, grad, state, keys, form, step):
             _eager(opt, h, eager, param, grad, state, keys, form, step)
@@ -73,19 +73,6 @@ def step_group(opt: Any, group: dict[str, Any], h: Hyper, how: Plan) -> None:
 def _start(opt: Optimizer, group: dict[str, Any], key: str, param: Tensor, form: forms.Form) -> Any:
     start = opt.initial_state(group, key)
     return forms.master(param, {}, form.compute) if start == COPY_OF_PARAM else start
-
-
-def _counters(opt: Optimizer, state: dict[str, Any]) -> bool:
-    """The step counter and the rule's scalars, as ``lazy_state.init_state`` makes them."""
-    fresh = False
-    if opt.uses_step and "step" not in state:
-        state["step"] = torch.tensor(0.0, dtype=step_dtype())
-        fresh = True
-    for name, start in opt.scalar_state.items():
-        if name not in state:
-            state[name] = torch.tensor(start, dtype=step_dtype())
-            fresh = True
-    return fresh
 
 
 def _step(opt: Optimizer, state: dict[str, Any], fresh: bool) -> int:
