@@ -65,7 +65,6 @@ void row(const char* where, int64_t n, int count, int rounds, int threads) {
   std::vector<Tensor> tensors;
   for (int i = 0; i < count; ++i) tensors.emplace_back(n, rng);
   std::vector<double> full, compact;
-  uint32_t seed = 0;
   for (int r = 0; r < rounds; ++r) {
     auto start = std::chrono::steady_clock::now();
     for (Tensor& t : tensors) {
@@ -78,7 +77,7 @@ void row(const char* where, int64_t n, int count, int rounds, int threads) {
       const adam_args a = block(t.w16.data(), t.g16.data(), t.m8.data(), t.v8.data());
       nnopt::Compact c{};
       c.param_dtype = 2, c.state_code = 2, c.update = 2, c.comp_code = 2;
-      c.is_signed[2] = 1, c.is_signed[3] = 0, c.seed = seed++;
+      c.is_signed[2] = 1, c.is_signed[3] = 0;
       c.comp = t.residual.data(), c.scales[2] = t.m_scale.data(), c.scales[3] = t.v_scale.data();
       nnopt::run_compact(n, threads, &a, &c);
     }

@@ -32,7 +32,6 @@ class Compact(ctypes.Structure):
         ("update", ctypes.c_int32),
         ("comp_code", ctypes.c_int32),
         ("is_signed", ctypes.c_int32 * MAX_POINTERS),
-        ("seed", ctypes.c_uint32),
         ("comp", ctypes.c_void_p),
         ("scales", ctypes.c_void_p * MAX_POINTERS),
         ("seed_state", ctypes.c_void_p),

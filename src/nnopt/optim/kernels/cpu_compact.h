@@ -47,11 +47,10 @@ struct Compact {
   int32_t update;       // 0 plain, 1 stochastic, 2 Kahan (bfloat16 weights only)
   int32_t comp_code;    // Kahan residual: 0 float32, 1 bfloat16, 2 int8 in ulp/256
   int32_t is_signed[kMaxPointers];  // per block pointer: 8-bit code signed (int8) or unsigned
-  uint32_t seed;                    // stochastic rounding of this tensor at this step
   void* comp;                       // the Kahan residual, laid out as the weight
   void* scales[kMaxPointers];       // per block pointer: float32 absmax of each block (8-bit)
-  // Stochastic rounding's int64 counter (the state's rounding_seed), or null: when set, the
-  // seed is its value (low 32 bits) and the step increments it (the many-tensor entry).
+  // Stochastic rounding's int64 counter (the state's rounding_seed), or null: the step's seed
+  // is its value (low 32 bits), and the step increments it.
   void* seed_state;
 };
 
@@ -225,14 +224,15 @@ inline void unpack_weight(const Compact& c, const void* w, int64_t at, int64_t l
   for (int64_t j = 0; j < len; ++j) out[j] += residual[j];
 }
 
-inline void pack_weight(const Compact& c, void* w, int64_t at, int64_t len, const float* x) {
+inline void pack_weight(const Compact& c, uint32_t seed, void* w, int64_t at, int64_t len,
+                        const float* x) {
   if (c.param_dtype == 0) {
     copy_floats(static_cast<float*>(w) + at, x, len);
     return;
   }
   uint16_t* weight = static_cast<uint16_t*>(w) + at;
   if (c.update == 1) {
-    const uint32_t key = hash32(c.seed);
+    const uint32_t key = hash32(seed);
     for (int64_t j = 0; j < len; ++j)
       weight[j] = round_stochastic(x[j], hash32(key ^ static_cast<uint32_t>(at + j)));
     return;
@@ -268,7 +268,7 @@ Flags<B..., false, false> regularization_off(Flags<B...>) {
 // --- the driver ----------------------------------------------------------------------------------
 
 template <typename Args, typename K>
-void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c) {
+void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c, uint32_t seed) {
   constexpr int kPtrs = Args::kPointers;
   static_assert(kPtrs <= kMaxPointers, "raise kMaxPointers");
   // The rule's setup once, on the real block (it may advance a scalar: NAdam's mu_product);
@@ -327,7 +327,7 @@ void run_compact_typed(const Args& a, int64_t n, int nthreads, const Compact& c)
       }
       if (a.l1_on)
         for (int64_t j = 0; j < len; ++j) P[j] = soft_threshold(P[j], 1.f / D[j] * l1lr);
-      pack_weight(c, a.p, at, len, P);
+      pack_weight(c, seed, a.p, at, len, P);
       for (int k = 2; k < kPtrs; ++k)
         if (Args::kIsState[k] && real[k] != nullptr)
           pack_state(real[k], c.state_code, c.is_signed[k], static_cast<float*>(c.scales[k]), b,
@@ -345,15 +345,14 @@ inline bool valid(const Compact& c) {
 
 // One tensor, its storage valid (checked by the callers).
 template <typename Args>
-void run_compact_checked(int64_t n, int nthreads, const Args& a, const Compact& given) {
-  Compact c = given;
+void run_compact_checked(int64_t n, int nthreads, const Args& a, const Compact& c) {
   int64_t* counter = static_cast<int64_t*>(c.seed_state);
-  if (counter != nullptr) c.seed = static_cast<uint32_t>(*counter);
+  const uint32_t seed = counter != nullptr ? static_cast<uint32_t>(*counter) : 0;
   const auto flags = a.flags();
   // The rule's flags as template arguments; l2_on and l1_on (the last two) are read at run
   // time by the driver.
   with_flags<Args::kFlags - 2>(flags.data(), [&](auto known) {
-    run_compact_typed<Args, decltype(regularization_off(known))>(a, n, nthreads, c);
+    run_compact_typed<Args, decltype(regularization_off(known))>(a, n, nthreads, c, seed);
   });
   if (counter != nullptr) ++*counter;
 }

@@ -32,16 +32,22 @@ NOT_FIRST = 2.0
 
 
 class Table:
-    """One step's rows, kept to be reused: per parameter what the next step's check compares
-    (the parameter, its pointer, dtype and size, its state dict, and every tensor behind the
-    row with its pointer) and where its gradient's pointer goes."""
+    """One step's call, kept to be reused: ``rows`` holds per parameter what the next step's
+    check compares (the parameter, its pointer, dtype and size, its state dict, every tensor
+    behind the row with its pointer, the table and its gradient's slot there); ``sizes``,
+    ``table``, ``step_code`` and ``compacts`` are the call's (``compact.run_many``)."""
 
     __slots__ = ("compacts", "keys", "options", "prepared", "rows", "sizes", "step_code", "table")
 
-    def __init__(self, prepared: Any, keys: tuple, options: tuple, built: _Built) -> None:
+    def __init__(
+        self, prepared: Any, keys: tuple, options: tuple, rows: list, sizes: list, table: list,
+        step_code: int, compacts: list,
+    ) -> None:  # fmt: skip
         self.prepared, self.keys, self.options = prepared, keys, options
-        self.rows, self.sizes, self.table = built.rows, built.sizes, built.table
-        self.step_code, self.compacts = built.step_code, built.compacts
+        self.sizes, self.table = array("q", sizes), array("q", table)
+        self.rows = [(*row[:6], self.table, row[6]) for row in rows]
+        self.step_code = step_code
+        self.compacts = (compact.Compact * len(compacts))(*compacts)
 
     def reuse(self, params: list[Tensor], all_state: dict) -> bool:
         """Whether every tensor behind the table is still what it was, writing each gradient's
@@ -51,10 +57,6 @@ class Table:
     def run(self) -> None:
         self.prepared.block.step = NOT_FIRST
         compact.run_many(self.prepared, self.sizes, self.table, self.step_code, self.compacts)
-
-
-class _Built:
-    __slots__ = ("compacts", "rows", "sizes", "step_code", "table")
 
 
 def options_of(group: dict[str, Any]) -> tuple:
@@ -84,18 +86,23 @@ def step_many(opt: Optimizer, group: dict[str, Any], how: Plan, params: list[Ten
     tables.pop(id(group), None)
     if len(set(map(id, params))) != len(params):
         return params  # duplicates: stepped twice, one after the other, by the one-tensor path
-    built, rest = _build(opt, group, prepared, keys, params)
+    built, rest = _build(opt, group, prepared, keys, options, params)
     if built is not None:
-        compact.run_many(prepared, built.sizes, built.table, built.step_code, built.compacts)
+        built.run()
         if not rest:
-            tables[id(group)] = Table(prepared, keys, options, built)
+            tables[id(group)] = built
     return [p for p in rest if p.grad is not None]
 
 
 def _build(
-    opt: Optimizer, group: dict[str, Any], prepared: Any, keys: tuple, params: list[Tensor]
-) -> tuple[_Built | None, list[Tensor]]:
-    """The rows of the parameters the kernel takes (None if none), and the others."""
+    opt: Optimizer,
+    group: dict[str, Any],
+    prepared: Any,
+    keys: tuple,
+    options: tuple,
+    params: list[Tensor],
+) -> tuple[Table | None, list[Tensor]]:
+    """The call for the parameters the kernel takes (None if none), and the others."""
     step_codes = kernels.cpu.STEP_CODES
     scalars = set(opt.scalar_state)
     rows, sizes, table, compacts, rest = [], [], [], [], []
@@ -113,18 +120,14 @@ def _build(
             rest.append(p)
             continue
         state = opt.state[p]
-        rows.append([p, pointers[0], p.dtype, p.numel(), state, tuple(held), None, len(table) + 1])
+        rows.append((p, pointers[0], p.dtype, p.numel(), state, tuple(held), len(table) + 1))
         sizes.append(p.numel())
         table.extend(pointers)
         compacts.append(c)
     if not rows:
         return None, rest
-    built = _Built()
-    built.sizes, built.table = array("q", sizes), array("q", table)
-    built.rows = [(*row[:6], built.table, row[7]) for row in rows]
-    built.step_code = max(step_code, 0)  # (-1: no counters; the code is then unread)
-    built.compacts = (compact.Compact * len(compacts))(*compacts)
-    return built, rest
+    # (step_code -1: no counters, the code is then unread)
+    return Table(prepared, keys, options, rows, sizes, table, max(step_code, 0), compacts), rest
 
 
 def _row(
